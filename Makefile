@@ -1,0 +1,80 @@
+# Every command a user runs. `make help` lists them.
+# Week targets (weekNN-test, weekNN-notebook, weekNN-bench) come from the
+# week folders through pattern rules: a new weekNN_topic/ gets them for free.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# torch comes from the CPU wheel on local disk; GPU owners: make setup TORCH=torch
+TORCH  ?= torch==2.13.0
+PIP_FLAGS ?= --quiet --disable-pip-version-check
+
+WEEKS  := $(sort $(patsubst %/,%,$(dir $(wildcard week[0-9][0-9]_*/pyproject.toml))))
+TRACKS := $(sort $(patsubst %/,%,$(dir $(wildcard tracks/*/pyproject.toml))))
+PKGS   := shared $(WEEKS) $(TRACKS)
+STAMP  := $(VENV)/.setup-stamp
+wdir    = $(firstword $(filter week$(1)_%,$(WEEKS)))
+need_wdir = $(if $(call wdir,$(1)),,$(error no folder week$(1)_* here; weeks are: $(WEEKS)))
+
+export PYTHONHASHSEED ?= 0
+export MPLBACKEND ?= Agg
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test test-fast lint format dashboard reflect bench clean
+
+help: ## list every target
+	@echo "nanochat curriculum: make <target>"
+	@echo
+	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-18s %s\n", $$1, $$2}'
+	@echo
+	@echo "  per week (NN = $(patsubst week%,%,$(foreach w,$(WEEKS),$(firstword $(subst _, ,$(w))))))"
+	@echo "  weekNN-test        that week's tests and its notebook in smoke mode"
+	@echo "  weekNN-notebook    execute weekNN_*/weekNN_*.ipynb in place at full size"
+	@echo "  weekNN-bench       that week's benchmarks/ scripts (ratios against the peers)"
+
+setup: $(STAMP) ## create .venv and install every package editable (idempotent)
+
+$(STAMP): $(addsuffix /pyproject.toml,$(PKGS)) requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) "$(TORCH)" $(foreach p,$(PKGS),-e "./$(p)[dev]") -r requirements-dev.txt
+	@touch $@
+
+test: setup ## every package's tests + every notebook in smoke mode
+	$(PY) -m pytest tests shared/tests $(addsuffix /tests,$(WEEKS) $(TRACKS))
+
+test-fast: setup ## the tests without the notebooks
+	$(PY) -m pytest tests shared/tests $(addsuffix /tests,$(WEEKS) $(TRACKS)) --deselect tests/test_notebooks.py
+
+week%-test: setup
+	$(call need_wdir,$*)
+	$(PY) -m pytest $(call wdir,$*)/tests tests/test_notebooks.py -k "$(call wdir,$*) or not test_notebook"
+
+week%-notebook: setup
+	$(call need_wdir,$*)
+	$(PY) -m shared.notebook $(call wdir,$*)/$(call wdir,$*).ipynb --inplace
+
+week%-bench: setup
+	$(call need_wdir,$*)
+	@set -e; for s in $(sort $(wildcard $(call wdir,$*)/benchmarks/[!_]*.py)); do \
+	  echo "== $$s"; $(PY) $$s; done
+
+bench: setup ## every week's benchmarks
+	@set -e; for w in $(WEEKS); do n=$${w:4:2}; $(MAKE) --no-print-directory week$$n-bench; done
+
+lint: setup ## ruff on the whole repo
+	$(VENV)/bin/ruff check .
+
+format: setup ## ruff format + import sorting
+	$(VENV)/bin/ruff check --fix --select I .
+	$(VENV)/bin/ruff format .
+
+dashboard: setup ## plot every run under runs/ into runs/index.html
+	$(PY) -m shared.dashboard runs
+
+reflect: setup ## append a Sunday entry to weekNN/REFLECTION.md (WEEK=NN)
+	@test -n "$(WEEK)" || { echo "usage: make reflect WEEK=NN (weeks: $(WEEKS))"; exit 2; }
+	$(PY) -m shared.reflection --week $(WEEK)
+
+clean: ## remove caches (keeps .venv and runs/)
+	find . -name __pycache__ -prune -exec rm -rf {} + ; rm -rf .pytest_cache .ruff_cache

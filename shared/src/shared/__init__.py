@@ -1,0 +1,40 @@
+"""shared: the layer every week of the curriculum builds on.
+
+- protocols: ``LanguageModel``, ``Tokenizer``, ``Tool``
+- metrics:   ``MetricsLogger``, ``new_run_dir``, ``read_metrics``, ``save_benchmark``
+- checkpoint: ``save_checkpoint`` / ``load_checkpoint`` (atomic safetensors + JSON)
+- device:    ``pick_device``, ``pick_dtype``, ``seed_everything``
+- data:      ``load_corpus("pydocs")`` and local text files
+- smoke:     ``smoke(full, small)`` for CI-sized notebooks
+- dashboard, reflection: behind ``make dashboard`` and ``make reflect``
+"""
+
+from shared.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model,
+    read_meta,
+    save_checkpoint,
+    save_model,
+)
+from shared.data import Corpus, Document, load_corpus
+from shared.device import pick_device, pick_dtype, seed_everything
+from shared.metrics import (
+    MetricsLogger,
+    load_benchmarks,
+    new_run_dir,
+    read_metrics,
+    runs_root,
+    save_benchmark,
+)
+from shared.protocols import LanguageModel, Tokenizer, Tool
+from shared.smoke import is_smoke, smoke
+
+__all__ = [
+    "CheckpointError", "load_checkpoint", "load_model", "read_meta", "save_checkpoint", "save_model",
+    "Corpus", "Document", "load_corpus",
+    "pick_device", "pick_dtype", "seed_everything",
+    "MetricsLogger", "load_benchmarks", "new_run_dir", "read_metrics", "runs_root", "save_benchmark",
+    "LanguageModel", "Tokenizer", "Tool",
+    "is_smoke", "smoke",
+]
