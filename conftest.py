@@ -1,0 +1,29 @@
+"""Repo-wide pytest setup.
+
+Tests run with ``--import-mode=importlib``, so same-named test files in
+different weeks do not clash. In that mode pytest names a test module after
+its path (``week01_transformer/tests/test_gpt.py`` -> ``week01_transformer.tests.test_gpt``)
+and, if the first part is not imported yet, creates an empty namespace module
+from the *folder* ``week01_transformer/``, which would shadow the installed
+package ``week01_transformer`` (it lives in ``week01_transformer/src/``).
+Importing each package first makes pytest attach the test modules to the real
+package instead.
+"""
+
+import importlib
+import os
+from pathlib import Path
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).parent
+for src in sorted([*ROOT.glob("*/src/*/__init__.py"), *ROOT.glob("tracks/*/src/*/__init__.py")]):
+    name = src.parent.name
+    if src.parent.parent.parent.name == name:  # folder name == package name: the clash above
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass  # not installed or broken: its own tests will report that clearly
