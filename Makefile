@@ -37,6 +37,9 @@ setup: $(STAMP) ## create .venv and install every package editable (idempotent)
 
 $(STAMP): $(addsuffix /pyproject.toml,$(PKGS)) requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# compat editables put each src/ folder on sys.path, so `python -m weekNN_x.cli` works from the
+	@# repo root (where the folder weekNN_x/ would otherwise shadow the package weekNN_x)
+	@printf '[install]\nconfig-settings = editable_mode=compat\n' > $(VENV)/pip.conf
 	$(PY) -m pip install $(PIP_FLAGS) "$(TORCH)" $(foreach p,$(PKGS),-e "./$(p)[dev]") -r requirements-dev.txt
 	@touch $@
 

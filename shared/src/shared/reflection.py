@@ -28,7 +28,7 @@ CHOICES = ("proceed", "repeat", "compress", "extend")
 
 
 @dataclass
-class TestResult:
+class SuiteResult:
     passed: int
     failed: int
     skipped: int
@@ -50,25 +50,25 @@ def find_week(week: str, root: Path) -> Path:
     return match[0]
 
 
-def run_tests(folder: Path) -> TestResult:
+def run_tests(folder: Path) -> SuiteResult:
     """Run the week's pytest suite and count the outcomes from its JUnit XML."""
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / "junit.xml"
         subprocess.run([sys.executable, "-m", "pytest", str(folder / "tests"), "-q",
                         f"--junitxml={xml}"], capture_output=True, text=True)
         if not xml.exists():
-            return TestResult(0, 1, 0, 0.0)
+            return SuiteResult(0, 1, 0, 0.0)
         return parse_junit(xml)
 
 
-def parse_junit(path: Path) -> TestResult:
+def parse_junit(path: Path) -> SuiteResult:
     root = ET.parse(path).getroot()
     suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
     tests = sum(int(s.get("tests", 0)) for s in suites)
     failed = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
     skipped = sum(int(s.get("skipped", 0)) for s in suites)
     seconds = sum(float(s.get("time", 0)) for s in suites)
-    return TestResult(tests - failed - skipped, failed, skipped, seconds)
+    return SuiteResult(tests - failed - skipped, failed, skipped, seconds)
 
 
 def latest_metrics(nn: str, runs: Path) -> tuple[str, dict] | None:
@@ -83,7 +83,7 @@ def latest_metrics(nn: str, runs: Path) -> tuple[str, dict] | None:
     return run.name, last
 
 
-def suggest(tests: TestResult | None, benches: list[dict]) -> tuple[str, str]:
+def suggest(tests: SuiteResult | None, benches: list[dict]) -> tuple[str, str]:
     """A suggested pivot choice and the reason, from the measured figures."""
     if tests is not None and (tests.failed or tests.total == 0):
         return "repeat", f"{tests.failed} failing tests" if tests.failed else "no tests ran"
@@ -95,7 +95,7 @@ def suggest(tests: TestResult | None, benches: list[dict]) -> tuple[str, str]:
     return "proceed", "tests green" if tests else "no figures yet: judge by hand"
 
 
-def render_entry(nn: str, tests: TestResult | None, metrics: tuple[str, dict] | None,
+def render_entry(nn: str, tests: SuiteResult | None, metrics: tuple[str, dict] | None,
                  benches: list[dict], today: date) -> str:
     choice, why = suggest(tests, benches)
     lines = [f"\n## Sunday {today.isoformat()} (week {nn})\n", "### Measured\n"]
