@@ -40,7 +40,9 @@ $(STAMP): $(addsuffix /pyproject.toml,$(PKGS)) requirements-dev.txt
 	@# compat editables put each src/ folder on sys.path, so `python -m weekNN_x.cli` works from the
 	@# repo root (where the folder weekNN_x/ would otherwise shadow the package weekNN_x)
 	@printf '[install]\nconfig-settings = editable_mode=compat\n' > $(VENV)/pip.conf
-	$(PY) -m pip install $(PIP_FLAGS) "$(TORCH)" $(foreach p,$(PKGS),-e "./$(p)[dev]") -r requirements-dev.txt
+	@# (the grep drops pip's notes about this machine's missing local package mirrors)
+	set -o pipefail; $(PY) -m pip install $(PIP_FLAGS) "$(TORCH)" $(foreach p,$(PKGS),-e "./$(p)[dev]") \
+	  -r requirements-dev.txt 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 	@touch $@
 
 test: setup ## every package's tests + every notebook in smoke mode
