@@ -21,7 +21,7 @@ export PYTHONHASHSEED ?= 0
 export MPLBACKEND ?= Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast lint format dashboard reflect bench clean
+.PHONY: help setup test test-fast lint format dashboard reflect bench baseline clean
 
 help: ## list every target
 	@echo "nanochat curriculum: make <target>"
@@ -80,6 +80,9 @@ dashboard: setup ## plot every run under runs/ into runs/index.html
 reflect: setup ## append a Sunday entry to weekNN/REFLECTION.md (WEEK=NN)
 	@test -n "$(WEEK)" || { echo "usage: make reflect WEEK=NN (weeks: $(WEEKS))"; exit 2; }
 	$(PY) -m shared.reflection --week $(WEEK)
+
+baseline: setup ## week05 baseline: tokenizer + CPU model + full offline eval + report card (~10 min)
+	$(PY) -m week05_eval.baseline $(BASELINE_ARGS)
 
 clean: ## remove caches (keeps .venv and runs/)
 	find . -name __pycache__ -prune -exec rm -rf {} + ; rm -rf .pytest_cache .ruff_cache
