@@ -94,8 +94,8 @@ def count_chunks(texts: Iterable[str] | str, pattern: str = GPT4_SPLIT_PATTERN) 
     return counts
 
 
-def learn_merges(chunk_counts: dict[str, int], num_merges: int,
-                 progress: bool = False) -> list[tuple[int, int]]:
+def learn_merges(chunk_counts: dict[str, int], num_merges: int, progress: bool = False,
+                 history: list | None = None) -> list[tuple[int, int]]:
     """Learn up to ``num_merges`` merges from chunk counts; merge i makes token 256 + i.
 
     Incremental: every unique chunk is a list of ids; ``pair_counts`` holds
@@ -106,6 +106,9 @@ def learn_merges(chunk_counts: dict[str, int], num_merges: int,
     whose count is out of date is pushed back with the current count. New
     pairs (they always contain the new token) get a fresh entry. So the first
     up-to-date entry popped is the most frequent pair, ties to the smallest.
+
+    ``history``, if given, receives ``(pair, count, tokens_removed)`` per
+    merge (the benchmark uses it to model the cost of a re-scan trainer).
     """
     words: list[list[int]] = []
     weights: list[int] = []
@@ -144,6 +147,7 @@ def learn_merges(chunk_counts: dict[str, int], num_merges: int,
         merges.append(pair)
         a, b = pair
         gained: set[tuple[int, int]] = set()
+        removed = 0
         for wi in where.pop(pair):
             w = words[wi]
             n = len(w)
@@ -175,7 +179,10 @@ def learn_merges(chunk_counts: dict[str, int], num_merges: int,
                     i += 1
             if len(out) != n:
                 pair_counts[pair] -= c * (n - len(out))
+                removed += c * (n - len(out))
                 words[wi] = out
+        if history is not None:
+            history.append((pair, current, removed))
         for p in gained:
             c = pair_counts[p]
             if c > 0:
