@@ -139,7 +139,7 @@ def data_dir(tmp_path_factory) -> Path:
     docs = [CORPUS * 3 + f"Document number {i}. " * 5 for i in range(40)]
     tok = BPETokenizer.train("\n".join(docs), vocab_size=300)
     tok.save(root / "tokenizer")
-    prepare(docs, tok, root / "prepared", val_fraction=0.2, progress=False)
+    prepare(docs, tok, root / "prepared", val_fraction=0.2, progress=False, num_workers=1)
     return root / "prepared"
 
 

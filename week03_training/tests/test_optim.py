@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from week03_training import AdamW, Muon, muon_param_groups, newton_schulz
 
 # ----------------------------------------------------------------------------- AdamW
