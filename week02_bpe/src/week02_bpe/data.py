@@ -232,7 +232,7 @@ def prepare(source, tokenizer: BPETokenizer | str | os.PathLike, out_dir: str | 
     workers = (os.cpu_count() or 1) if num_workers is None else int(num_workers)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
         bar = tqdm(desc="prepare", unit="doc")
     tok_dict = tokenizer.to_dict()
     pool = None
@@ -263,7 +263,7 @@ def prepare(source, tokenizer: BPETokenizer | str | os.PathLike, out_dir: str | 
         "format": INDEX_FORMAT,
         "version": INDEX_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source": source if isinstance(source, str) else repr(parse_source(source))[:200],
+        "source": _describe(source),
         "dtype": np.dtype(dtype).name,
         "vocab_size": tokenizer.vocab_size,
         "bos_id": tokenizer.bos_id,
@@ -276,6 +276,16 @@ def prepare(source, tokenizer: BPETokenizer | str | os.PathLike, out_dir: str | 
     tmp.write_text(json.dumps(index, indent=2))
     os.replace(tmp, path)
     return path
+
+
+def _describe(source) -> str:
+    """A short JSON-able description of a source for the index."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, HFSource):
+        return f"hf:{source.path}" + (f":{source.name}" if source.name else "") + \
+            f" split={source.split}" + (f" data_files={source.data_files}" if source.data_files else "")
+    return f"<{type(source).__name__} of documents>"
 
 
 def read_index(data_dir: str | os.PathLike) -> dict:

@@ -130,7 +130,7 @@ def learn_merges(chunk_counts: dict[str, int], num_merges: int, progress: bool =
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
         bar = tqdm(total=num_merges, desc="bpe merges", unit="merge")
 
     merges: list[tuple[int, int]] = []
