@@ -1,0 +1,194 @@
+"""The one primitive every harness here is built on: log p(continuation | context).
+
+``continuation_logprobs(model, requests)`` takes ``(context_ids, continuation_ids)``
+pairs and returns, for each, the summed log-probability of the continuation
+tokens, whether greedy decoding would have produced them, and how many tokens
+they are. The multiple-choice harness, the lm-eval adapter and the rolling
+loss all call it, so they agree to the last bit on the same requests.
+
+``encode_pair(tokenizer, context, continuation)`` turns text into such a pair
+the way EleutherAI's lm-eval does: trailing spaces of the context move to the
+continuation, the pair is encoded as one string and split where the context's
+tokens end, so the continuation is tokenized in context (" Paris" after
+"is" becomes one token, not a space and a word). A ``<|bos|>`` opens every
+context when the tokenizer has one, as every training document did.
+
+``greedy_generate`` is a plain, cache-free decoding loop over any
+``shared.LanguageModel`` (stop strings, temperature, top-k), used when the
+model has no faster ``generate`` of its own.
+
+Left out: batching generation across prompts (the generative tasks here are
+short) and key/value caches (week04's ``Llama.generate`` has one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+# --------------------------------------------------------------------------- helpers
+
+
+def model_device(model) -> torch.device:
+    """The device of the model's first parameter (CPU for parameter-free models)."""
+    try:
+        return next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        return torch.device("cpu")
+
+
+def model_block_size(model, default: int = 1024) -> int:
+    """The model's longest context: ``model.block_size`` or ``model.config.block_size``."""
+    for obj in (model, getattr(model, "config", None)):
+        size = getattr(obj, "block_size", None)
+        if isinstance(size, int) and size > 0:
+            return size
+    return default
+
+
+def bos_of(tokenizer) -> list[int]:
+    """``[bos_id]`` when the tokenizer has a ``<|bos|>`` token, else ``[]``."""
+    try:
+        bos = getattr(tokenizer, "bos_id", None)
+    except (KeyError, AttributeError):
+        return []
+    return [int(bos)] if isinstance(bos, int) else []
+
+
+def encode_pair(tokenizer, context: str, continuation: str, add_bos: bool = True
+                ) -> tuple[list[int], list[int]]:
+    """``(context_ids, continuation_ids)`` with the continuation tokenized in context.
+
+    Trailing spaces of ``context`` move to the front of ``continuation`` (as in
+    lm-eval); then ``context + continuation`` is encoded once and split after
+    the context's own tokens. If the tokenizer merges across that boundary
+    (the joint encoding does not start with the context's tokens), the two
+    parts are encoded separately instead.
+    """
+    if not continuation:
+        raise ValueError("continuation is empty: there is nothing to score")
+    n_spaces = len(context) - len(context.rstrip(" "))
+    if n_spaces:
+        context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+    bos = bos_of(tokenizer) if add_bos else []
+    ctx = tokenizer.encode(context) if context else []
+    whole = tokenizer.encode(context + continuation)
+    if whole[:len(ctx)] == ctx and len(whole) > len(ctx):
+        cont = whole[len(ctx):]
+    else:
+        cont = tokenizer.encode(continuation)
+    return bos + ctx, cont
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+@torch.no_grad()
+def continuation_logprobs(model, requests: Sequence[tuple[Sequence[int], Sequence[int]]],
+                          batch_size: int = 16, block_size: int | None = None
+                          ) -> list[tuple[float, bool, int]]:
+    """``[(sum log p(cont | ctx), is_greedy, n_cont_tokens), ...]`` in request order.
+
+    Each request is ``context + continuation`` cut from the left to the
+    model's ``block_size + 1`` tokens (the continuation must fit). Requests are
+    sorted longest first and right-padded into batches: padding sits after
+    every scored position, and a causal model never looks ahead, so it
+    changes nothing. ``model`` is put in eval mode.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    block = block_size or model_block_size(model)
+    device = model_device(model)
+    model.eval()
+    prepared = []
+    for i, (ctx, cont) in enumerate(requests):
+        ctx, cont = list(ctx), list(cont)
+        if not cont:
+            raise ValueError(f"request {i} has an empty continuation")
+        if len(cont) > block:
+            raise ValueError(f"request {i}: the continuation has {len(cont)} tokens, more than the "
+                             f"model's block_size {block}")
+        if not ctx:
+            raise ValueError(f"request {i} has an empty context: give at least one token "
+                             "(a <|bos|>) to condition on")
+        full = (ctx + cont)[-(block + 1):]
+        prepared.append((i, full[:-1], full[-len(cont):]))
+    order = sorted(range(len(prepared)), key=lambda k: -len(prepared[k][1]))
+    out: list[tuple[float, bool, int] | None] = [None] * len(prepared)
+    for start in range(0, len(order), batch_size):
+        chunk = [prepared[k] for k in order[start:start + batch_size]]
+        T = max(len(inp) for _, inp, _ in chunk)
+        idx = torch.zeros(len(chunk), T, dtype=torch.long)                 # (B, T)
+        for b, (_, inp, _) in enumerate(chunk):
+            idx[b, :len(inp)] = torch.tensor(inp, dtype=torch.long)
+        logits = model(idx.to(device))                                      # (B, T, V)
+        logp = F.log_softmax(logits.float(), dim=-1)
+        for b, (i, inp, cont) in enumerate(chunk):
+            n = len(cont)
+            rows = logp[b, len(inp) - n:len(inp)]                           # (n, V)
+            target = torch.tensor(cont, dtype=torch.long, device=rows.device)
+            total = rows.gather(1, target[:, None]).sum().item()
+            greedy = bool((rows.argmax(-1) == target).all().item())
+            out[i] = (float(total), greedy, n)
+    return out  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- generation
+
+
+@torch.no_grad()
+def greedy_generate(model, tokenizer, prompt_ids: Sequence[int], max_new_tokens: int = 32,
+                    stop: Sequence[str] = (), stop_ids: Sequence[int] = (),
+                    temperature: float = 0.0, top_k: int | None = None,
+                    generator: torch.Generator | None = None) -> str:
+    """Decode up to ``max_new_tokens`` after ``prompt_ids``; return the new text.
+
+    ``temperature=0`` is greedy (argmax); otherwise tokens are sampled from the
+    softmax at ``temperature`` over the ``top_k`` best (all when None). Stops at
+    any token in ``stop_ids`` (not included) and cuts the text at the first of
+    the ``stop`` strings.
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    block = model_block_size(model)
+    device = model_device(model)
+    model.eval()
+    ids = list(prompt_ids)
+    if not ids:
+        ids = bos_of(tokenizer)
+        if not ids:
+            raise ValueError("prompt_ids is empty and the tokenizer has no <|bos|> to start from")
+    new: list[int] = []
+    stop_ids = set(stop_ids)
+    for _ in range(max_new_tokens):
+        idx = torch.tensor([(ids + new)[-block:]], dtype=torch.long, device=device)  # (1, T)
+        logits = model(idx)[0, -1].float()                                            # (V,)
+        if temperature == 0:
+            nxt = int(logits.argmax())
+        else:
+            logits = logits / temperature
+            if top_k is not None:
+                kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            nxt = int(torch.multinomial(F.softmax(logits, -1), 1, generator=generator))
+        if nxt in stop_ids:
+            break
+        new.append(nxt)
+        if stop:
+            text = tokenizer.decode(new)
+            if any(s in text for s in stop):
+                break
+    return cut_at_stop(tokenizer.decode(new), stop)
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to (not including) the earliest of the ``stop`` strings."""
+    cut = len(text)
+    for s in stop:
+        if s:
+            j = text.find(s)
+            if j != -1:
+                cut = min(cut, j)
+    return text[:cut]
