@@ -16,6 +16,7 @@ from week02_bpe import (
     TokenLoader,
     bits_per_byte,
     iter_documents,
+    parse_source,
     prepare,
     read_index,
     token_bytes,
@@ -81,6 +82,16 @@ def test_prepare_workers_give_identical_shards(docs, tiny_tok, tmp_path, start_m
         assert np.array_equal(_all_tokens(serial, split), _all_tokens(pooled, split))
 
 
+def test_prepare_with_tiktoken_encoder_is_identical(docs, tok1k, tmp_path):
+    ours = prepare(docs, tok1k, tmp_path / "py", num_workers=1, progress=False).parent
+    fast = prepare(docs, tok1k, tmp_path / "tt", num_workers=2, encoder="tiktoken",
+                   progress=False).parent
+    for split in ("train", "val"):
+        assert np.array_equal(_all_tokens(ours, split), _all_tokens(fast, split))
+    with pytest.raises(ValueError, match="encoder must be"):
+        prepare(docs, tok1k, tmp_path / "x", encoder="rust", progress=False)
+
+
 def test_prepare_uses_uint32_for_big_vocabularies(tmp_path):
     """65,300 merges + 256 bytes + 9 specials = 65,565 ids: more than uint16 holds."""
     merges = [(a, b) for a in range(256) for b in range(256)][:65_300]
@@ -113,6 +124,17 @@ def test_local_text_folder_source(tiny_tok, tmp_path):
     out = prepare(folder, tiny_tok, tmp_path / "out", num_workers=1, val_fraction=0.0,
                   progress=False).parent
     assert read_index(out)["splits"]["train"]["documents"] == 2
+
+
+def test_source_names():
+    """The real corpora resolve to the hub names that load_dataset streams."""
+    assert parse_source("tinystories") == HFSource("roneneldan/TinyStories")
+    assert parse_source("fineweb-edu") == HFSource("HuggingFaceFW/fineweb-edu", name="sample-10BT")
+    assert parse_source("hf:HuggingFaceTB/smoltalk:all") == HFSource("HuggingFaceTB/smoltalk",
+                                                                      name="all")
+    assert parse_source("x.parquet") == HFSource("parquet", data_files="x.parquet")
+    assert parse_source("x.jsonl") == HFSource("json", data_files="x.jsonl")
+    assert parse_source("pydocs") == "pydocs"
 
 
 def test_bad_sources(tiny_tok, tmp_path):

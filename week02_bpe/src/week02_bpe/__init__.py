@@ -21,6 +21,7 @@ from week02_bpe.data import (
     TokenLoader,
     bits_per_byte,
     iter_documents,
+    parse_source,
     prepare,
     read_index,
     token_bytes,
@@ -40,5 +41,5 @@ __all__ = [
     "BPETokenizer", "SPECIAL_TOKENS", "GPT4_SPLIT_PATTERN", "GPT2_SPLIT_PATTERN", "StreamDecoder",
     "TokenizerFileError", "count_chunks", "learn_merges",
     "prepare", "TokenLoader", "token_bytes", "bits_per_byte", "HFSource", "iter_documents",
-    "read_index",
+    "parse_source", "read_index",
 ]
