@@ -1,12 +1,15 @@
 """Shared fixtures: small corpora and tokenizers, and a hermetic Hugging Face setup."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
 
 # Hugging Face libraries read these at import time: never touch the network or ~/.cache.
 _HF_HOME = tempfile.mkdtemp(prefix="week02-hf-")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
 for key, value in {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "HF_HOME": _HF_HOME,
                    "HF_DATASETS_CACHE": os.path.join(_HF_HOME, "datasets"),
                    "HF_HUB_DISABLE_TELEMETRY": "1"}.items():

@@ -71,6 +71,10 @@ def test_prepare_layout_and_contents(docs, tok1k, tmp_path):
     assert sorted(got) == sorted(docs)
     assert 0 < index["splits"]["val"]["documents"] < len(docs)
     assert BPETokenizer.load(out / index["tokenizer"]).mergeable_ranks() == tok1k.mergeable_ranks()
+    # a second run into the same folder replaces its shards and nothing else
+    (out / "keep.bin").write_bytes(b"user data")
+    prepare(docs[:3], tok1k, out, num_workers=1, val_fraction=0.0, progress=False)
+    assert sorted(p.name for p in out.glob("*.bin")) == ["keep.bin", "train_000000.bin"]
 
 
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])

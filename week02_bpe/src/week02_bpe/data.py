@@ -227,8 +227,9 @@ def prepare(source, tokenizer: BPETokenizer | str | os.PathLike, out_dir: str | 
         raise ValueError(f"shard_tokens must be positive, got {shard_tokens}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob("*.bin"):  # a re-run replaces the previous shards
-        old.unlink()
+    for split in SPLITS:  # a re-run replaces the shards of a previous run (only those)
+        for old in out_dir.glob(f"{split}_[0-9][0-9][0-9][0-9][0-9][0-9].bin"):
+            old.unlink()
     dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.uint32
     writers = {s: _ShardWriter(out_dir, s, shard_tokens, dtype) for s in SPLITS}
 
