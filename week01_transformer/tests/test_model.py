@@ -167,3 +167,25 @@ def test_presets_are_valid_and_overridable():
     cfg = GPTConfig.preset("char-tiny", vocab_size=99)
     assert cfg.vocab_size == 99 and cfg.n_layer == PRESETS["char-tiny"].n_layer
     assert GPTConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_pieces_can_be_swapped_by_subclassing(tiny_config):
+    """Week04's route: a subclass replaces one piece and the rest of GPT is reused."""
+    import torch.nn as nn
+
+    from week01_transformer import MLP, Block
+
+    class ReluMLP(MLP):
+        def __init__(self, config):
+            super().__init__(config)
+            self.act = nn.ReLU()
+
+    class ReluBlock(Block):
+        mlp_cls = ReluMLP
+
+    class ReluGPT(GPT):
+        block_cls = ReluBlock
+
+    model = ReluGPT(tiny_config)
+    assert all(isinstance(b.mlp.act, nn.ReLU) for b in model.blocks)
+    assert model(torch.zeros(1, 3, dtype=torch.long)).shape == (1, 3, tiny_config.vocab_size)

@@ -169,15 +169,27 @@ class MLP(nn.Module):
         return self.dropout(self.proj(self.act(self.fc(x))))  # (B, T, C)
 
 
+def layer_norm(config: GPTConfig) -> nn.Module:
+    return nn.LayerNorm(config.n_embd, bias=config.bias)
+
+
 class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x)).
+
+    A subclass swaps a piece by overriding a class attribute (``attention_cls``,
+    ``mlp_cls``, ``norm``), the way week04 adds RoPE, GQA, SwiGLU and RMSNorm.
+    """
+
+    attention_cls = CausalSelfAttention
+    mlp_cls = MLP
+    norm = staticmethod(layer_norm)
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
+        self.ln_1 = self.norm(config)
+        self.attn = self.attention_cls(config)
+        self.ln_2 = self.norm(config)
+        self.mlp = self.mlp_cls(config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))  # (B, T, C): read from and write to the residual stream
@@ -189,7 +201,13 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """GPT-2: ``forward(idx) -> logits``; satisfies ``shared.LanguageModel``."""
+    """GPT-2: ``forward(idx) -> logits``; satisfies ``shared.LanguageModel``.
+
+    Subclasses change the block with ``block_cls`` and the final norm with ``norm``.
+    """
+
+    block_cls = Block
+    norm = staticmethod(layer_norm)
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -199,8 +217,8 @@ class GPT(nn.Module):
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
         self.pos_emb = nn.Embedding(config.block_size, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.blocks = nn.ModuleList(self.block_cls(config) for _ in range(config.n_layer))
+        self.ln_f = self.norm(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.tok_emb.weight  # weight tying: one matrix reads and writes tokens
         self.apply(self._init_weights)
