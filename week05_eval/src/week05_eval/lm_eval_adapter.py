@@ -61,19 +61,18 @@ class NanochatLM(LM):
         return [(lp, greedy) for lp, greedy, _ in scored]
 
     def loglikelihood_rolling(self, requests) -> list[float]:
-        out = []
         bos = bos_of(self.tokenizer)
         if not bos:
             raise ValueError("loglikelihood_rolling needs a tokenizer with a <|bos|> token")
-        B = self.block_size
-        for r in requests:
-            (text,) = r.args
-            ids = self.tokenizer.encode(text)
-            # chunk k scores ids[k*B:(k+1)*B]; its context is everything before it, cut to fit
-            pairs = [(bos + ids[:i], ids[i:i + B]) for i in range(0, len(ids), B)]
-            scored = continuation_logprobs(self.model, pairs, batch_size=self.batch_size,
-                                           block_size=B)
-            out.append(float(sum(lp for lp, _, _ in scored)))
+        # one request per document: continuation_logprobs scores a continuation longer than
+        # block_size in chunks of block_size tokens, each with as much context as fits
+        docs = [self.tokenizer.encode(r.args[0]) for r in requests]
+        nonempty = [i for i, ids in enumerate(docs) if ids]
+        scored = continuation_logprobs(self.model, [(bos, docs[i]) for i in nonempty],
+                                       batch_size=self.batch_size, block_size=self.block_size)
+        out = [0.0] * len(docs)                     # an empty document has log-likelihood 0
+        for i, (lp, _, _) in zip(nonempty, scored):
+            out[i] = lp
         return out
 
     # ------------------------------------------------------------------ generation

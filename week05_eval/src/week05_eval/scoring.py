@@ -92,7 +92,8 @@ def continuation_logprobs(model, requests: Sequence[tuple[Sequence[int], Sequenc
     """``[(sum log p(cont | ctx), is_greedy, n_cont_tokens), ...]`` in request order.
 
     Each request is ``context + continuation`` cut from the left to the
-    model's ``block_size + 1`` tokens (the continuation must fit). Requests are
+    model's ``block_size + 1`` tokens; a continuation longer than ``block_size``
+    is scored in chunks, each with the context that fits. Requests are
     sorted longest first and right-padded into batches: padding sits after
     every scored position, and a causal model never looks ahead, so it
     changes nothing. ``model`` is put in eval mode.
@@ -102,21 +103,24 @@ def continuation_logprobs(model, requests: Sequence[tuple[Sequence[int], Sequenc
     block = block_size or model_block_size(model)
     device = model_device(model)
     model.eval()
-    prepared = []
+    prepared = []                       # (request index, input ids, scored ids)
     for i, (ctx, cont) in enumerate(requests):
         ctx, cont = list(ctx), list(cont)
         if not cont:
             raise ValueError(f"request {i} has an empty continuation")
-        if len(cont) > block:
-            raise ValueError(f"request {i}: the continuation has {len(cont)} tokens, more than the "
-                             f"model's block_size {block}")
         if not ctx:
             raise ValueError(f"request {i} has an empty context: give at least one token "
                              "(a <|bos|>) to condition on")
-        full = (ctx + cont)[-(block + 1):]
-        prepared.append((i, full[:-1], full[-len(cont):]))
+        # a continuation longer than the window is scored in chunks of block tokens, each
+        # with as much of what precedes it as fits (lm-eval's rolling windows)
+        for j in range(0, len(cont), block):
+            full = (ctx + cont[:j + block])[-(block + 1):]
+            n = min(block, len(cont) - j)
+            prepared.append((i, full[:-1], full[-n:]))
     order = sorted(range(len(prepared)), key=lambda k: -len(prepared[k][1]))
-    out: list[tuple[float, bool, int] | None] = [None] * len(prepared)
+    sums = [0.0] * len(requests)
+    greedy_all = [True] * len(requests)
+    counts = [0] * len(requests)
     for start in range(0, len(order), batch_size):
         chunk = [prepared[k] for k in order[start:start + batch_size]]
         T = max(len(inp) for _, inp, _ in chunk)
@@ -129,10 +133,11 @@ def continuation_logprobs(model, requests: Sequence[tuple[Sequence[int], Sequenc
             n = len(cont)
             rows = logp[b, len(inp) - n:len(inp)]                           # (n, V)
             target = torch.tensor(cont, dtype=torch.long, device=rows.device)
-            total = rows.gather(1, target[:, None]).sum().item()
-            greedy = bool((rows.argmax(-1) == target).all().item())
-            out[i] = (float(total), greedy, n)
-    return out  # type: ignore[return-value]
+            sums[i] += rows.gather(1, target[:, None]).sum().item()
+            greedy_all[i] &= bool((rows.argmax(-1) == target).all().item())
+            counts[i] += n
+    out = [(float(s), g, c) for s, g, c in zip(sums, greedy_all, counts)]
+    return out
 
 
 # --------------------------------------------------------------------------- generation
