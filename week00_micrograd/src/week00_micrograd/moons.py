@@ -74,7 +74,7 @@ def hinge_loss(model: MLP, X: list[list[float]], y: list[int]) -> tuple[Value, f
 
 @dataclass
 class TrainConfig:
-    n_samples: int = 200
+    n_samples: int = 100
     noise: float = 0.1
     hidden: tuple[int, ...] = (16, 16)
     steps: int = 100

@@ -52,21 +52,26 @@ def _check_activation(activation: str) -> str:
     return activation
 
 
-class Neuron(Module):
-    """``act(b + w . x)`` with ``w_i ~ U(-1/sqrt(nin), 1/sqrt(nin))`` and ``b = 0``.
+# Glorot/He gains: the factor that keeps activations' variance steady layer to layer
+_GAIN = {"relu": math.sqrt(2.0), "tanh": 5.0 / 3.0, "sigmoid": 1.0, "linear": 1.0}
 
-    The uniform range is PyTorch's ``nn.Linear`` default; ``rng`` is a
+
+class Neuron(Module):
+    """``act(b + w . x)`` with ``w_i ~ U(-a, a)``, ``a = gain * sqrt(3 / nin)``, ``b = 0``.
+
+    That is He (Kaiming) uniform initialization: ``Var(w) = gain^2 / nin`` with
+    gain sqrt(2) for ReLU, 5/3 for tanh, 1 otherwise. ``rng`` is a
     ``random.Random`` (default: the ``random`` module, which ``seed_everything`` seeds).
     """
 
     def __init__(self, nin: int, activation: str = "relu", rng: random.Random | None = None):
         if not isinstance(nin, int) or isinstance(nin, bool) or nin < 1:
             raise ValueError(f"Neuron needs nin >= 1 inputs (an int), got {nin!r}")
+        self.activation = _check_activation(activation)
         rng = rng if rng is not None else random
-        bound = 1.0 / math.sqrt(nin)
+        bound = _GAIN[activation] * math.sqrt(3.0 / nin)
         self.w = [Value(rng.uniform(-bound, bound)) for _ in range(nin)]
         self.b = Value(0.0)
-        self.activation = _check_activation(activation)
 
     def __call__(self, x: Sequence) -> Value:
         if len(x) != len(self.w):
