@@ -6,11 +6,11 @@ import math
 import shutil
 
 import pytest
+from week00_micrograd.moons import example_graph
+from week00_micrograd.train import main
 
 from shared import MetricsLogger, read_metrics
 from week00_micrograd import TrainConfig, Value, draw_graph, make_moons, to_dot, train
-from week00_micrograd.moons import example_graph
-from week00_micrograd.train import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from week00_micrograd import MLP, SGD, AdamW, Layer, Neuron, Value, cosine_lr, dot, make_moons, to_dot
+from week00_micrograd import (
+    MLP,
+    SGD,
+    AdamW,
+    Layer,
+    Neuron,
+    Value,
+    cosine_lr,
+    dot,
+    make_moons,
+    to_dot,
+)
 
 
 @pytest.mark.parametrize("bad", ["1.0", None, [1.0], 1 + 2j, object()])
