@@ -1,0 +1,319 @@
+"""Train a model through a task stream with a strategy, and fill the accuracy matrix.
+
+A strategy is a ``+``-joined set of components, each composable with the others:
+
+- ``naive``: sequential fine-tuning, nothing else (the baseline that forgets);
+- ``ewc`` / ``online-ewc``: add ``EWC.penalty`` to the loss, consolidate after
+  each task (``ewc.py``);
+- ``replay``: mix a ``ReplayBuffer`` into each batch at ``replay_ratio``,
+  offer the task's examples to the buffer after it (``replay.py``);
+- ``lora``: a fresh week06 LoRA adapter per task over a frozen base, saved to
+  an ``AdapterStore``; at test time a ``PrototypeRouter`` picks the adapter
+  for every input from the base model's hidden states (``router.py``);
+- ``shared``: one LoRA adapter shared by all tasks (the base frozen), for
+  e.g. ``ewc+replay+shared``.
+
+``run_stream`` evaluates every task before training (``b``) and after each
+task (row i of ``R``), and measures wall time and the extra memory each
+method keeps (EWC's Fishers and anchors, the replay buffer, the adapters and
+prototypes), logging through ``shared.MetricsLogger``. ``train_separately``
+gives the reference "each task trained on its own from the base".
+
+Left out: learning-rate schedules and early stopping inside a task, and
+task-incremental evaluation with the task label given (LoRA-per-task here
+always routes without it).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from week03_training import AdamW, clip_grad_norm
+from week06_lora.lora import inject_lora, mark_trainable, set_active_adapters
+
+from week07_continual.ewc import EWC
+from week07_continual.metrics import AccuracyMatrix
+from week07_continual.replay import ReplayBuffer
+from week07_continual.router import PrototypeRouter, embed_sequences
+from week07_continual.store import AdapterStore
+from week07_continual.tasks import Stream, Task, collate, lm_loss, prompt_ids, score_examples
+
+COMPONENTS = ("naive", "ewc", "online-ewc", "replay", "lora", "shared")
+
+# ---------------------------------------------------------------- configs
+
+
+@dataclass
+class StrategyConfig:
+    """Which components are on, and their knobs."""
+
+    name: str = "naive"
+    ewc: bool = False
+    online: bool = False
+    ewc_lambda: float = 1000.0
+    gamma: float = 0.9
+    fisher_mode: str = "true"
+    fisher_samples: int = 1
+    fisher_examples: int = 64
+    replay: bool = False
+    replay_capacity: int = 200
+    replay_ratio: float = 0.25
+    replay_policy: str = "balanced"
+    lora: bool = False
+    shared_adapter: bool = False
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    router_threshold: float = 0.0
+
+    @classmethod
+    def parse(cls, spec: str, **overrides) -> StrategyConfig:
+        """``"ewc+replay"`` -> the config with those components on (and ``overrides`` applied)."""
+        parts = [p.strip().lower() for p in spec.split("+") if p.strip()]
+        bad = [p for p in parts if p not in COMPONENTS]
+        if not parts or bad:
+            raise ValueError(f"unknown strategy component(s) {bad or spec!r} in {spec!r}; valid: "
+                             f"{', '.join(COMPONENTS)}, joined with '+' (e.g. ewc+replay)")
+        if "lora" in parts and "shared" in parts:
+            raise ValueError("'lora' (an adapter per task) and 'shared' (one adapter) exclude "
+                             "each other")
+        cfg = cls(name=spec, ewc="ewc" in parts or "online-ewc" in parts,
+                  online="online-ewc" in parts, replay="replay" in parts, lora="lora" in parts,
+                  shared_adapter="shared" in parts)
+        for k, v in overrides.items():
+            if not hasattr(cfg, k):
+                raise ValueError(f"unknown strategy setting {k!r}")
+            setattr(cfg, k, v)
+        return cfg
+
+
+@dataclass
+class TrainConfig:
+    """How each task is trained and evaluated."""
+
+    steps_per_task: int = 200
+    batch_size: int = 16
+    lr: float = 1e-3  # full fine-tuning
+    lora_lr: float = 3e-3  # adapters learn faster at a higher rate
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    eval_batch_size: int = 64
+    max_len: int | None = None
+    router_examples: int = 64
+    seed: int = 0
+
+
+@dataclass
+class StreamResult:
+    stream: str
+    strategy: str
+    matrix: AccuracyMatrix
+    wall_s: float
+    extra_bytes: int
+    router_accuracy: float | None = None
+    details: dict = field(default_factory=dict)
+
+    def row(self) -> dict:
+        s = self.matrix.summary()
+        return {"stream": self.stream, "strategy": self.strategy, **s, "wall_s": self.wall_s,
+                "extra_mb": self.extra_bytes / 2**20, "router_acc": self.router_accuracy}
+
+    def to_dict(self) -> dict:
+        return {**self.row(), "matrix": self.matrix.to_dict(), "details": self.details}
+
+
+# ---------------------------------------------------------------- training one task
+
+
+def _adapter_name(task: Task, i: int) -> str:
+    return f"t{i}_" + re.sub(r"[^A-Za-z0-9_]", "_", task.name)
+
+
+def train_task(model, task: Task, cfg: TrainConfig, rng: random.Random, ewc: EWC | None = None,
+               buffer: ReplayBuffer | None = None, replay_ratio: float = 0.0, lr: float | None = None,
+               logger=None, step0: int = 0, progress: bool = True, desc: str = "") -> int:
+    """``steps_per_task`` AdamW steps on ``task`` (plus the EWC penalty and replayed rows)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    opt = AdamW(params, lr=lr or cfg.lr, weight_decay=cfg.weight_decay)
+    device = params[0].device
+    model.train()
+    bar = tqdm(range(cfg.steps_per_task), desc=desc or task.name, disable=not progress,
+               leave=False)
+    for step in bar:
+        batch = [task.train[rng.randrange(len(task.train))] for _ in range(cfg.batch_size)]
+        if buffer is not None and len(buffer):
+            batch = buffer.mix(batch, replay_ratio, rng)
+        x, y = collate(batch, cfg.max_len, device)
+        loss = lm_loss(model, x, y)
+        penalty = ewc.penalty(model) if ewc is not None and ewc.terms else None
+        total = loss + penalty if penalty is not None else loss
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        if cfg.grad_clip:
+            clip_grad_norm(params, cfg.grad_clip)
+        opt.step()
+        if step % 10 == 0 or step == cfg.steps_per_task - 1:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if logger is not None:
+                extra = {} if penalty is None else {"ewc_penalty": penalty.item()}
+                logger.log(step=step0 + step, loss=loss.item(), **extra)
+    return step0 + cfg.steps_per_task
+
+
+def _fisher_batches(task: Task, cfg: TrainConfig, n: int, rng: random.Random, device):
+    exs = [task.train[rng.randrange(len(task.train))] for _ in range(n)]
+    for s in range(0, n, 16):
+        yield collate(exs[s:s + 16], cfg.max_len, device)
+
+
+# ---------------------------------------------------------------- the stream
+
+
+class _Evaluator:
+    """Scores every task of a stream; under LoRA-per-task it routes every test input first."""
+
+    def __init__(self, stream: Stream, cfg: TrainConfig, token_bytes):
+        self.stream, self.cfg, self.token_bytes = stream, cfg, token_bytes
+        self._prompt_emb: dict[int, torch.Tensor] = {}
+
+    def test_embeddings(self, model, j: int) -> torch.Tensor:
+        if j not in self._prompt_emb:  # the base is frozen under LoRA-per-task: embed once
+            task = self.stream.tasks[j]
+            self._prompt_emb[j] = embed_sequences(model, [prompt_ids(e) for e in task.test],
+                                                  self.cfg.eval_batch_size)
+        return self._prompt_emb[j]
+
+    def score(self, model, j: int, router: PrototypeRouter | None = None) -> tuple[float, list]:
+        task = self.stream.tasks[j]
+        names = None
+        if router is not None and router.names:
+            names, _ = router.route(self.test_embeddings(model, j))
+        value = score_examples(model, task.test, task.metric, self.cfg.eval_batch_size,
+                               self.token_bytes, self.cfg.max_len, adapter_names=names)
+        return value, names
+
+
+def _token_bytes(stream: Stream):
+    if stream.metric != "bpb":
+        return None
+    from week02_bpe import token_bytes
+
+    return token_bytes(stream.tokenizer)
+
+
+def run_stream(base_model, stream: Stream, strategy: StrategyConfig | str,
+               cfg: TrainConfig | None = None, workdir: str | Path | None = None, logger=None,
+               progress: bool = True) -> StreamResult:
+    """Train a copy of ``base_model`` through ``stream`` with ``strategy``; returns the results.
+
+    ``workdir`` holds the replay buffer and the adapter store (a temp folder
+    when None is given is the caller's job: both need a place on disk).
+    """
+    import tempfile
+
+    strategy = StrategyConfig.parse(strategy) if isinstance(strategy, str) else strategy
+    cfg = cfg or TrainConfig()
+    workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="week07-"))
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    t0 = time.perf_counter()
+    model = copy.deepcopy(base_model)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    evaluator = _Evaluator(stream, cfg, _token_bytes(stream))
+    matrix = AccuracyMatrix(stream.task_names, stream.higher_is_better, stream.metric)
+    ewc = EWC(strategy.ewc_lambda, online=strategy.online, gamma=strategy.gamma,
+              fisher_mode=strategy.fisher_mode, samples=strategy.fisher_samples,
+              max_examples=strategy.fisher_examples) if strategy.ewc else None
+    buffer = ReplayBuffer(strategy.replay_capacity, strategy.replay_policy, workdir / "replay",
+                          seed=cfg.seed) if strategy.replay else None
+    store = AdapterStore(workdir / "adapters") if strategy.lora else None
+    router = PrototypeRouter(strategy.router_threshold) if strategy.lora else None
+    if strategy.shared_adapter:
+        inject_lora(model, r=strategy.lora_r, alpha=strategy.lora_alpha, adapter="shared")
+    lr = cfg.lora_lr if (strategy.lora or strategy.shared_adapter) else cfg.lr
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    matrix.record_row(-1, [evaluator.score(model, j)[0] for j in range(len(stream.tasks))])
+    step = 0
+    for i, task in enumerate(stream.tasks):
+        if strategy.lora:
+            name = _adapter_name(task, i)
+            inject_lora(model, r=strategy.lora_r, alpha=strategy.lora_alpha, adapter=name)
+        step = train_task(model, task, cfg, rng, ewc, buffer, strategy.replay_ratio, lr, logger,
+                          step, progress, desc=f"{strategy.name}: {task.name} ({i + 1}/"
+                                               f"{len(stream.tasks)})")
+        if ewc is not None:
+            ewc.consolidate(model, _fisher_batches(task, cfg, strategy.fisher_examples, rng,
+                                                   next(model.parameters()).device), gen)
+        if buffer is not None:
+            buffer.add_many(task.train, task.name)
+            buffer.save()
+        if strategy.lora:
+            store.save(name, model, meta={"task": task.name, "index": i})
+            exs = [task.train[rng.randrange(len(task.train))] for _ in range(cfg.router_examples)]
+            router.add(name, embed_sequences(model, [prompt_ids(e) for e in exs],
+                                             cfg.eval_batch_size))
+            store.save_blob("router", router.state())
+            set_active_adapters(model, [])
+        row = [evaluator.score(model, j, router)[0] for j in range(len(stream.tasks))]
+        matrix.record_row(i, row)
+        if logger is not None:
+            logger.log(step=step, **{f"R_{task.name}_on_{n}": v
+                                     for n, v in zip(stream.task_names, row)})
+    wall = time.perf_counter() - t0
+
+    router_acc, details = None, {}
+    if strategy.lora:
+        right = total = 0
+        for j in range(len(stream.tasks)):
+            names, _ = router.route(evaluator.test_embeddings(model, j))
+            want = _adapter_name(stream.tasks[j], j)
+            right += sum(n == want for n in names)
+            total += len(names)
+        router_acc = right / total
+        details["adapters"] = store.names()
+    extra = 0
+    if ewc is not None:
+        extra += ewc.nbytes()
+    if buffer is not None:
+        extra += buffer.nbytes()
+        details["replay_counts"] = buffer.counts()
+    if store is not None:
+        extra += store.nbytes()
+    if strategy.shared_adapter:
+        extra += sum(p.numel() * p.element_size() for n, p in model.named_parameters()
+                     if ".lora." in n)
+    details["config"] = {"strategy": asdict(strategy), "train": asdict(cfg)}
+    result = StreamResult(stream.name, strategy.name, matrix, wall, extra, router_acc, details)
+    result.model = model
+    return result
+
+
+def train_separately(base_model, stream: Stream, cfg: TrainConfig | None = None,
+                     progress: bool = True) -> list[float]:
+    """Each task trained on its own from ``base_model`` (full fine-tuning); its own test score."""
+    cfg = cfg or TrainConfig()
+    evaluator = _Evaluator(stream, cfg, _token_bytes(stream))
+    out = []
+    for j, task in enumerate(stream.tasks):
+        torch.manual_seed(cfg.seed)
+        model = copy.deepcopy(base_model)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        train_task(model, task, cfg, random.Random(cfg.seed + j), progress=progress,
+                   desc=f"separate: {task.name}")
+        out.append(evaluator.score(model, j)[0])
+    return out
+
+
+__all__ = ["StrategyConfig", "TrainConfig", "StreamResult", "run_stream", "train_separately",
+           "train_task", "mark_trainable"]
