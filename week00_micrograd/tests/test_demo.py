@@ -6,11 +6,18 @@ import math
 import shutil
 
 import pytest
-from week00_micrograd.moons import example_graph
 from week00_micrograd.train import main
 
 from shared import MetricsLogger, read_metrics
-from week00_micrograd import TrainConfig, Value, draw_graph, make_moons, to_dot, train
+from week00_micrograd import (
+    TrainConfig,
+    Value,
+    draw_graph,
+    example_graph,
+    make_moons,
+    to_dot,
+    train_moons,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -33,7 +40,7 @@ def test_default_demo_config_reaches_95_percent(tmp_path):
     """The CLI's default run (100 points, 100 AdamW steps) must classify >= 95% correctly."""
     cfg = TrainConfig()
     with MetricsLogger(tmp_path / "run", tensorboard=False) as log:
-        result = train(cfg, log, progress=False)
+        result = train_moons(cfg, log, progress=False)
     assert result.final_accuracy >= 0.95
     assert result.losses[-1] < result.losses[0] / 3
     rows = read_metrics(tmp_path / "run")

@@ -6,13 +6,20 @@ Public API:
   ``backward()``); ``dot`` and ``vsum`` are fused n-ary nodes for speed;
 - ``Module``, ``Neuron``, ``Layer``, ``MLP``: a micrograd-style neural-net library;
 - ``SGD``, ``AdamW``, ``cosine_lr``: optimizers matching ``torch.optim`` step for step;
-- ``make_moons``, ``train``, ``TrainConfig``: the two-moons demo
+- ``make_moons``, ``train_moons``, ``TrainConfig``, ``example_graph``: the two-moons demo
   (``python -m week00_micrograd.train``);
 - ``to_dot``, ``draw_graph``, ``plot_decision_boundary``: pictures.
 """
 
 from week00_micrograd.engine import Value, dot, vsum
-from week00_micrograd.moons import TrainConfig, TrainResult, hinge_loss, make_moons, train
+from week00_micrograd.moons import (
+    TrainConfig,
+    TrainResult,
+    example_graph,
+    hinge_loss,
+    make_moons,
+    train_moons,
+)
 from week00_micrograd.nn import MLP, Layer, Module, Neuron
 from week00_micrograd.optim import SGD, AdamW, cosine_lr
 from week00_micrograd.viz import draw_graph, plot_decision_boundary, to_dot
@@ -21,6 +28,6 @@ __all__ = [
     "Value", "dot", "vsum",
     "Module", "Neuron", "Layer", "MLP",
     "SGD", "AdamW", "cosine_lr",
-    "TrainConfig", "TrainResult", "make_moons", "hinge_loss", "train",
+    "TrainConfig", "TrainResult", "make_moons", "hinge_loss", "train_moons", "example_graph",
     "to_dot", "draw_graph", "plot_decision_boundary",
 ]

@@ -4,7 +4,7 @@ The data set is generated here (two interleaved half circles with Gaussian
 noise, labels -1 / +1); the model is ``MLP(2, [16, 16, 1])`` with ReLU; the
 loss is the SVM max-margin (hinge) loss, ``mean(relu(1 - y * score))``; the
 optimizer is ``AdamW`` with a linear-warmup + cosine learning-rate schedule.
-``train`` logs every step's loss, accuracy and learning rate to a
+``train_moons`` logs every step's loss, accuracy and learning rate to a
 ``shared.MetricsLogger`` when given one.
 
 Left out on purpose: mini-batches and a held-out split. The point is to watch
@@ -24,7 +24,7 @@ from week00_micrograd.engine import Value, vsum
 from week00_micrograd.nn import MLP
 from week00_micrograd.optim import AdamW, cosine_lr
 
-__all__ = ["TrainConfig", "TrainResult", "make_moons", "hinge_loss", "train", "example_graph"]
+__all__ = ["TrainConfig", "TrainResult", "make_moons", "hinge_loss", "train_moons", "example_graph"]
 
 
 # ---------------------------------------------------------------------------
@@ -97,7 +97,7 @@ class TrainResult:
         return self.accuracies[-1]
 
 
-def train(cfg: TrainConfig, logger: MetricsLogger | None = None,
+def train_moons(cfg: TrainConfig, logger: MetricsLogger | None = None,
           progress: bool = True) -> TrainResult:
     """Full-batch AdamW on two moons; logs ``loss``, ``accuracy``, ``lr`` per step."""
     if cfg.steps < 1:

@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from shared import MetricsLogger, new_run_dir
-from week00_micrograd.moons import TrainConfig, example_graph, train
+from week00_micrograd.moons import TrainConfig, example_graph, train_moons
 from week00_micrograd.viz import draw_graph, plot_decision_boundary, to_dot
 
 __all__ = ["main"]
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> Path:
     cfg = TrainConfig(steps=args.steps, seed=args.seed, n_samples=args.samples, lr=args.lr)
     run_dir = new_run_dir("week00-train", root=args.out)
     with MetricsLogger(run_dir, config=asdict(cfg)) as logger:
-        result = train(cfg, logger, progress=not args.no_progress)
+        result = train_moons(cfg, logger, progress=not args.no_progress)
     plot_decision_boundary(result.model, result.X, result.y, run_dir / "decision_boundary.png",
                            title=f"MLP on two moons: accuracy {result.final_accuracy:.1%}")
     graph = example_graph()
