@@ -14,6 +14,7 @@
 import pytest
 import torch
 import torch.nn as nn
+
 from week02_bpe import BPETokenizer
 
 TEXT = (
@@ -99,3 +100,37 @@ def hermetic(tmp_path, monkeypatch):
     monkeypatch.setattr(dc, "HF_MODULES_CACHE", tmp_path / "hf" / "modules")
     if hasattr(dc, "HF_DATASETS_OFFLINE"):
         monkeypatch.setattr(dc, "HF_DATASETS_OFFLINE", True)
+
+
+def _oracle_llama_cls():
+    from week04_modern_arch_tools import Llama, LlamaConfig
+
+    class OracleLlama(Llama):
+        """week04's Llama class (so generate_with_tools accepts it) with scripted logits.
+
+        Like ``OracleLM`` it follows the first target sequence the history is a prefix of.
+        With a KV cache the model only receives new tokens, so it keeps the history itself:
+        a new cache object starts a new history (the prefill).
+        """
+
+        def __init__(self, targets, vocab_size, block_size=256):
+            super().__init__(LlamaConfig(vocab_size=vocab_size, block_size=block_size,
+                                         n_layer=1, n_head=2, n_embd=16))
+            self.oracle = OracleLM(targets, vocab_size, block_size)
+            self._cache_id, self._history = None, None
+
+        def forward(self, idx, cache=None, pad=None, **kw):
+            if cache is None:
+                return self.oracle(idx)
+            if id(cache) != self._cache_id:
+                self._cache_id, self._history = id(cache), idx
+            else:
+                self._history = torch.cat([self._history, idx], dim=1)
+            return self.oracle(self._history)[:, -idx.shape[1]:]
+
+    return OracleLlama
+
+
+@pytest.fixture
+def oracle_llama_cls():
+    return _oracle_llama_cls()

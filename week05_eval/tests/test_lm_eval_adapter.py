@@ -9,7 +9,6 @@ from week05_eval import MCExample, MCTask, continuation_logprobs, encode_pair, e
 
 lm_eval = pytest.importorskip("lm_eval")
 from lm_eval.api.instance import Instance  # noqa: E402
-
 from week05_eval.lm_eval_adapter import NanochatLM, write_lm_eval_task  # noqa: E402
 
 

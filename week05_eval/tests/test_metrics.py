@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from week02_bpe import bits_per_byte, token_bytes
-
-from week05_eval import evaluate_ids, evaluate_text, unigram_bpb
 from week05_eval.metrics import encode_docs
+
+from week02_bpe import bits_per_byte, token_bytes
+from week05_eval import evaluate_ids, evaluate_text, unigram_bpb
 
 
 def test_uniform_model_has_loss_log_v(tokenizer, uniform):

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from week05_eval.multiple_choice import MCResult, fewshot_examples
 
 from week05_eval import (
     MCExample,
@@ -13,7 +14,6 @@ from week05_eval import (
     encode_pair,
     evaluate_mc,
 )
-from week05_eval.multiple_choice import MCResult, fewshot_examples
 
 
 def _task(n=8, k=4):

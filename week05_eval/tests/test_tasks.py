@@ -6,8 +6,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from shared import load_corpus
 
+from shared import load_corpus
 from week05_eval import (
     evaluate_mc,
     load_arc,

@@ -9,7 +9,10 @@ The pipeline, one step per week it builds on:
 1. week02: a BPE tokenizer trained on the training documents of ``--data``
    (the embedded pydocs corpus by default), then ``prepare`` writes the token
    shards (train / val split by a stable hash of each document's name);
-2. week04: a Llama-style model at the preset's size;
+2. week04: a Llama-style model at the preset's size, and the train split of
+   its synthetic tool conversations, mixed into a quarter of each batch
+   (``mixture.ToolMixLoader``) so the tool tasks can be scored with and
+   without tools;
 3. week03: ``Trainer`` with the preset's optimizer, schedule and batch, logging
    to ``<out>/train/metrics.jsonl`` and checkpointing atomically;
 4. week05: the report card (``report.make_report``): held-out bits per byte
@@ -54,20 +57,24 @@ class BaselinePreset:
     train: dict
     report: dict = field(default_factory=dict)
     data: str = "pydocs"
+    tool_rows: int = 0              # rows of each batch that are week04 tool conversations
+    tool_conversations: int = 0     # conversations per kind (train split) to mix in
     about: str = ""
 
 
 PRESETS: dict[str, BaselinePreset] = {
     # ~10 minutes on 2 CPU cores end to end; see the README for what it reaches
     "cpu": BaselinePreset(
-        vocab_size=4096,
-        model=dict(n_layer=4, n_head=4, n_kv_head=4, n_embd=256, block_size=256, mlp="relu2",
+        vocab_size=2048,
+        model=dict(n_layer=4, n_head=4, n_kv_head=4, n_embd=128, block_size=128, mlp="relu2",
                    qk_norm=True, tie_embeddings=False, logit_softcap=15.0),
-        train=dict(steps=600, batch_size=16, block_size=256, lr=3e-3, optimizer="adamw",
-                   warmup_steps=30, schedule="cosine", min_lr_ratio=0.1, weight_decay=0.1,
+        train=dict(steps=400, batch_size=16, block_size=128, lr=4e-3, optimizer="adamw",
+                   warmup_steps=20, schedule="cosine", min_lr_ratio=0.1, weight_decay=0.1,
                    eval_every=100, eval_batches=8, log_every=10, keep_last=1),
-        report=dict(limit=200, gen_limit=30, max_tokens=100_000),
-        about="4 layers x 256 wide (~4.2M parameters incl. 2.1M embedding), 600 steps x 4096 tokens"),
+        report=dict(limit=200, gen_limit=30, max_tokens=100_000, max_new_tokens=40),
+        tool_rows=4, tool_conversations=3000,
+        about="4 layers x 128 wide (1.3M parameters, half of them embeddings), 400 steps x "
+              "2048 tokens, 1/4 of the rows week04 tool conversations"),
     # GPT-2 small scale (124M non-embedding-ish: 12 x 768), for a GPU; pass --data fineweb-edu
     "gpt2": BaselinePreset(
         vocab_size=32768,
@@ -78,14 +85,16 @@ PRESETS: dict[str, BaselinePreset] = {
                    weight_decay=0.1, dtype="bf16", eval_every=250, eval_batches=20,
                    log_every=10, ckpt_every=500, keep_last=2),
         report=dict(limit=1000, gen_limit=200, max_tokens=1_000_000, batch_size=32),
+        tool_rows=4, tool_conversations=20_000,
         about="12 layers x 768 wide (~124M + embeddings), 5000 steps x 0.5M tokens = 2.6B tokens"),
     # seconds: the pipeline test
     "smoke": BaselinePreset(
         vocab_size=256 + 9 + 64,
-        model=dict(n_layer=1, n_head=2, n_kv_head=2, n_embd=32, block_size=32),
+        model=dict(n_layer=1, n_head=2, n_kv_head=2, n_embd=32, block_size=64),
         train=dict(steps=3, batch_size=4, block_size=32, lr=3e-3, warmup_steps=1,
                    eval_every=3, eval_batches=1, log_every=1, keep_last=1),
         report=dict(limit=4, gen_limit=2, max_tokens=512, max_new_tokens=4, tools=False),
+        tool_rows=1, tool_conversations=10,
         about="a 1-layer model trained for 3 steps: checks the plumbing, measures nothing"),
 }
 
@@ -157,6 +166,15 @@ def run_baseline(preset: BaselinePreset, out: Path, data: str | None = None,
                             "pipeline": "week05_eval.baseline"}, **tcfg)
     train_loader = TokenLoader(data_dir, tc.batch_size, tc.block_size, split="train", seed=seed,
                                device=device)
+    if preset.tool_rows:
+        from week04_modern_arch_tools import make_tool_dataset
+        from week05_eval.mixture import ToolMixLoader
+        convs = [c for kind in ("arithmetic", "string", "facts")
+                 for c in make_tool_dataset(kind, preset.tool_conversations, seed=seed,
+                                            split="train")]
+        train_loader = ToolMixLoader(train_loader, convs, tok, preset.tool_rows, seed=seed)
+        _log(f"mixing {len(convs)} week04 tool conversations (train split) into "
+             f"{preset.tool_rows} of {tc.batch_size} rows per batch")
     val_loader = TokenLoader(data_dir, tc.batch_size, tc.block_size, split="val", seed=seed + 1,
                              device=device)
     trainer = Trainer(model, train_loader, tc, val_loader=val_loader,
@@ -244,6 +262,9 @@ def make_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0, help="seed for init, data order and tasks")
     ap.add_argument("--workers", type=int, default=1,
                     help="processes for tokenizing the shards (default 1)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: torch's choice; 1 is faster when other "
+                         "processes share the cores)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     return ap
 
@@ -254,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps is not None and args.steps < 1:
         print(f"error: --steps must be >= 1, got {args.steps}", file=sys.stderr)
         return 2
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+            return 2
+        torch.set_num_threads(args.threads)
     try:
         device = pick_device(args.device)
     except ValueError as e:

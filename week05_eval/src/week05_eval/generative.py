@@ -13,8 +13,11 @@ Two prompt styles:
 - ``"completion"`` (a base model): ``"Question: ...\\nAnswer:"``, the answer
   ends at the first newline;
 - ``"chat"`` (a model that has seen week04's conversation format): the
-  question as a user turn, the answer is the assistant turn, which ends at
-  ``<|assistant_end|>``. Tool use needs this style.
+  question as a user turn (``render_for_completion``), the answer is the
+  assistant turn, which ends at ``<|assistant_end|>``. Tool use needs this
+  style. Without tools, a model that writes a tool call has to write the
+  tool's output itself; either way the answer scored is the text after the
+  last ``<|output_end|>`` (``final_answer``, week04's ``ToolRun.answer``).
 
 Answer extraction (``extract_number``) follows GSM8K's convention: the
 number after ``####`` when present, else the last number in the text;
@@ -35,7 +38,7 @@ from fractions import Fraction
 import torch
 from tqdm.auto import tqdm
 
-from week05_eval.scoring import bos_of, greedy_generate
+from week05_eval.scoring import bos_of, greedy_generate, greedy_ids, model_block_size
 
 MATCHES = ("exact", "numeric")
 STYLES = ("completion", "chat")
@@ -139,19 +142,27 @@ def completion_prompt(example: GenExample, shots: Sequence[GenExample] = ()) -> 
     return "\n\n".join(parts)
 
 
-def _special(tokenizer, name: str) -> int:
-    specials = getattr(tokenizer, "special_tokens", None) or {}
-    if name not in specials:
-        raise ValueError(f"the chat prompt style needs the special token {name} in the tokenizer "
-                         "(week02's BPETokenizer has them); use style='completion'")
-    return int(specials[name])
-
-
 def chat_prompt_ids(tokenizer, question: str) -> list[int]:
-    """``<|bos|><|user_start|>question<|user_end|><|assistant_start|>`` as ids (week04's format)."""
-    return ([_special(tokenizer, "<|bos|>"), _special(tokenizer, "<|user_start|>")]
-            + tokenizer.encode(question)
-            + [_special(tokenizer, "<|user_end|>"), _special(tokenizer, "<|assistant_start|>")])
+    """``<|bos|><|user_start|>question<|user_end|><|assistant_start|>``: week04's
+    ``render_for_completion`` for one user message."""
+    from week04_modern_arch_tools import render_for_completion
+    try:
+        return render_for_completion([{"role": "user", "content": question}], tokenizer)
+    except (ValueError, KeyError) as e:
+        raise ValueError(f"the chat prompt style needs week02's chat special tokens ({e}); "
+                         "use style='completion'") from None
+
+
+def final_answer(tokenizer, ids: Sequence[int]) -> str:
+    """The assistant's own text after its last ``<|output_end|>``, special tokens dropped
+    (what week04's ``ToolRun.answer`` returns), so answers with and without tools compare."""
+    specials = getattr(tokenizer, "special_tokens", None) or {}
+    end = specials.get("<|output_end|>")
+    ids = list(ids)
+    if end is not None and end in ids:
+        ids = ids[len(ids) - ids[::-1].index(end):]
+    drop = set(specials.values())
+    return tokenizer.decode([i for i in ids if i not in drop])
 
 
 def score(example: GenExample, prediction: str) -> bool:
@@ -166,7 +177,7 @@ def evaluate_generative(model, tokenizer, task: GenTask, style: str = "completio
                         tools: dict | None = None, num_fewshot: int = 0,
                         max_new_tokens: int = 32, temperature: float = 0.0,
                         top_k: int | None = None, seed: int = 0, limit: int | None = None,
-                        progress: bool = False) -> GenResult:
+                        batch_size: int = 16, progress: bool = False) -> GenResult:
     """Generate an answer for each example and score it (see the module docstring)."""
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
@@ -181,47 +192,39 @@ def evaluate_generative(model, tokenizer, task: GenTask, style: str = "completio
     if not examples:
         raise ValueError(f"task {task.name!r} has no examples")
     gen = torch.Generator().manual_seed(seed)
-    preds, calls, hits = [], 0, 0
-    for ex in tqdm(examples, disable=not progress, desc=task.name, unit="ex"):
-        if style == "completion":
-            shots = task.fewshot_pool[:num_fewshot]
-            ids = bos_of(tokenizer) + tokenizer.encode(completion_prompt(ex, shots))
-            text = greedy_generate(model, tokenizer, ids, max_new_tokens=max_new_tokens,
-                                   stop=["\n"], temperature=temperature, top_k=top_k,
-                                   generator=gen)
-        elif tools:
-            text, n_calls = _generate_with_tools(model, tokenizer, ex.question, tools,
-                                                 max_new_tokens, temperature, top_k, seed)
-            calls += n_calls
-        else:
-            ids = chat_prompt_ids(tokenizer, ex.question)
-            text = greedy_generate(model, tokenizer, ids, max_new_tokens=max_new_tokens,
-                                   stop_ids=[_special(tokenizer, "<|assistant_end|>"),
-                                             _special(tokenizer, "<|bos|>")],
-                                   temperature=temperature, top_k=top_k, generator=gen)
-        preds.append(text)
-        hits += score(ex, text)
+    preds, calls = [], 0
+    if tools:
+        from week04_modern_arch_tools import generate_with_tools
+        block = model_block_size(model)
+        for i in tqdm(range(0, len(examples), batch_size), disable=not progress, desc=task.name,
+                      unit="batch"):
+            chunk = examples[i:i + batch_size]
+            # a prompt that leaves no room to answer cannot be answered: scored as wrong
+            fits = [len(chat_prompt_ids(tokenizer, ex.question)) < block for ex in chunk]
+            runs = iter(generate_with_tools(
+                model, tokenizer, [ex.question for ex, ok in zip(chunk, fits) if ok],
+                tools=tools, max_new_tokens=max_new_tokens, temperature=temperature,
+                top_k=top_k, seed=seed + i) if any(fits) else [])
+            for ok in fits:
+                run = next(runs) if ok else None
+                preds.append(run.answer(tokenizer) if run else "")
+                calls += len(run.calls) if run else 0
+    else:
+        for ex in tqdm(examples, disable=not progress, desc=task.name, unit="ex"):
+            if style == "completion":
+                shots = task.fewshot_pool[:num_fewshot]
+                ids = bos_of(tokenizer) + tokenizer.encode(completion_prompt(ex, shots))
+                text = greedy_generate(model, tokenizer, ids, max_new_tokens=max_new_tokens,
+                                       stop=["\n"], temperature=temperature, top_k=top_k,
+                                       generator=gen)
+            else:
+                ids = chat_prompt_ids(tokenizer, ex.question)
+                sp = tokenizer.special_tokens
+                new = greedy_ids(model, ids, max_new_tokens=max_new_tokens,
+                                 stop_ids=[sp["<|assistant_end|>"], sp["<|bos|>"]],
+                                 temperature=temperature, top_k=top_k, generator=gen)
+                text = final_answer(tokenizer, new)
+            preds.append(text)
+    hits = sum(score(ex, p) for ex, p in zip(examples, preds))
     return GenResult(task=task.name, n=len(examples), accuracy=hits / len(examples),
                      tools=bool(tools), tool_calls=calls, predictions=preds)
-
-
-def _generate_with_tools(model, tokenizer, question: str, tools: dict, max_new_tokens: int,
-                         temperature: float, top_k: int | None, seed: int) -> tuple[str, int]:
-    """One answer through week04's ``generate_with_tools``: (final answer text, tool calls)."""
-    from week04_modern_arch_tools import generate_with_tools
-    out = generate_with_tools(model, tokenizer, [[{"role": "user", "content": question}]],
-                              tools=tools, max_new_tokens=max_new_tokens,
-                              temperature=temperature, top_k=top_k, seed=seed)
-    return _answer_and_calls(out[0])
-
-
-def _answer_and_calls(result) -> tuple[str, int]:
-    """Normalise one result of ``generate_with_tools`` to (answer text, number of tool calls)."""
-    if isinstance(result, str):
-        return result, 0
-    if isinstance(result, dict):
-        return str(result.get("text", result.get("answer", ""))), len(result.get("tool_calls", []))
-    text = getattr(result, "text", None)
-    if text is None:
-        text = getattr(result, "answer", "")
-    return str(text), len(getattr(result, "tool_calls", []) or [])

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from week02_bpe import bits_per_byte
 
+from week02_bpe import bits_per_byte
 from week05_eval.scoring import bos_of, model_block_size, model_device
 
 # --------------------------------------------------------------------------- results

@@ -144,28 +144,22 @@ def continuation_logprobs(model, requests: Sequence[tuple[Sequence[int], Sequenc
 
 
 @torch.no_grad()
-def greedy_generate(model, tokenizer, prompt_ids: Sequence[int], max_new_tokens: int = 32,
-                    stop: Sequence[str] = (), stop_ids: Sequence[int] = (),
-                    temperature: float = 0.0, top_k: int | None = None,
-                    generator: torch.Generator | None = None) -> str:
-    """Decode up to ``max_new_tokens`` after ``prompt_ids``; return the new text.
+def greedy_ids(model, prompt_ids: Sequence[int], max_new_tokens: int = 32,
+               stop_ids: Sequence[int] = (), temperature: float = 0.0, top_k: int | None = None,
+               generator: torch.Generator | None = None, stop_check=None) -> list[int]:
+    """Up to ``max_new_tokens`` new ids after ``prompt_ids`` (see ``greedy_generate``).
 
-    ``temperature=0`` is greedy (argmax); otherwise tokens are sampled from the
-    softmax at ``temperature`` over the ``top_k`` best (all when None). Stops at
-    any token in ``stop_ids`` (not included) and cuts the text at the first of
-    the ``stop`` strings.
+    Stops before any id in ``stop_ids``, or after a token for which
+    ``stop_check(new_ids)`` is true.
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not prompt_ids:
+        raise ValueError("prompt_ids is empty: give at least one token (a <|bos|>)")
     block = model_block_size(model)
     device = model_device(model)
     model.eval()
-    ids = list(prompt_ids)
-    if not ids:
-        ids = bos_of(tokenizer)
-        if not ids:
-            raise ValueError("prompt_ids is empty and the tokenizer has no <|bos|> to start from")
-    new: list[int] = []
+    ids, new = list(prompt_ids), []
     stop_ids = set(stop_ids)
     for _ in range(max_new_tokens):
         idx = torch.tensor([(ids + new)[-block:]], dtype=torch.long, device=device)  # (1, T)
@@ -181,10 +175,31 @@ def greedy_generate(model, tokenizer, prompt_ids: Sequence[int], max_new_tokens:
         if nxt in stop_ids:
             break
         new.append(nxt)
-        if stop:
+        if stop_check is not None and stop_check(new):
+            break
+    return new
+
+
+def greedy_generate(model, tokenizer, prompt_ids: Sequence[int], max_new_tokens: int = 32,
+                    stop: Sequence[str] = (), stop_ids: Sequence[int] = (),
+                    temperature: float = 0.0, top_k: int | None = None,
+                    generator: torch.Generator | None = None) -> str:
+    """Decode up to ``max_new_tokens`` after ``prompt_ids``; return the new text.
+
+    ``temperature=0`` is greedy (argmax); otherwise tokens are sampled from the
+    softmax at ``temperature`` over the ``top_k`` best (all when None). Stops at
+    any token in ``stop_ids`` (not included) and cuts the text at the first of
+    the ``stop`` strings. An empty prompt starts from ``<|bos|>``.
+    """
+    ids = list(prompt_ids) or bos_of(tokenizer)
+    if not ids:
+        raise ValueError("prompt_ids is empty and the tokenizer has no <|bos|> to start from")
+    check = None
+    if stop:
+        def check(new):
             text = tokenizer.decode(new)
-            if any(s in text for s in stop):
-                break
+            return any(s in text for s in stop)
+    new = greedy_ids(model, ids, max_new_tokens, stop_ids, temperature, top_k, generator, check)
     return cut_at_stop(tokenizer.decode(new), stop)
 
 
