@@ -90,23 +90,23 @@ def _draw_with_matplotlib(root: Value, path: Path) -> None:
     pos = {}
     for d, col in columns.items():
         for j, v in enumerate(col):
-            pos[id(v)] = (d * 3.0, -(j - (len(col) - 1) / 2) * 1.4)
+            pos[id(v)] = (d * 2.2, -(j - (len(col) - 1) / 2) * 1.2)
 
-    width = 3.0 * (max(columns) + 1)
-    height = 1.4 * max(len(c) for c in columns.values()) + 1
-    fig, ax = plt.subplots(figsize=(min(2 + 1.1 * width, 40), min(1 + height, 40)))
+    width = 2.2 * (max(columns) + 1)
+    height = 1.2 * max(len(c) for c in columns.values()) + 1
+    fig, ax = plt.subplots(figsize=(min(1 + 0.9 * width, 40), min(1 + 0.8 * height, 40)))
     for v in order:
         x1, y1 = pos[id(v)]
         for c in v._prev:
             x0, y0 = pos[id(c)]
-            ax.annotate("", xy=(x1 - 1.0, y1), xytext=(x0 + 1.0, y0),
+            ax.annotate("", xy=(x1 - 0.55, y1), xytext=(x0 + 0.55, y0),
                         arrowprops={"arrowstyle": "->", "color": "0.5"})
         text = (f"{v.label}\n" if v.label else "") + f"{v.data:.4f}\ngrad {v.grad:.4f}"
         if v._op:
             text = f"[{v._op}]\n" + text
         ax.text(x1, y1, text, ha="center", va="center", fontsize=8,
                 bbox={"boxstyle": "round", "facecolor": "#e8f0fe" if v._op else "#fff4d6"})
-    ax.set_xlim(-1.5, width - 1.5)
+    ax.set_xlim(-1.0, width - 1.2)
     ax.set_ylim(-height / 2 - 0.5, height / 2 + 0.5)
     ax.axis("off")
     fig.tight_layout()
