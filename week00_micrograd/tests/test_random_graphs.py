@@ -2,7 +2,9 @@
 
 A seeded generator writes a small program: leaves, then ``n_ops`` operations
 whose operands are picked among all earlier results (so nodes are reused and
-the graph has diamonds). Domains are guarded with the Value's own numbers
+the graph has diamonds). A seeded generator rather than hypothesis: the cases
+are the same on every run and nothing is written outside tmp (hypothesis keeps
+a cache folder in the working directory). Domains are guarded with the Value's own numbers
 (log only of positives, division only by |x| > 0.1, ...). The same program is
 executed on Values and on torch tensors; the output is the sum of the last few
 results, and we compare it and every leaf's gradient.
@@ -14,8 +16,6 @@ import random
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from week00_micrograd import Value
 
@@ -103,13 +103,7 @@ def check_seed(seed: int, tol: float) -> int:
     return len(out.topo())
 
 
-@pytest.mark.parametrize("seed", range(60))
+@pytest.mark.parametrize("seed", range(100))
 def test_seeded_random_graph_matches_torch(seed, tol):
     n_nodes = check_seed(seed, tol)
     assert n_nodes >= 15  # the output really depends on a graph, not on a couple of nodes
-
-
-@settings(max_examples=40, deadline=None, database=None)
-@given(seed=st.integers(min_value=1000, max_value=10**9))
-def test_hypothesis_random_graph_matches_torch(seed):
-    check_seed(seed, 1e-6)  # same tolerance as the conftest's TOL (fixtures don't mix with @given)
