@@ -140,7 +140,11 @@ def gpt_to_hf(gpt: GPT, attn_implementation: str = "eager"):
         t = ours[mine]
         new_state[hf_name] = t.t().contiguous() if transposed else t.clone()
     new_state["lm_head.weight"] = new_state["transformer.wte.weight"]
-    hf.load_state_dict(new_state, strict=False)
+    result = hf.load_state_dict(new_state, strict=False)
+    # older transformers keep the causal mask as buffers (attn.bias, attn.masked_bias): not weights
+    missing = [k for k in result.missing_keys if not k.endswith(("attn.bias", "attn.masked_bias"))]
+    if missing or result.unexpected_keys:
+        raise RuntimeError(f"conversion left missing={missing} unexpected={result.unexpected_keys}")
     hf.tie_weights()
     hf.train(gpt.training)
     return hf.to(next(gpt.parameters()).dtype)

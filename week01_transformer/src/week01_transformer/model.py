@@ -265,7 +265,11 @@ class GPT(nn.Module):
 
     # -- forward
     def check_input(self, idx: torch.Tensor) -> None:
-        """Raise a ValueError/TypeError saying what is wrong with ``idx``."""
+        """Raise a ValueError/TypeError saying what is wrong with ``idx``.
+
+        The id range check reads ``idx.min()``/``max()``, one host sync per call on a GPU:
+        the price of an error message instead of a device-side assert.
+        """
         if not isinstance(idx, torch.Tensor):
             raise TypeError(f"idx must be a torch.Tensor of token ids, got {type(idx).__name__}")
         if idx.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
