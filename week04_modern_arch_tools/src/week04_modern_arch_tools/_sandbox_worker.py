@@ -1,0 +1,266 @@
+"""The worker process behind ``PythonREPL`` (run as a script, never imported by the parent).
+
+Started as ``python -I _sandbox_worker.py '<json config>'`` in a fresh temp
+directory with a scrubbed environment. Before it reads any code it:
+
+1. moves its protocol pipes off fds 0/1 and points fds 0, 1, 2 at /dev/null,
+   so code that writes to the raw file descriptors cannot corrupt the replies;
+2. sets resource limits: CPU seconds, address space (memory), file size,
+   open files, no core dumps, and RLIMIT_NPROC (ignored for root, hence 3.);
+3. installs an audit hook (PEP 578) that raises ``PermissionError`` for
+   sockets, subprocesses, ``os.system``/exec/spawn/fork, signals to other
+   processes, ctypes, new threads, changing rlimits, walking the heap with
+   ``gc``, rewriting function code/defaults, and any file access outside the
+   sandbox directory (reads are also allowed under the Python installation
+   and ``sys.path``, so imports work);
+4. deletes the few process-control functions that raise no audit event.
+
+Then it answers one JSON line per request on the pipe: ``{"code": ...}`` ->
+``{"output": ...}``. State (the namespace) persists between requests.
+
+Left out: this is a guard against accidents and casual escapes by model
+output, not a security boundary against a determined attacker (a CPython
+audit hook runs in the same process as the code it watches). Run untrusted
+users' code in a container or VM with seccomp as well.
+"""
+
+import ast
+import io
+import json
+import os
+import resource
+import signal
+import sys
+import sysconfig
+import traceback
+import types
+
+# ---------------------------------------------------------------- setup
+
+CONFIG = json.loads(sys.argv[1])
+ROOT = os.path.realpath(os.getcwd())
+PROTO_IN = os.fdopen(os.dup(0), "rb", buffering=0)
+PROTO_OUT = os.fdopen(os.dup(1), "wb", buffering=0)
+_null = os.open(os.devnull, os.O_RDWR)
+for _fd in (0, 1, 2):
+    os.dup2(_null, _fd)
+os.close(_null)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-big write raises OSError instead of killing
+
+
+def _limit(kind, value):
+    try:
+        resource.setrlimit(kind, (value, value))
+    except (ValueError, OSError):
+        pass  # a limit the platform does not support; the parent's timeout still applies
+
+
+_cpu = int(CONFIG["cpu_seconds"])
+try:
+    resource.setrlimit(resource.RLIMIT_CPU, (_cpu, _cpu + 1))  # SIGXCPU, then SIGKILL a second later
+except (ValueError, OSError):
+    pass
+_limit(resource.RLIMIT_AS, int(CONFIG["memory_mb"]) * 2**20)
+_limit(resource.RLIMIT_FSIZE, int(CONFIG["file_size_mb"]) * 2**20)
+_limit(resource.RLIMIT_NOFILE, int(CONFIG["max_open_files"]))
+_limit(resource.RLIMIT_CORE, 0)
+_limit(resource.RLIMIT_NPROC, 0)
+
+_read_roots = {ROOT}
+for _key in ("stdlib", "platstdlib", "purelib", "platlib"):
+    _p = sysconfig.get_paths().get(_key)
+    if _p:
+        _read_roots.add(os.path.realpath(_p))
+for _p in sys.path:
+    if _p and os.path.exists(_p) and os.path.realpath(_p) != "/":
+        _read_roots.add(os.path.realpath(_p))
+READ_ROOTS = tuple(sorted(_read_roots))
+READ_FILES = ("/dev/null", "/dev/urandom", "/dev/random")
+
+# ---------------------------------------------------------------- the audit hook
+
+BLOCKED_PREFIXES = ("socket.", "subprocess.", "os.exec", "os.spawn", "os.posix_spawn", "ctypes.",
+                    "os.fork", "pty.", "winreg.", "_winapi.")
+BLOCKED_EVENTS = frozenset({
+    "os.system", "os.kill", "os.killpg", "os.forkpty", "signal.pthread_kill", "os.startfile",
+    "_thread.start_new_thread", "resource.setrlimit", "resource.prlimit",
+    "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+    "sys.setprofile", "sys.settrace", "os.chroot", "os.add_dll_directory", "os.symlink",
+    "os.link", "webbrowser.open"})
+BLOCKED_IMPORTS = frozenset({"_posixsubprocess", "_ctypes", "ctypes", "_multiprocessing",
+                             "_posixshmem", "pty"})
+PATH_EVENTS = frozenset({  # event -> its first argument (and a second for rename/copy) is a path
+    "os.listdir", "os.scandir", "os.chdir", "os.mkdir", "os.rmdir", "os.remove", "os.rename",
+    "os.truncate", "os.chmod", "os.chown", "os.utime", "os.chflags", "os.lchflags",
+    "os.setxattr", "os.removexattr", "os.listxattr", "os.getxattr", "shutil.rmtree",
+    "shutil.copyfile", "shutil.copymode", "shutil.copystat", "shutil.copytree", "shutil.move",
+    "shutil.chown", "shutil.make_archive", "shutil.unpack_archive", "glob.glob"})
+READ_ONLY_EVENTS = frozenset({"os.listdir", "os.scandir", "glob.glob", "os.listxattr",
+                              "os.getxattr", "shutil.copyfile", "shutil.copytree"})
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+
+def _inside(path, roots):
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def _resolve(path):
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, str):
+        return None
+    return os.path.realpath(os.path.join(os.getcwd(), path))
+
+
+def _check(cfg, event, args):
+    """The audit hook; ``cfg`` is an immutable tuple bound as the method's ``self``."""
+    _root, _read, _files, _prefixes, _events, _imports, _paths, _ro, _wflags = cfg
+    if event in _events or event.startswith(_prefixes):
+        raise PermissionError(f"blocked by the sandbox: {event}")
+    if event == "object.__setattr__":  # rewriting this worker's functions (this hook included)
+        if callable(args[0]) and getattr(args[0], "__module__", None) == "__main__":
+            raise PermissionError(f"blocked by the sandbox: setting {args[1]} of a sandbox "
+                                  "function")
+        return
+    if event == "import":
+        name = args[0] or ""
+        if name in _imports or name.split(".")[0] in _imports:
+            raise ImportError(f"blocked by the sandbox: import {name}")
+        return
+    if event == "open":
+        path, mode, flags = (tuple(args) + (None, None, None))[:3]
+        if isinstance(path, int) or path is None:
+            return  # an already opened descriptor: its open went through this hook
+        real = _resolve(path)
+        if real is None:
+            raise PermissionError(f"blocked by the sandbox: open({path!r})")
+        writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or \
+            (isinstance(flags, int) and flags & _wflags)
+        if _inside(real, _root) or (not writing and (_inside(real, _read) or real in _files)):
+            return
+        what = "writing" if writing else "reading"
+        raise PermissionError(f"blocked by the sandbox: {what} {path!r} (outside the sandbox "
+                              f"directory)")
+    if event in _paths:
+        for arg in args[:2] if event in ("os.rename", "shutil.copyfile", "shutil.copytree",
+                                         "shutil.move") else args[:1]:
+            real = _resolve(arg)
+            if real is None:
+                if isinstance(arg, int):
+                    continue
+                raise PermissionError(f"blocked by the sandbox: {event}({arg!r})")
+            ok = _inside(real, _root) or (event in _ro and _inside(real, _read))
+            if not ok:
+                raise PermissionError(f"blocked by the sandbox: {event} outside the sandbox "
+                                      f"directory ({arg!r})")
+
+
+# a method bound to a tuple: neither its configuration nor the binding can be reassigned
+_hook = types.MethodType(_check, ((ROOT,), READ_ROOTS, READ_FILES, BLOCKED_PREFIXES,
+                                  BLOCKED_EVENTS, BLOCKED_IMPORTS, PATH_EVENTS, READ_ONLY_EVENTS,
+                                  WRITE_FLAGS))
+sys.addaudithook(_hook)
+
+# functions that kill or start processes: replaced by stubs (some raise no audit event)
+import _thread  # noqa: E402
+import posix  # noqa: E402
+
+
+def _stub(what):
+    def blocked(*args, **kwargs):
+        raise PermissionError(f"blocked by the sandbox: {what}")
+
+    return blocked
+
+
+for _mod in (os, posix, signal):
+    for _name in ("pidfd_open", "pidfd_send_signal", "kill", "killpg", "fork", "forkpty",
+                  "setuid", "setgid", "setresuid", "setresgid"):
+        if hasattr(_mod, _name):
+            setattr(_mod, _name, _stub(f"{_mod.__name__}.{_name}"))
+for _name in ("start_new_thread", "start_joinable_thread", "start_new"):
+    if hasattr(_thread, _name):
+        setattr(_thread, _name, _stub("starting a thread"))
+
+# ---------------------------------------------------------------- the REPL loop
+
+
+class _Capped(io.TextIOBase):
+    """A text sink that keeps the first ``limit`` characters and counts the rest."""
+
+    def __init__(self, limit):
+        self.limit, self.parts, self.size, self.dropped = limit, [], 0, 0
+
+    def writable(self):
+        return True
+
+    def write(self, s):
+        s = str(s)
+        room = self.limit - self.size
+        if room > 0:
+            self.parts.append(s[:room])
+            self.size += min(len(s), room)
+        self.dropped += max(0, len(s) - max(room, 0))
+        return len(s)
+
+    def text(self):
+        out = "".join(self.parts)
+        if self.dropped:
+            out += f"\n... [output truncated: {self.dropped} more characters]"
+        return out
+
+
+def format_error(e):
+    """The traceback of the user's code: the worker's own frames (and ast's) left out."""
+    if isinstance(e, SyntaxError):
+        return "".join(traceback.format_exception_only(type(e), e))
+    frames = [f for f in traceback.extract_tb(e.__traceback__)
+              if f.filename != __file__ and not f.filename.endswith("ast.py")]
+    return ("Traceback (most recent call last):\n" + "".join(traceback.format_list(frames))
+            + "".join(traceback.format_exception_only(type(e), e)))
+
+
+def run_cell(code, namespace):
+    """Run ``code``; echo the value of a final expression like the interactive prompt."""
+    tree = ast.parse(code, "<repl>", "exec")
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    exec(compile(tree, "<repl>", "exec"), namespace)
+    if last is not None:
+        value = eval(compile(last, "<repl>", "eval"), namespace)
+        if value is not None:
+            print(repr(value))
+
+
+def main():
+    namespace = {"__name__": "__repl__", "__builtins__": __builtins__}
+    limit = int(CONFIG["max_output"])
+    PROTO_OUT.write(b'{"ready": true}\n')
+    buf = b""
+    while True:
+        chunk = PROTO_IN.read(65536)
+        if not chunk:
+            return
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            code = json.loads(line)["code"]
+            out = _Capped(limit)
+            sys.stdout = sys.stderr = out
+            try:
+                run_cell(code, namespace)
+            except SystemExit as e:
+                out.write(f"SystemExit: {e.code}\n")
+            except BaseException as e:  # the user's error is the tool's output
+                out.write(format_error(e))
+            finally:
+                sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+            text = out.text()
+            out = None
+            PROTO_OUT.write(json.dumps({"output": text}).encode() + b"\n")
+
+
+main()

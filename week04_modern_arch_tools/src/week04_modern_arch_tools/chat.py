@@ -1,0 +1,300 @@
+"""Conversations to tokens (with a loss mask), and generation that calls tools.
+
+The format, with week02's special tokens and nothing between them (no
+newlines are added; every piece of text is encoded as ordinary bytes, so a
+message or tool output that contains the text ``<|assistant_end|>`` cannot
+forge a special token)::
+
+    <|bos|>
+    <|user_start|>USER TEXT<|user_end|>
+    <|assistant_start|>TEXT<|python_start|>TOOL: INPUT<|python_end|>
+        <|output_start|>TOOL OUTPUT<|output_end|>TEXT<|assistant_end|>
+    <|user_start|>...                       (more turns)
+
+``messages`` is a list of ``{"role": "user" | "assistant" | "system",
+"content": ...}``. A system message may only come first; its text is put in
+front of the first user message (separated by a blank line). Roles then
+alternate user, assistant, user, ... A user's content is a string. An
+assistant's content is a string or a list of parts:
+
+- ``{"type": "text", "text": ...}``: what the assistant says;
+- ``{"type": "python", "text": "calculator: 2+2"}``: a tool call, the tool's
+  name, a colon, then its input (``python: print(1)``, ``search: ...``);
+- ``{"type": "output", "text": ...}``: the tool's answer.
+
+The mask is 1 on the tokens the model is trained to produce: the assistant's
+text, its tool calls including ``<|python_start|>`` and ``<|python_end|>``,
+and ``<|assistant_end|>``. It is 0 on ``<|bos|>``, the user turns,
+``<|assistant_start|>`` (the prompt asks for the reply) and the whole
+``<|output_start|>...<|output_end|>`` span (at inference the tool writes it).
+
+``generate_with_tools`` runs the model on a batch of prompts (left-padded,
+one token per row per step, KV cache by default): when a row completes a
+``<|python_start|>...<|python_end|>`` span, the named tool runs and its
+output is queued, wrapped in ``<|output_start|>...<|output_end|>``, as tokens
+the row is forced to take on its next steps; then sampling resumes. A row
+stops at ``<|assistant_end|>``. A tool error, an unknown tool or a malformed
+call becomes the output text; nothing raises.
+
+Left out: multi-call parallel tool use, streaming, and chat templates of other
+model families.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from week04_modern_arch_tools.model import KVCache, Llama, sample_next
+
+SPECIALS = ("<|bos|>", "<|user_start|>", "<|user_end|>", "<|assistant_start|>",
+            "<|assistant_end|>", "<|python_start|>", "<|python_end|>", "<|output_start|>",
+            "<|output_end|>")
+
+
+def special_ids(tokenizer) -> dict[str, int]:
+    """The id of each chat special token; a clear error if the tokenizer lacks one."""
+    table = getattr(tokenizer, "special_tokens", None) or {}
+    missing = [s for s in SPECIALS if s not in table]
+    if missing:
+        raise ValueError(f"the tokenizer lacks the special tokens {missing}; train it with "
+                         "week02_bpe.SPECIAL_TOKENS")
+    return {s: table[s] for s in SPECIALS}
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _parts(message: dict, i: int) -> list[dict]:
+    content = message.get("content")
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if not isinstance(content, list):
+        raise ValueError(f"message {i}: content must be a string or a list of parts, "
+                         f"got {type(content).__name__}")
+    for j, part in enumerate(content):
+        if not isinstance(part, dict) or part.get("type") not in ("text", "python", "output") \
+                or not isinstance(part.get("text"), str):
+            raise ValueError(f"message {i}, part {j}: each part is a dict with type 'text', "
+                             f"'python' or 'output' and a string 'text', got {part!r}")
+    return content
+
+
+def _normalise(messages: list[dict]) -> list[dict]:
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages must be a non-empty list of {'role', 'content'} dicts")
+    messages = list(messages)
+    if messages[0].get("role") == "system":
+        if len(messages) < 2 or messages[1].get("role") != "user":
+            raise ValueError("a system message must be followed by a user message")
+        system, first = messages[0], messages[1]
+        if not isinstance(system.get("content"), str) or not isinstance(first.get("content"), str):
+            raise ValueError("system and user contents must be strings")
+        messages = [{"role": "user", "content": system["content"] + "\n\n" + first["content"]},
+                    *messages[2:]]
+    for i, m in enumerate(messages):
+        want = "user" if i % 2 == 0 else "assistant"
+        if not isinstance(m, dict) or m.get("role") != want:
+            got = m.get("role") if isinstance(m, dict) else type(m).__name__
+            raise ValueError(f"message {i} must have role {want!r} (roles alternate user, "
+                             f"assistant, ...; a system message may only come first), got {got!r}")
+        if want == "user" and not isinstance(m.get("content"), str):
+            raise ValueError(f"message {i}: a user's content must be a string")
+    return messages
+
+
+def render_conversation(messages: list[dict], tokenizer,
+                        max_tokens: int | None = None) -> tuple[list[int], list[int]]:
+    """Token ids and the loss mask (1 = trained) of a conversation; see the module docstring."""
+    sp = special_ids(tokenizer)
+    messages = _normalise(messages)
+    ids: list[int] = []
+    mask: list[int] = []
+
+    def add(tokens, m):
+        ids.extend(tokens)
+        mask.extend([m] * len(tokens))
+
+    add([sp["<|bos|>"]], 0)
+    for i, message in enumerate(messages):
+        if message["role"] == "user":
+            add([sp["<|user_start|>"]], 0)
+            add(tokenizer.encode(message["content"]), 0)
+            add([sp["<|user_end|>"]], 0)
+            continue
+        add([sp["<|assistant_start|>"]], 0)
+        for part in _parts(message, i):
+            if part["type"] == "text":
+                add(tokenizer.encode(part["text"]), 1)
+            elif part["type"] == "python":
+                add([sp["<|python_start|>"]], 1)
+                add(tokenizer.encode(part["text"]), 1)
+                add([sp["<|python_end|>"]], 1)
+            else:
+                add([sp["<|output_start|>"]], 0)
+                add(tokenizer.encode(part["text"]), 0)
+                add([sp["<|output_end|>"]], 0)
+        add([sp["<|assistant_end|>"]], 1)
+    if max_tokens is not None:
+        ids, mask = ids[:max_tokens], mask[:max_tokens]
+    return ids, mask
+
+
+def render_for_completion(messages: list[dict], tokenizer) -> list[int]:
+    """The prompt ids for the assistant's next reply: the conversation so far, then
+    ``<|assistant_start|>``. A trailing assistant message (e.g. the reference
+    answer of a test example) is dropped."""
+    messages = _normalise(messages)
+    if messages[-1]["role"] == "assistant":
+        messages = messages[:-1]
+    ids, _ = render_conversation(messages, tokenizer)
+    return ids + [special_ids(tokenizer)["<|assistant_start|>"]]
+
+
+# ---------------------------------------------------------------- tool calls
+
+
+def parse_tool_call(text: str) -> tuple[str, str]:
+    """``"calculator: 2+2"`` -> ``("calculator", "2+2")``; ValueError if there is no name."""
+    name, sep, arg = text.partition(":")
+    name = name.strip().lower()
+    if not sep or not name or not name.replace("_", "").isalnum():
+        raise ValueError("a tool call is written 'name: input', e.g. 'calculator: 2+2'")
+    return name, arg.strip("\n ")
+
+
+def call_tool(text: str, tools: dict) -> tuple[str, str, str]:
+    """Run the call written in ``text``; (name, input, output text). Never raises."""
+    try:
+        name, arg = parse_tool_call(text)
+    except ValueError as e:
+        return "", text, f"Error: {e}"
+    tool = tools.get(name)
+    if tool is None:
+        return name, arg, f"Error: unknown tool {name!r}; available: {', '.join(sorted(tools))}"
+    try:
+        out = tool.run(arg)
+    except Exception as e:  # a tool must not raise, but the model's text must never crash us
+        out = f"Error: {type(e).__name__}: {e}"
+    return name, arg, out if isinstance(out, str) else str(out)
+
+
+@dataclass
+class ToolCall:
+    name: str
+    input: str
+    output: str
+
+
+@dataclass
+class ToolRun:
+    """One prompt's generation: new ids (sampled and forced), their text, the calls made."""
+
+    prompt: list[int]
+    ids: list[int] = field(default_factory=list)
+    forced: list[bool] = field(default_factory=list)  # True where a tool output was forced
+    calls: list[ToolCall] = field(default_factory=list)
+    finished: bool = False  # reached <|assistant_end|>
+    text: str = ""
+
+    def answer(self, tokenizer) -> str:
+        """The assistant's own text after the last tool output (no special tokens)."""
+        sp = special_ids(tokenizer)
+        ids = self.ids
+        if sp["<|output_end|>"] in ids:
+            ids = ids[len(ids) - ids[::-1].index(sp["<|output_end|>"]):]
+        return tokenizer.decode([i for i in ids if i not in sp.values()])
+
+
+def _prompt_ids(prompt, tokenizer) -> list[int]:
+    if isinstance(prompt, str):
+        return render_for_completion([{"role": "user", "content": prompt}], tokenizer)
+    if isinstance(prompt, list) and prompt and all(isinstance(m, dict) for m in prompt):
+        return render_for_completion(prompt, tokenizer)
+    if isinstance(prompt, (list, tuple)) and prompt and all(isinstance(t, int) for t in prompt):
+        return list(prompt)
+    raise ValueError("each prompt must be a user message (str), a list of messages, or a "
+                     f"non-empty list of token ids; got {prompt!r:.80}")
+
+
+# ---------------------------------------------------------------- generation
+
+
+@torch.no_grad()
+def generate_with_tools(model: Llama, tokenizer, prompts, tools: dict, max_new_tokens: int = 256,
+                        temperature: float = 0.0, top_k: int | None = None,
+                        top_p: float | None = None, seed: int = 0, use_cache: bool = True,
+                        max_output_tokens: int = 128) -> list[ToolRun]:
+    """Generate replies for a batch of prompts, running tool calls as they complete.
+
+    ``prompts``: user messages (str), conversations (lists of messages) or
+    token-id lists. ``tools``: ``{name: Tool}``. ``max_new_tokens`` counts
+    every appended token, forced tool outputs included; a tool output is cut
+    to ``max_output_tokens`` tokens. Greedy (``temperature=0``) by default.
+    """
+    if isinstance(prompts, (str, dict)) or (prompts and isinstance(prompts[0], int)):
+        prompts = [prompts]
+    if not prompts:
+        return []
+    sp = special_ids(tokenizer)
+    runs = [ToolRun(_prompt_ids(p, tokenizer)) for p in prompts]
+    B = len(runs)
+    L = max(len(r.prompt) for r in runs)
+    limit = model.config.block_size
+    if L >= limit:
+        raise ValueError(f"the longest prompt has {L} tokens; the model's block_size is {limit}")
+    steps = min(max_new_tokens, limit - L)
+    device = model.tok_emb.weight.device
+    filler = sp["<|assistant_end|>"]  # fed to rows that are done or padded; never attended to
+    pad = torch.tensor([L - len(r.prompt) for r in runs], device=device)
+    seq = torch.tensor([[filler] * (L - len(r.prompt)) + r.prompt for r in runs], device=device)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    queues: list[list[int]] = [[] for _ in runs]
+    in_call: list[list[int] | None] = [None] * B
+
+    was_training = model.training
+    model.eval()
+    try:
+        cache = KVCache.for_model(model, B, L + steps, pad=pad) if use_cache else None
+        logits = model(seq, cache=cache, pad=None if use_cache else pad)[:, -1, :]  # (B, V)
+        for step in range(steps):
+            sampled = sample_next(logits, temperature, top_k, top_p, generator)[:, 0].tolist()
+            column = []
+            for b, run in enumerate(runs):
+                if run.finished:
+                    column.append(filler)
+                    continue
+                forced = bool(queues[b])
+                tok = queues[b].pop(0) if forced else sampled[b]
+                run.ids.append(tok)
+                run.forced.append(forced)
+                column.append(tok)
+                if forced:
+                    continue
+                if tok == sp["<|python_start|>"]:
+                    in_call[b] = []
+                elif tok == sp["<|python_end|>"] and in_call[b] is not None:
+                    name, arg, out = call_tool(tokenizer.decode(in_call[b]), tools)
+                    run.calls.append(ToolCall(name, arg, out))
+                    in_call[b] = None
+                    body = tokenizer.encode(out)[:max_output_tokens]
+                    queues[b] = [sp["<|output_start|>"], *body, sp["<|output_end|>"]]
+                elif in_call[b] is not None:
+                    in_call[b].append(tok)
+                elif tok == sp["<|assistant_end|>"]:
+                    run.finished = True
+            if all(r.finished for r in runs) or step + 1 == steps:
+                break
+            nxt = torch.tensor(column, device=device)[:, None]  # (B, 1)
+            if use_cache:
+                logits = model(nxt, cache=cache)[:, -1, :]
+            else:
+                seq = torch.cat([seq, nxt], dim=1)
+                logits = model(seq, pad=pad)[:, -1, :]
+    finally:
+        model.train(was_training)
+    for run in runs:
+        run.text = tokenizer.decode(run.ids)
+    return runs
