@@ -18,9 +18,10 @@ import statistics
 import time
 
 import torch
+from week03_training.train import PRESETS, build_model
+
 from shared import save_benchmark
 from week03_training import AdamW, Muon, muon_param_groups
-from week03_training.train import PRESETS, build_model
 
 
 def time_steps(opt, params, warmup: int, repeats: int, device: str) -> float:
@@ -46,7 +47,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu | cuda")
     ap.add_argument("--repeats", type=int, default=10, help="timed steps per optimizer")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: reproducible on a shared machine; "
+                         "0 keeps PyTorch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     p = PRESETS[args.preset]
     torch.manual_seed(0)
@@ -84,7 +90,7 @@ def main() -> None:
         r["ratio_to_peer"] = round(r["ms_per_step"] / peer, 3)
 
     print(f"\n{args.preset} preset, {n / 1e6:.1f}M parameters, device {args.device}, "
-          f"median of {args.repeats} steps")
+          f"{torch.get_num_threads()} threads, median of {args.repeats} steps")
     print(f"{'optimizer':<30}{'ms/step':>10}{'x peer':>9}")
     for r in rows:
         print(f"{r['optimizer']:<30}{r['ms_per_step']:>10.2f}{r['ratio_to_peer']:>9.2f}")

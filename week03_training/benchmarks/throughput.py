@@ -20,9 +20,10 @@ import argparse
 import time
 
 import torch
+from week03_training.train import PRESETS, build_model
+
 from shared import save_benchmark
 from week03_training import TrainConfig, Trainer, measure_matmul_flops, peak_flops
-from week03_training.train import PRESETS, build_model
 
 
 class RandomTokens:
@@ -78,7 +79,9 @@ def main() -> None:
     ap.add_argument("--batch-tiny", type=int, default=16, help="micro-batch of the tiny preset")
     ap.add_argument("--batch-20m", type=int, default=1, help="micro-batch of the 20m preset")
     ap.add_argument("--block", type=int, default=256, help="context length for both")
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: reproducible on a shared machine; "
+                         "0 keeps PyTorch's default)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

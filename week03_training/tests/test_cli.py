@@ -57,13 +57,12 @@ def cli(args, tmp_path, code=None, **env):
 
 
 def _final(run_dir):
-    """(model tensors, loss history, {step: loss} from metrics.jsonl, last row wins)."""
+    """(model tensors, loss history, [(step, loss, val_loss)] from metrics.jsonl)."""
     ckpts = sorted((run_dir / "checkpoints").glob("step_*.safetensors"))
     state, meta = load_checkpoint(ckpts[-1])
     assert meta["step"] == 12
-    logged = {}
-    for row in read_metrics(run_dir):        # a resumed run re-logs the steps after its checkpoint
-        logged[row["step"]] = (row["loss"], row.get("val_loss"))
+    # resume drops the rows logged after its checkpoint: each step appears once
+    logged = [(row["step"], row["loss"], row.get("val_loss")) for row in read_metrics(run_dir)]
     return state["model"], state["history"].tolist(), logged
 
 
@@ -74,7 +73,7 @@ def _assert_same(run_a, run_b):
     for k in model_a:
         assert torch.equal(model_a[k], model_b[k]), k
     assert hist_a == hist_b and len(hist_a) == 12
-    assert log_a == log_b
+    assert log_a == log_b and [r[0] for r in log_a] == list(range(1, 13))
 
 
 @pytest.fixture(scope="module")

@@ -275,9 +275,11 @@ def run(argv: list[str] | None = None) -> int:
 
     from week02_bpe import TokenLoader
     seed_everything(cfg.seed)
-    train_loader = TokenLoader(data_dir, cfg.batch_size, cfg.block_size, "train", seed=cfg.seed)
+    train_loader = TokenLoader(data_dir, cfg.batch_size, cfg.block_size, "train", seed=cfg.seed,
+                               device=cfg.device)
     try:
-        val_loader = TokenLoader(data_dir, cfg.batch_size, cfg.block_size, "val", seed=cfg.seed)
+        val_loader = TokenLoader(data_dir, cfg.batch_size, cfg.block_size, "val", seed=cfg.seed,
+                                 device=cfg.device)
     except ValueError as e:  # too little validation text for one window
         print(f"warning: no validation ({e})", file=sys.stderr)
         val_loader = None

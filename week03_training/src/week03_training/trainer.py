@@ -16,7 +16,9 @@ anything with ``next_batch()``, ``state_dict()`` and ``load_state_dict()``):
 - checkpoints (model, optimizer, scheduler, loader, RNG states, step, config,
   the loss history) written atomically through ``shared.save_checkpoint``
   every ``ckpt_every`` steps and when SIGINT/SIGTERM arrives; ``resume()``
-  continues bit-exactly on the CPU. Only the last ``keep_last`` are kept.
+  continues bit-exactly on the CPU (and drops the metrics rows logged after
+  the checkpoint, which the resumed run logs again). Only the last
+  ``keep_last`` are kept.
 
 Left out: multi-GPU (DDP/FSDP, week11), fp16 loss scaling (bf16 needs none),
 and early stopping. ``NANOCHAT_KILL_AT_STEP=k`` is a test hook: the process
@@ -26,6 +28,7 @@ SIGKILLs itself right after the checkpoint of step ``k`` is written.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import random
@@ -39,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from shared.checkpoint import CheckpointError, check_state_dict
+from shared.metrics import METRICS_FILE
 from tqdm.auto import tqdm
 
 from shared import MetricsLogger, load_checkpoint, new_run_dir, save_checkpoint
@@ -437,7 +441,26 @@ class Trainer:
         _set_rng_state(state["rng"])
         self.step = int(state["step"])
         self.history = state["history"].tolist()
+        self._truncate_metrics(self.step)
         return self.step
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop logged rows after ``step``: the resumed run logs them again (atomic rewrite)."""
+        path = self.run_dir / METRICS_FILE
+        if not path.exists():
+            return
+        keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if _row_step(line) is not None and _row_step(line) <= step]
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def _row_step(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):   # a torn last line, or a row without a step
+        return None
 
 
 def _step_of(path: Path) -> int:
