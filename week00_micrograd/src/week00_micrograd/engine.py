@@ -91,7 +91,7 @@ class Value:
     # -- binary arithmetic ---------------------------------------------------
 
     def __add__(self, other):
-        if type(other) is Value:
+        if isinstance(other, Value):
             return Value(self.data + other.data, (self, other), (1.0, 1.0), "+")
         c = other if type(other) is float else _as_float(other, "Value + operand")
         return Value(self.data + c, (self,), (1.0,), "+")
@@ -101,7 +101,7 @@ class Value:
         return Value(c + self.data, (self,), (1.0,), "+")
 
     def __sub__(self, other):
-        if type(other) is Value:
+        if isinstance(other, Value):
             return Value(self.data - other.data, (self, other), (1.0, -1.0), "-")
         c = other if type(other) is float else _as_float(other, "Value - operand")
         return Value(self.data - c, (self,), (1.0,), "-")
@@ -111,7 +111,7 @@ class Value:
         return Value(c - self.data, (self,), (-1.0,), "-")
 
     def __mul__(self, other):
-        if type(other) is Value:
+        if isinstance(other, Value):
             return Value(self.data * other.data, (self, other), (other.data, self.data), "*")
         c = other if type(other) is float else _as_float(other, "Value * operand")
         return Value(self.data * c, (self,), (c,), "*")
@@ -121,7 +121,7 @@ class Value:
         return Value(c * self.data, (self,), (c,), "*")
 
     def __truediv__(self, other):
-        if type(other) is Value:
+        if isinstance(other, Value):
             b = other.data
             if b == 0.0:
                 raise ZeroDivisionError(f"Value division by zero: {self.data!r} / Value(0.0)")
@@ -270,8 +270,8 @@ def dot(weights: Sequence[Value], inputs: Sequence, bias: Value | float | None =
     if len(weights) != len(inputs):
         raise ValueError(f"dot: {len(weights)} weights but {len(inputs)} inputs; "
                          "they must have the same length")
-    if set(map(type, weights)) != {Value}:
-        bad = next(w for w in weights if type(w) is not Value)
+    if set(map(type, weights)) != {Value} and not all(isinstance(w, Value) for w in weights):
+        bad = next(w for w in weights if not isinstance(w, Value))
         raise TypeError(f"dot: weights must be Values, got {type(bad).__name__}: {bad!r}")
     wd = [w.data for w in weights]
     kinds = set(map(type, inputs))
@@ -286,7 +286,7 @@ def dot(weights: Sequence[Value], inputs: Sequence, bias: Value | float | None =
     else:  # mixed or non-float numbers: the general (slower) path
         xd, prev_x, local_x = [], [], []
         for x, w in zip(inputs, wd):
-            if type(x) is Value:
+            if isinstance(x, Value):
                 xd.append(x.data)
                 prev_x.append(x)
                 local_x.append(w)
@@ -296,7 +296,7 @@ def dot(weights: Sequence[Value], inputs: Sequence, bias: Value | float | None =
         local = (*xd, *local_x)
     if bias is None:
         acc = 0.0
-    elif type(bias) is Value:
+    elif isinstance(bias, Value):
         acc = bias.data
         prev = (bias, *prev)
         local = (1.0, *local)
@@ -312,7 +312,7 @@ def vsum(values: Iterable, start: float = 0.0) -> Value:
     acc = start if type(start) is float else _as_float(start, "vsum(start)")
     prev = []
     for v in values:
-        if type(v) is Value:
+        if isinstance(v, Value):
             acc += v.data
             prev.append(v)
         else:
