@@ -12,12 +12,15 @@ package instead.
 
 import importlib
 import os
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# hypothesis writes its example database into the working directory by default
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "nanochat-hypothesis"))
 
 ROOT = Path(__file__).parent
 for src in sorted([*ROOT.glob("*/src/*/__init__.py"), *ROOT.glob("tracks/*/src/*/__init__.py")]):
