@@ -82,3 +82,18 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def pretrained(tiny_llama):
+    """The tiny model after a short pre-training on a third mapping (marker 5).
+
+    LoRA needs a base whose output head already emits the answer tokens (a random head
+    at init std 0.02 behind an RMSNorm cannot be moved by adapters in a few steps).
+    """
+    from week07_continual import TrainConfig, train_task
+
+    fc = ANSWERS[5:] + ANSWERS[:5]
+    train_task(tiny_llama, _task("C", 5, fc), TrainConfig(steps_per_task=60, lr=1e-2),
+               random.Random(0), progress=False)
+    return tiny_llama

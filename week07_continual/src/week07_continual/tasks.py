@@ -25,7 +25,9 @@ Built-in streams:
   ``render_conversation``, then ``new_facts``: a new attribute of the same
   world's countries (a national animal) that the search tool does not know,
   learned without tools and asked about in the same words at test time (it
-  is knowledge, not a skill).
+  is knowledge, not a skill). ``skills-facts`` (``variant="facts"``) asks
+  the world's capitals, currencies, languages and the new animals without
+  tools, with one-word answers: small enough for a tiny CPU model.
 - ``domains``: the pydocs corpus split into topic groups by module family
   (``DOMAIN_GROUPS``), text windows, measured in bpb.
 - a custom stream from files (``load_stream``): a folder of ``<task>.jsonl``
@@ -216,41 +218,80 @@ def text_example(tokenizer, text: str, max_tokens: int | None = None) -> dict:
 
 _ANIMALS = ("lynx", "heron", "otter", "falcon", "badger", "ibis", "marten", "tapir", "gecko",
             "puffin", "vole", "egret")
+_WORLD_QUESTIONS = {"capital": "What is the capital of {n}?",
+                    "currency": "What currency does {n} use?",
+                    "language": "What language is spoken in {n}?",
+                    "animal": "What is the national animal of {n}?"}
 
 
-def new_world_facts(seed: int = 0, n: int = 40) -> list[tuple[str, str]]:
-    """(question, answer) about an attribute of week04's world that its fact store lacks."""
+def world_facts(attribute: str, seed: int = 0, n: int = 40,
+                sentence: bool = False) -> list[tuple[str, str]]:
+    """(question, answer) pairs about week04's generated world, answered without tools.
+
+    ``attribute`` is one of the world's (capital, currency, language) or
+    ``"animal"``, a national animal the world's fact store does not know (new
+    facts). ``sentence=True`` answers in a full sentence, else with the value.
+    """
     from week04_modern_arch_tools.tooldata import make_world
 
+    if attribute not in _WORLD_QUESTIONS:
+        raise ValueError(f"unknown world attribute {attribute!r}; valid: {list(_WORLD_QUESTIONS)}")
     rng = random.Random(f"new-facts-{seed}")
     out = []
     for country in make_world(seed)[:n]:
-        animal = rng.choice(_ANIMALS)
-        out.append((f"What is the national animal of {country['name']}?",
-                    f"The national animal of {country['name']} is the {animal}."))
+        value = rng.choice(_ANIMALS) if attribute == "animal" else str(country[attribute])
+        answer = value
+        if sentence:
+            answer = (f"The national animal of {country['name']} is the {value}."
+                      if attribute == "animal" else f"The {attribute} of {country['name']} is {value}.")
+        out.append((_WORLD_QUESTIONS[attribute].format(n=country["name"]), answer))
     return out
 
 
+SKILLS_VARIANTS = {
+    # week04's tool-use tasks, then new facts learned without tools (the issue's stream)
+    "tools": ("arithmetic", "string", "facts", "new_facts"),
+    # knowledge only, short answers: a stream a tiny CPU model learns in a minute
+    "facts": ("capital", "currency", "language", "new_facts"),
+}
+
+
 def make_skills_stream(tokenizer, n_train: int = 200, n_test: int = 50, seed: int = 0,
-                       n_facts: int = 40, kinds=("arithmetic", "string", "facts", "new_facts"),
+                       n_facts: int = 40, variant: str = "tools", kinds=None,
                        max_tokens: int | None = None) -> Stream:
-    """The skills stream (see the module docstring); ``kinds`` picks and orders its tasks."""
+    """The skills stream (see the module docstring); ``kinds`` picks and orders its tasks.
+
+    ``variant="tools"``: arithmetic / string / facts with week04's tools, then
+    ``new_facts`` (national animals, full-sentence answers, no tools).
+    ``variant="facts"``: capital / currency / language / new_facts of the same
+    world, asked without tools with one-word answers: the same kind of stream
+    at a size a tiny model learns in seconds (knowledge tasks are tested on
+    the facts they taught).
+    """
     from week04_modern_arch_tools.tooldata import KINDS, make_tool_dataset
 
+    if kinds is None:
+        if variant not in SKILLS_VARIANTS:
+            raise ValueError(f"unknown skills variant {variant!r}; valid: {list(SKILLS_VARIANTS)}")
+        kinds = SKILLS_VARIANTS[variant]
     tasks = []
     for kind in kinds:
-        if kind == "new_facts":
-            exs = [qa_example(tokenizer, q, a) for q, a in new_world_facts(seed, n_facts)]
-            tasks.append(Task("new_facts", exs, exs))  # knowledge: asked as it was taught
+        if kind == "new_facts" or kind in _WORLD_QUESTIONS:
+            attr = "animal" if kind == "new_facts" else kind
+            exs = [qa_example(tokenizer, q, a)
+                   for q, a in world_facts(attr, seed, n_facts, sentence=variant == "tools")]
+            tasks.append(Task(kind, exs, exs))  # knowledge: asked as it was taught
             continue
         if kind not in KINDS:
-            raise ValueError(f"unknown skills task {kind!r}; valid: {(*KINDS, 'new_facts')}")
+            raise ValueError(f"unknown skills task {kind!r}; valid: "
+                             f"{(*KINDS, *_WORLD_QUESTIONS, 'new_facts')}")
         train = [chat_example(tokenizer, c, max_tokens)
                  for c in make_tool_dataset(kind, n_train, seed, "train")]
         test = [chat_example(tokenizer, c, max_tokens)
                 for c in make_tool_dataset(kind, n_test, seed, "test")]
         tasks.append(Task(kind, train, test))
-    return Stream("skills", tasks, tokenizer, {"seed": seed, "n_train": n_train, "n_test": n_test})
+    return Stream("skills" if variant == "tools" else f"skills-{variant}", tasks, tokenizer,
+                  {"seed": seed, "n_train": n_train, "n_test": n_test, "variant": variant})
 
 
 # ---------------------------------------------------------------- the domains stream

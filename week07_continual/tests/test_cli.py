@@ -1,0 +1,38 @@
+"""The command line on a custom stream and a tiny checkpoint written by the test."""
+
+import json
+from dataclasses import asdict
+
+import torch
+from shared import save_model
+from week02_bpe import BPETokenizer
+from week04_modern_arch_tools import Llama, LlamaConfig
+from week07_continual.run import main
+
+
+def test_cli_writes_table_json_and_heatmaps(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NANOCHAT_RUNS", str(tmp_path / "runs"))
+    tok = BPETokenizer.train("alpha beta gamma delta " * 30, 256 + 9 + 10)
+    tok.save(tmp_path / "tokenizer.json")
+    config = LlamaConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2,
+                         n_embd=16)
+    torch.manual_seed(0)
+    ckpt = save_model(tmp_path / "model.safetensors", Llama(config),
+                      {"model": {"class": "Llama", **asdict(config)}})
+    stream = tmp_path / "stream"
+    stream.mkdir()
+    for t, word in enumerate(("alpha", "beta")):
+        rows = [{"prompt": f"{word} {i}", "answer": word, "split": "test" if i < 2 else "train"}
+                for i in range(6)]
+        (stream / f"{t}_{word}.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "out"
+    code = main(["--stream", str(stream), "--strategy", "naive,lora+replay", "--model", str(ckpt),
+                 "--smoke", "--out", str(out), "--no-progress", "--separate"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| stream | strategy | acc |" in printed and "lora+replay" in printed
+    res = json.loads((out / "results.json").read_text())
+    assert [r["strategy"] for r in res["rows"]] == ["naive", "lora+replay"]
+    assert res["rows"][1]["time_x_naive"] > 0
+    assert (out / "heatmap_naive.png").exists() and (out / "heatmap_lora_replay.png").exists()
+    assert (out / "naive" / "metrics.jsonl").exists()  # shared.MetricsLogger, for the dashboard
