@@ -1,8 +1,6 @@
 """Answer extraction edge cases and the generative harness on models with known outputs."""
 
 import pytest
-from week05_eval.generative import chat_prompt_ids, completion_prompt
-from week05_eval.scoring import bos_of, greedy_generate
 
 from week05_eval import (
     GenExample,
@@ -13,6 +11,8 @@ from week05_eval import (
     extract_number,
     numeric_match,
 )
+from week05_eval.generative import chat_prompt_ids, completion_prompt
+from week05_eval.scoring import bos_of, greedy_generate
 
 
 @pytest.mark.parametrize("text, want", [

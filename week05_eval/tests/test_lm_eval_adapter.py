@@ -9,6 +9,7 @@ from week05_eval import MCExample, MCTask, continuation_logprobs, encode_pair, e
 
 lm_eval = pytest.importorskip("lm_eval")
 from lm_eval.api.instance import Instance  # noqa: E402
+
 from week05_eval.lm_eval_adapter import NanochatLM, write_lm_eval_task  # noqa: E402
 
 
@@ -89,5 +90,7 @@ def test_simple_evaluate_on_a_local_task(tmp_path, tokenizer, tiny_llama):
     for s, scores in zip(samples, ours.scores):
         theirs = [r[0] for r in s["filtered_resps"]]
         theirs = [float(t[0]) if isinstance(t, (list, tuple)) else float(t) for t in theirs]
-        assert theirs == pytest.approx(scores, abs=1e-6)
+        # lm-eval hands the requests over in its own order, so the batches (and their padded
+        # shapes) differ from ours and fp32 reductions differ in the last bits: ~1e-7 relative
+        assert theirs == pytest.approx(scores, rel=1e-6)
         assert all(math.isfinite(t) for t in theirs)

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from week05_eval.metrics import encode_docs
 
 from week02_bpe import bits_per_byte, token_bytes
 from week05_eval import evaluate_ids, evaluate_text, unigram_bpb
+from week05_eval.metrics import encode_docs
 
 
 def test_uniform_model_has_loss_log_v(tokenizer, uniform):
@@ -71,3 +71,17 @@ def test_unigram_hand_computed():
 def test_too_short_input_is_a_clear_error(tokenizer, uniform):
     with pytest.raises(ValueError, match="at least 2 tokens"):
         evaluate_ids(uniform, [5], token_bytes(tokenizer))
+
+
+def test_unigram_lm_matches_unigram_bpb(tokenizer):
+    """UnigramLM through evaluate_ids gives the numbers unigram_bpb computes in closed form
+    (fp32 log-probabilities vs float64: 1e-6 relative)."""
+    from week05_eval.metrics import UnigramLM
+    train = encode_docs(tokenizer, ["hello world, hello python. " * 5])
+    val = encode_docs(tokenizer, ["hello there, world of python."])
+    tb = token_bytes(tokenizer)
+    closed = unigram_bpb(train, val, tb)
+    model = UnigramLM(train, tokenizer.vocab_size)
+    res = evaluate_ids(model, val, tb, block_size=8)
+    assert res.loss == pytest.approx(closed.loss, rel=1e-6)
+    assert res.bpb == pytest.approx(closed.bpb, rel=1e-6)

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from week05_eval.multiple_choice import MCResult, fewshot_examples
 
 from week05_eval import (
     MCExample,
@@ -14,6 +13,7 @@ from week05_eval import (
     encode_pair,
     evaluate_mc,
 )
+from week05_eval.multiple_choice import MCResult, fewshot_examples
 
 
 def _task(n=8, k=4):

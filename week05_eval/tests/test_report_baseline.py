@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
-from shared.checkpoint import CheckpointError
-from week05_eval.loading import find_baseline, load_for_eval
 
 from shared import read_metrics, save_checkpoint
+from shared.checkpoint import CheckpointError
 from week02_bpe import TokenizerFileError
 from week05_eval import loading, report
+from week05_eval.loading import find_baseline, load_for_eval
 
 
 def _save_llama(path, tiny_llama, tokenizer_path=None):

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from week05_eval.generative import chat_prompt_ids
 
 from week05_eval import GenExample, GenTask, evaluate_generative
+from week05_eval.generative import chat_prompt_ids
 
 
 def test_with_tools_beats_without_when_the_model_cannot_compute(tokenizer, oracle_llama_cls):
@@ -48,10 +48,9 @@ def test_tool_task_from_week04():
 def test_mix_loader_rows_masks_and_resume(tmp_path, tokenizer):
     """Tool rows replace the last rows of each batch; targets are -100 except on the
     assistant's trained tokens (week04's mask, shifted by one); state_dict resumes exactly."""
-    from week05_eval.mixture import IGNORE, ToolMixLoader
-
     from week02_bpe import TokenLoader, prepare
     from week04_modern_arch_tools import make_tool_dataset, render_conversation
+    from week05_eval.mixture import IGNORE, ToolMixLoader
     prepare(["some plain text about python modules and functions. " * 30] * 4, tokenizer,
             tmp_path / "d", num_workers=1, progress=False, val_fraction=0.0)
     convs = make_tool_dataset("arithmetic", 20, seed=0, split="train")

@@ -1,7 +1,7 @@
 """``make baseline``: the first model of the project, trained and measured end to end.
 
     python -m week05_eval.baseline                      # CPU preset, ~10 minutes on 2 cores
-    python -m week05_eval.baseline --preset gpt2 --device cuda --data fineweb-edu
+    python -m week05_eval.baseline --preset gpt2 --device cuda       # FineWeb-EDU, ~2-3 h, 1 H100
     python -m week05_eval.baseline --smoke --data some/texts --out /tmp/b   # seconds (tests)
 
 The pipeline, one step per week it builds on:
@@ -39,9 +39,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
-from shared.checkpoint import CheckpointError
 
 from shared import load_corpus, new_run_dir, pick_device, seed_everything
+from shared.checkpoint import CheckpointError
 from week05_eval.loading import BASELINE_FILE, BASELINE_PREFIX
 from week05_eval.report import ReportConfig, make_report
 
@@ -57,6 +57,7 @@ class BaselinePreset:
     train: dict
     report: dict = field(default_factory=dict)
     data: str = "pydocs"
+    data_limit: int | None = None   # documents to read from a Hugging Face corpus
     tool_rows: int = 0              # rows of each batch that are week04 tool conversations
     tool_conversations: int = 0     # conversations per kind (train split) to mix in
     about: str = ""
@@ -85,6 +86,7 @@ PRESETS: dict[str, BaselinePreset] = {
                    weight_decay=0.1, dtype="bf16", eval_every=250, eval_batches=20,
                    log_every=10, ckpt_every=500, keep_last=2),
         report=dict(limit=1000, gen_limit=200, max_tokens=1_000_000, batch_size=32),
+        data="fineweb-edu", data_limit=3_000_000,
         tool_rows=4, tool_conversations=20_000,
         about="12 layers x 768 wide (~124M + embeddings), 5000 steps x 0.5M tokens = 2.6B tokens"),
     # seconds: the pipeline test
@@ -130,8 +132,12 @@ def run_baseline(preset: BaselinePreset, out: Path, data: str | None = None,
              f"documents, {sum(map(len, train_texts)):,} training characters")
     else:   # a Hugging Face corpus by name: the tokenizer learns from its first documents
         from week02_bpe import iter_documents
+        from week02_bpe.data import parse_source
+        source = parse_source(data)
+        if preset.data_limit:
+            source = replace(source, limit=preset.data_limit)
         train_texts = []
-        for _, text in iter_documents(data):
+        for _, text in iter_documents(source):
             train_texts.append(text)
             if len(train_texts) >= 100_000:
                 break
@@ -142,7 +148,8 @@ def run_baseline(preset: BaselinePreset, out: Path, data: str | None = None,
     _log(f"tokenizer: {tok.vocab_size} tokens in {timings['tokenizer']:.0f}s -> {tok_path}")
     t0 = time.perf_counter()
     data_dir = out / "data"
-    prepare(data, tok, data_dir, num_workers=workers, progress=progress)
+    prepare(data if (data == "pydocs" or local) else source, tok, data_dir, num_workers=workers,
+            progress=progress)
     index = json.loads((data_dir / "index.json").read_text())
     timings["prepare"] = time.perf_counter() - t0
     _log(f"shards: {index['splits']['train']['tokens']:,} train / "
@@ -250,8 +257,9 @@ def make_parser() -> argparse.ArgumentParser:
                     help="run folder for tokenizer, shards, checkpoints and report (default "
                          "runs/week05-baseline-<time>)")
     ap.add_argument("--data", default=None,
-                    help="training text: 'pydocs' (default, offline), a local text file or folder, "
-                         "or a week02 corpus name such as 'fineweb-edu' (needs the hub)")
+                    help="training text: 'pydocs' (the cpu preset's default, offline), a local "
+                         "text file or folder, or a week02 corpus name such as 'fineweb-edu' (the "
+                         "gpt2 preset's default; needs the hub)")
     ap.add_argument("--smoke", action="store_true",
                     help="a seconds-long run through the whole pipeline (the 'smoke' preset); "
                          "measures nothing")

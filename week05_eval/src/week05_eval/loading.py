@@ -29,9 +29,9 @@ import os
 from pathlib import Path
 
 import torch
-from shared.checkpoint import CheckpointError, check_state_dict
 
 from shared import load_checkpoint, runs_root
+from shared.checkpoint import CheckpointError, check_state_dict
 
 TOKENIZER_FILE = "tokenizer.json"
 BASELINE_FILE = "baseline.json"

@@ -15,7 +15,9 @@ models with different tokenizers can be compared on. Special tokens cover 0
 bytes; week02's ``bits_per_byte`` does the division.
 
 ``unigram_bpb`` is the trivial baseline: a model that ignores the context and
-predicts each token with its (add-one smoothed) training frequency.
+predicts each token with its (add-one smoothed) training frequency;
+``UnigramLM`` is the same model as a ``shared.LanguageModel``, so every other
+harness (multiple choice, say) can score it too.
 
 Left out: sliding windows with overlapping context (lm-eval's
 ``loglikelihood_rolling`` with a stride), which cost block_size/stride times
@@ -178,3 +180,22 @@ def unigram_bpb(train_ids: Sequence[int] | np.ndarray, val_ids: Sequence[int] | 
     loss = float(nats / len(val))
     return LossResult(loss=loss, ppl=math.exp(loss), bpb=float(nats / (math.log(2) * n_bytes)),
                       tokens=int(len(val)), bytes=n_bytes)
+
+
+class UnigramLM(torch.nn.Module):
+    """The context-free model behind ``unigram_bpb`` as a ``shared.LanguageModel``.
+
+    ``forward(idx)`` returns the same log-frequencies at every position, so its
+    multiple-choice accuracy is what word frequency alone achieves.
+    """
+
+    def __init__(self, train_ids, vocab_size: int, block_size: int = 1024):
+        super().__init__()
+        counts = np.bincount(np.asarray(train_ids, dtype=np.int64), minlength=vocab_size)
+        counts = counts[:vocab_size].astype(np.float64) + 1.0
+        self.register_buffer("logp", torch.tensor(np.log(counts / counts.sum()),
+                                                  dtype=torch.float32))   # (V,)
+        self.vocab_size, self.block_size = vocab_size, block_size
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.logp.expand(*idx.shape, -1)                            # (B, T, V)

@@ -9,7 +9,8 @@ It loads the model and tokenizer (``loading.load_for_eval``), then measures:
   was trained next to, or the validation documents of ``--data``), and the
   unigram bits per byte of the same text as the trivial baseline;
 - the offline multiple-choice tasks (pydocs cloze and next line): accuracy,
-  length-normalised accuracy, chance, centred accuracy and their CORE mean;
+  length-normalised accuracy, chance, centred accuracy and their CORE mean,
+  and the accuracy of the unigram model (``UnigramLM``: word frequency alone);
 - week04's synthetic tool tasks (arithmetic, string, facts), generated with
   and without tools, when week04 provides them;
 
@@ -38,12 +39,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from shared.checkpoint import CheckpointError  # noqa: E402
 
 from shared import MetricsLogger, load_corpus, new_run_dir, read_metrics  # noqa: E402
+from shared.checkpoint import CheckpointError  # noqa: E402
 from week05_eval.generative import evaluate_generative  # noqa: E402
 from week05_eval.loading import load_for_eval  # noqa: E402
 from week05_eval.metrics import (  # noqa: E402
+    UnigramLM,
     encode_docs,
     evaluate_data_dir,
     evaluate_ids,
@@ -105,19 +107,25 @@ def evaluate_checkpoint(model, tokenizer, meta: dict, cfg: ReportConfig | None =
         out["data"] = {"source": source, "kind": "validation documents",
                        "train_tokens": len(train_ids)}
     uni = unigram_bpb(train_ids, val_ids, tb)
+    unigram_model = UnigramLM(train_ids, int(tb.numel()))
     out["val"] = val.to_dict()
     out["unigram"] = uni.to_dict()
     out["timings"]["loss"] = time.perf_counter() - t0
 
-    # multiple choice (offline tasks built from the held-out documents)
+    # multiple choice (offline tasks built from held-out documents: the training text's when
+    # it is pydocs or local files, pydocs otherwise)
     t0 = time.perf_counter()
-    corpus = corpus if corpus is not None else load_corpus(source)
+    if corpus is None:
+        corpus = load_corpus(source if source == "pydocs" or Path(source).exists() else "pydocs")
     mc = []
     for build in (pydocs_cloze, pydocs_next_line):
         task = build(n=cfg.limit, seed=cfg.seed, corpus=corpus)
         mc.append(evaluate_mc(model, tokenizer, task, batch_size=cfg.batch_size,
                               progress=cfg.progress))
-    out["mc"] = [r.to_dict() for r in mc]
+        # the trivial baseline: what token frequency alone gets on the same examples
+        uni_mc = evaluate_mc(unigram_model, tokenizer, task, batch_size=64)
+        out.setdefault("mc", []).append({**mc[-1].to_dict(),
+                                         "unigram_acc_norm": uni_mc.acc_norm})
     out["core"] = core_score(mc)
     out["timings"]["multiple_choice"] = time.perf_counter() - t0
 
@@ -251,19 +259,21 @@ def render_markdown(results: dict, meta: dict, figures: list[Path]) -> str:
               f"| perplexity | {val['ppl']:.2f} | {uni['ppl']:.2f} |",
               f"| bits per byte | **{val['bpb']:.4f}** | {uni['bpb']:.4f} |", ""]
     lines += ["## Multiple choice", "",
-              "| task | n | acc | acc_norm | chance | centred |", "|---|---|---|---|---|---|"]
+              "| task | n | acc | acc_norm | chance | unigram model acc_norm | centred |",
+              "|---|---|---|---|---|---|---|"]
     for r in results["mc"]:
         lines.append(f"| {r['task']} | {r['n']} | {r['acc']:.3f} | {r['acc_norm']:.3f} | "
-                     f"{r['chance']:.3f} | {r['centered']:+.3f} |")
+                     f"{r['chance']:.3f} | {r['unigram_acc_norm']:.3f} | {r['centered']:+.3f} |")
     lines += ["", f"CORE-style score (mean centred acc_norm): **{results['core']:+.4f}**", ""]
     if results["gen"]:
         lines += ["## Generative tool tasks", "",
-                  "| task | n | accuracy, no tools | accuracy, with tools | tool calls |",
-                  "|---|---|---|---|---|"]
+                  "| task | n | accuracy, no tools | accuracy, with tools | tool calls | "
+                  "a reply without tools |", "|---|---|---|---|---|---|"]
         for r in results["gen"]:
             wt = f"{r['accuracy_tools']:.3f}" if "accuracy_tools" in r else "n/a"
+            example = r.get("example", "").replace("|", "\\|").replace("\n", " ")
             lines.append(f"| {r['task']} | {r['n']} | {r['accuracy']:.3f} | {wt} | "
-                         f"{r.get('tool_calls', 'n/a')} |")
+                         f"{r.get('tool_calls', 'n/a')} | `{example}` |")
         lines.append("")
     for note in results["notes"]:
         lines.append(f"- note: {note}")
