@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from pathlib import Path
 
 from week05_eval.generative import GenExample, GenTask, extract_gsm8k_answer
@@ -222,17 +223,21 @@ def _val_docs(corpus=None):
     return docs
 
 
-def pydocs_cloze(n: int = 200, seed: int = 0, corpus=None, context_chars: int = 300) -> MCTask:
+def pydocs_cloze(n: int = 200, seed: int = 0, corpus=None, context_chars: int = 300,
+                 window: int = 20) -> MCTask:
     """Fill in a word of a held-out pydocs document (4 choices, chance 25%).
 
     The blanked word has 4+ letters and follows a space; the three distractors
-    are other such words from the validation documents, so every choice is a
-    plausible word and only the context tells them apart.
+    are other such words from the validation documents whose frequency rank is
+    within ``window`` of the answer's, so a model that only knows how common
+    words are (``UnigramLM``) stays near chance and the context decides.
     """
     docs = _val_docs(corpus)
     rng = random.Random(seed)
-    vocab = sorted({m.group(0) for d in docs for m in _WORD.finditer(d.text)})
-    if len(vocab) < 4:
+    counts = Counter(m.group(0) for d in docs for m in _WORD.finditer(d.text))
+    by_rank = sorted(counts, key=lambda w: (-counts[w], w))      # most frequent first
+    rank = {w: i for i, w in enumerate(by_rank)}
+    if len(by_rank) < 4:
         raise ValueError("not enough distinct words in the validation documents for a cloze task")
     examples = []
     attempts = 0
@@ -245,12 +250,14 @@ def pydocs_cloze(n: int = 200, seed: int = 0, corpus=None, context_chars: int = 
         m = rng.choice(spots)
         word = m.group(0)
         context = doc.text[max(0, m.start() - context_chars):m.start()].rstrip(" ")
-        distractors = set()
-        while len(distractors) < 3:
-            w = rng.choice(vocab)
-            if w.lower() != word.lower():
-                distractors.add(w)
-        choices = [" " + w for w in [word, *sorted(distractors)]]
+        # distractors about as frequent as the answer, so word frequency alone cannot tell
+        r = rank[word]
+        lo = max(0, min(r - window, len(by_rank) - 2 * window - 1))
+        near = [w for w in by_rank[lo:lo + 2 * window + 1] if w.lower() != word.lower()]
+        if len(near) < 3:
+            continue
+        distractors = rng.sample(near, 3)
+        choices = [" " + w for w in [word, *distractors]]
         rng.shuffle(choices)
         examples.append(MCExample(context, choices, choices.index(" " + word),
                                   id=f"{doc.name}@{m.start()}"))
