@@ -4,7 +4,6 @@ import statistics
 
 import pytest
 import torch
-from week06_lora.nf4 import NF4_OFFSET, nf4_absmax
 
 from week06_lora import (
     dequantize_nf4,
@@ -16,6 +15,7 @@ from week06_lora import (
     uniform_levels,
     unpack_4bit,
 )
+from week06_lora.nf4 import NF4_OFFSET, nf4_absmax
 
 
 @pytest.fixture

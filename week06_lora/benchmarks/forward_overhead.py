@@ -1,0 +1,114 @@
+"""Forward cost of an adapter: base vs unmerged LoRA vs merged LoRA, and ours vs PEFT's.
+
+Same model weights, same input, eval mode, no grad. The four variants run
+interleaved (base, unmerged, merged, PEFT, base, ...) so that load from other
+processes hits them alike; we report the median of many runs. Targets (issue
+8): unmerged overhead <= 15%, merged 0% (within timing noise, taken as 1%).
+
+Models: week01's GPT at the char-small preset and at the 124M GPT-2 preset
+(random weights; the week05 baseline does not exist yet). LoRA r=16 on every
+attention and MLP projection.
+
+    python week06_lora/benchmarks/forward_overhead.py [--runs 11] [--presets char-small,gpt2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+import torch
+
+from shared import save_benchmark, seed_everything
+from week01_transformer import GPT, GPTConfig
+from week06_lora import inject_lora, lora_layers, merge_adapter
+
+SHAPES = {"char-small": (8, 256), "gpt2": (1, 128)}  # (B, T) per preset
+
+
+def build(preset: str, r: int):
+    cfg = GPTConfig.preset(preset, vocab_size=256) if preset.startswith("char") else GPTConfig.preset(preset)
+    base = GPT(cfg).eval()
+    unmerged = inject_lora(copy.deepcopy(base), r=r, alpha=2 * r)
+    with torch.no_grad():  # a trained-looking adapter (B != 0) so nothing is skipped
+        for layer in lora_layers(unmerged).values():
+            layer.lora["default"].B.normal_(std=0.01)
+    merged = copy.deepcopy(unmerged)
+    merge_adapter(merged, "default")
+    models = {"base": base, "lora_unmerged": unmerged, "lora_merged": merged}
+    try:
+        import peft
+
+        targets = ["attn.qkv", "attn.proj", "mlp.fc", "mlp.proj"]
+        pm = peft.get_peft_model(copy.deepcopy(base),
+                                 peft.LoraConfig(r=r, lora_alpha=2 * r, target_modules=targets))
+        with torch.no_grad():  # the very same adapter weights as ours
+            ours = lora_layers(unmerged)
+            for name, mod in pm.base_model.model.named_modules():
+                if name in ours:
+                    mod.lora_A["default"].weight.copy_(ours[name].lora["default"].A)
+                    mod.lora_B["default"].weight.copy_(ours[name].lora["default"].B)
+        models["peft_unmerged"] = pm.base_model.model.eval()  # the tuner-wrapped GPT itself
+    except ImportError:
+        print("peft not installed: skipping the PEFT column")
+    return cfg, models
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=11)
+    ap.add_argument("--presets", default="char-small,gpt2")
+    ap.add_argument("--r", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: stable timings on a shared CPU; 0 = torch's default)")
+    args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    seed_everything(0)
+    rows, summary = [], {}
+    for preset in args.presets.split(","):
+        cfg, models = build(preset, args.r)
+        B, T = SHAPES.get(preset, (1, 128))
+        x = torch.randint(0, cfg.vocab_size, (B, T), generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            ref = models["lora_unmerged"](x)
+            for name, m in models.items():
+                if name != "base":
+                    err = (m(x) - ref).abs().max().item()
+                    assert err < 1e-3, f"{name} disagrees with our unmerged LoRA by {err}"
+            times = {name: [] for name in models}
+            for m in models.values():  # warm-up
+                m(x)
+            for _ in range(args.runs):
+                for name, m in models.items():
+                    t0 = time.perf_counter()
+                    m(x)
+                    times[name].append(time.perf_counter() - t0)
+        med = {name: statistics.median(v) for name, v in times.items()}
+        for name, t in med.items():
+            rows.append({"preset": preset, "model": name, "B": B, "T": T, "r": args.r,
+                         "median_ms": round(1e3 * t, 3), "vs_base": round(t / med["base"], 4)})
+        summary[f"{preset}_unmerged_overhead"] = round(med["lora_unmerged"] / med["base"] - 1, 4)
+        summary[f"{preset}_merged_overhead"] = round(med["lora_merged"] / med["base"] - 1, 4)
+        if "peft_unmerged" in med:
+            summary[f"{preset}_ours_vs_peft"] = round(med["lora_unmerged"] / med["peft_unmerged"], 4)
+        del models
+    print(f"\n{'preset':<11} {'model':<14} {'B x T':>9} {'median ms':>10} {'vs base':>8}")
+    for r in rows:
+        print(f"{r['preset']:<11} {r['model']:<14} {r['B']:>4} x {r['T']:<4}"
+              f"{r['median_ms']:>10.2f} {r['vs_base']:>8.3f}")
+    print()
+    for k, v in summary.items():
+        print(f"{k:<32} {v:+.1%}" if "overhead" in k else f"{k:<32} {v:.3f}x (ours / PEFT time)")
+    met = all(v <= 0.15 for k, v in summary.items() if k.endswith("unmerged_overhead")) and \
+        all(v <= 0.01 for k, v in summary.items() if k.endswith("merged_overhead") and "unmerged" not in k)
+    print(f"targets (unmerged <= +15%, merged <= +1% noise): {'met' if met else 'NOT met'}")
+    path = save_benchmark("week06_forward_overhead", {"rows": rows, "summary": summary,
+                                                      "target_met": met, "runs": args.runs})
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()
