@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 
 import torch
-from week03_training.train import PRESETS, build_model, ensure_data, load_token_bytes
 
 from shared import read_metrics, runs_root, save_benchmark, seed_everything
 from week02_bpe import TokenLoader
 from week03_training import TrainConfig, Trainer
+from week03_training.train import PRESETS, build_model, ensure_data, load_token_bytes
 
 
 def run(optimizer: str, lr: float, args, data_dir: Path) -> tuple[list[dict], float]:

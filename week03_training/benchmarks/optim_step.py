@@ -18,10 +18,10 @@ import statistics
 import time
 
 import torch
-from week03_training.train import PRESETS, build_model
 
 from shared import save_benchmark
 from week03_training import AdamW, Muon, muon_param_groups
+from week03_training.train import PRESETS, build_model
 
 
 def time_steps(opt, params, warmup: int, repeats: int, device: str) -> float:

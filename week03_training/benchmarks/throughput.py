@@ -20,10 +20,10 @@ import argparse
 import time
 
 import torch
-from week03_training.train import PRESETS, build_model
 
 from shared import save_benchmark
 from week03_training import TrainConfig, Trainer, measure_matmul_flops, peak_flops
+from week03_training.train import PRESETS, build_model
 
 
 class RandomTokens:

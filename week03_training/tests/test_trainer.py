@@ -6,8 +6,8 @@ import signal
 
 import pytest
 import torch
-from shared.checkpoint import CheckpointError
 
+from shared.checkpoint import CheckpointError
 from week03_training import (
     Muon,
     TrainConfig,

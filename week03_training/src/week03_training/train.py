@@ -28,9 +28,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
-from shared.checkpoint import CheckpointError, read_meta
 
 from shared import runs_root, seed_everything
+from shared.checkpoint import CheckpointError, read_meta
 from week03_training.schedule import SCHEDULES
 from week03_training.trainer import (
     DTYPES,

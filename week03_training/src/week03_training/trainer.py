@@ -41,11 +41,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from shared.checkpoint import CheckpointError, check_state_dict
-from shared.metrics import METRICS_FILE
 from tqdm.auto import tqdm
 
 from shared import MetricsLogger, load_checkpoint, new_run_dir, save_checkpoint
+from shared.checkpoint import CheckpointError, check_state_dict
+from shared.metrics import METRICS_FILE
 from week03_training.flops import flops_per_token, peak_flops
 from week03_training.optim import AdamW, Muon, muon_param_groups
 from week03_training.schedule import LRScheduler, ScheduleConfig
