@@ -76,3 +76,21 @@ def test_mix_loader_rows_masks_and_resume(tmp_path, tokenizer):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
     with pytest.raises(ValueError, match="tool_rows"):
         ToolMixLoader(base, convs, tokenizer, tool_rows=5)
+
+
+def test_default_tools_reproduce_the_reference_outputs():
+    """The tools the report card hands the model give, on each reference tool call of
+    week04's test conversations, exactly the output written in the conversation."""
+    from week04_modern_arch_tools import make_tool_dataset
+    from week05_eval.report import default_tools
+    tools = default_tools(seed=0)
+    try:
+        for kind in ("arithmetic", "facts"):
+            for conv in make_tool_dataset(kind, 3, seed=0, split="test"):
+                parts = conv[1]["content"]
+                call = next(p["text"] for p in parts if p["type"] == "python")
+                want = next(p["text"] for p in parts if p["type"] == "output")
+                name, _, arg = call.partition(":")
+                assert tools[name].run(arg.strip()) == want
+    finally:
+        tools["python"].close()

@@ -72,10 +72,16 @@ class ReportConfig:
     progress: bool = True
 
 
-def default_tools() -> dict:
-    """week04's tools by the name the model writes before the colon in a tool call."""
-    from week04_modern_arch_tools import Calculator, PythonREPL, Search
-    return {"calculator": Calculator(), "python": PythonREPL(), "search": Search()}
+def default_tools(seed: int = 0) -> dict:
+    """week04's tools by the name the model writes before the colon in a tool call.
+
+    ``search`` looks up the generated world of week04's fact questions
+    (``make_fact_store(seed)``, the seed the tasks were drawn with), the store
+    the facts conversations were written against.
+    """
+    from week04_modern_arch_tools import Calculator, PythonREPL, Search, make_fact_store
+    return {"calculator": Calculator(), "python": PythonREPL(),
+            "search": Search(make_fact_store(seed), top_k=1)}
 
 
 # --------------------------------------------------------------------------- measuring
@@ -140,7 +146,7 @@ def evaluate_checkpoint(model, tokenizer, meta: dict, cfg: ReportConfig | None =
     tools = None
     if tasks and cfg.tools:
         try:
-            tools = default_tools()
+            tools = default_tools(cfg.seed)
         except ImportError as e:
             out["notes"].append(f"tool use skipped: week04 tools unavailable ({e})")
     for task in tasks:
