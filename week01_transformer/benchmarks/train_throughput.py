@@ -25,10 +25,10 @@ import time
 import torch
 import torch.nn.functional as F
 from transformers import GPT2LMHeadModel
-from week01_transformer.hf import hf_config
 
 from shared import save_benchmark
 from week01_transformer import GPT, GPTConfig
+from week01_transformer.hf import hf_config
 
 # ---------------------------------------------------------------- measuring
 

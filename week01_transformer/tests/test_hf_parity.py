@@ -17,9 +17,9 @@ import torch.nn.functional as F
 
 transformers = pytest.importorskip("transformers")
 from transformers import GPT2LMHeadModel  # noqa: E402
-from week01_transformer.hf import hf_config, name_map  # noqa: E402
 
 from week01_transformer import GPT, GPTConfig  # noqa: E402
+from week01_transformer.hf import hf_config, name_map  # noqa: E402
 
 LOGIT_TOL = 1e-5
 

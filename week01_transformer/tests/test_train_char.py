@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
-from week01_transformer.train_char import estimate_loss, load_char_model, main, unigram_entropy
 
 from shared import read_metrics
+from week01_transformer.train_char import estimate_loss, load_char_model, main, unigram_entropy
 
 
 def test_unigram_entropy_by_hand():

@@ -1,6 +1,6 @@
 """Train a character-level GPT on the embedded corpus with a plain loop.
 
-    python -m week01_transformer.train_char --preset char-tiny --steps 500
+    python -m week01_transformer.train_char --preset char-tiny --steps 1500
 
 Reads the ``pydocs`` corpus (or any local text file or folder, ``--corpus``),
 builds a ``CharTokenizer`` over all of it, and trains a ``GPT`` on random
@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a character-level GPT on the embedded pydocs corpus (or a text file).")
     ap.add_argument("--preset", default="char-tiny", choices=sorted(PRESETS),
                     help="model size (default char-tiny, ~0.8M parameters; vocab comes from the text)")
-    ap.add_argument("--steps", type=int, default=500, help="optimizer steps (default 500)")
+    ap.add_argument("--steps", type=int, default=1500, help="optimizer steps (default 1500)")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     ap.add_argument("--threads", type=int, default=0,
                     help="CPU threads for torch; 0 keeps torch's default. On a busy machine 1 can be "
