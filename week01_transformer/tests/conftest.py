@@ -7,10 +7,17 @@ import torch
 
 from week01_transformer import GPT, GPTConfig
 
-# These models are a few thousand parameters: splitting their tiny matmuls over threads costs more
-# in synchronisation than it saves, and when other processes share the cores the waiting threads
-# make each op over 10x slower. One thread keeps the suite fast and changes no result checked.
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are a few thousand parameters: splitting their tiny matmuls over threads costs
+    more in synchronisation than it saves, and when other processes share the cores the waiting
+    threads make each op over 10x slower. One thread keeps this folder's tests fast; the previous
+    setting is restored so other packages' tests in the same run are unaffected."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
