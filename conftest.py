@@ -19,6 +19,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# derived data (the parsed pydocs corpus) is cached outside the user's home during tests
+os.environ.setdefault("NANOCHAT_CACHE", os.path.join(tempfile.gettempdir(), "nanochat-test-cache"))
 # hypothesis writes its example database into the working directory by default
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "nanochat-hypothesis"))
 

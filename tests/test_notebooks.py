@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from shared.notebook import run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]

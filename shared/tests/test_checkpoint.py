@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+
 from shared.checkpoint import (
     CheckpointError,
     load_checkpoint,

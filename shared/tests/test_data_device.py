@@ -82,3 +82,23 @@ def test_protocols_are_structural():
 
     assert isinstance(Chars(), Tokenizer)
     assert not isinstance(object(), Tokenizer)
+
+
+def test_pydocs_cache_round_trip(tmp_path, monkeypatch):
+    from shared import data
+
+    monkeypatch.setenv("NANOCHAT_CACHE", str(tmp_path))
+    data._pydocs_documents.cache_clear()
+    try:
+        first = data._pydocs_documents()
+        files = list(tmp_path.glob("pydocs-*.json"))
+        assert len(files) == 1
+        data._pydocs_documents.cache_clear()
+        assert data._pydocs_documents() == first  # read back from the cache, identical
+        files[0].write_text("{not json")  # a damaged cache is rebuilt, not fatal
+        data._pydocs_documents.cache_clear()
+        assert data._pydocs_documents() == first
+        monkeypatch.setenv("NANOCHAT_CACHE", "off")
+        assert data.cache_dir() is None
+    finally:
+        data._pydocs_documents.cache_clear()

@@ -4,10 +4,10 @@ import json
 
 import pytest
 import torch
-from shared.dashboard import build
-from shared.metrics import list_runs, load_benchmarks
 
 from shared import MetricsLogger, new_run_dir, read_metrics, save_benchmark
+from shared.dashboard import build
+from shared.metrics import list_runs, load_benchmarks
 
 
 def test_logger_writes_jsonl_and_meta(tmp_path):

@@ -4,11 +4,11 @@ from datetime import date
 
 import nbformat
 import pytest
+
+from shared import MetricsLogger, save_benchmark
 from shared.notebook import main as notebook_main
 from shared.notebook import run_notebook
 from shared.reflection import SuiteResult, find_week, reflect, suggest
-
-from shared import MetricsLogger, save_benchmark
 
 
 def _notebook(path, *sources):

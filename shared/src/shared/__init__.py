@@ -11,6 +11,7 @@
 
 from shared.checkpoint import (
     CheckpointError,
+    check_state_dict,
     load_checkpoint,
     load_model,
     read_meta,
@@ -31,7 +32,7 @@ from shared.protocols import LanguageModel, Tokenizer, Tool
 from shared.smoke import is_smoke, smoke
 
 __all__ = [
-    "CheckpointError", "load_checkpoint", "load_model", "read_meta", "save_checkpoint", "save_model",
+    "CheckpointError", "check_state_dict", "load_checkpoint", "load_model", "read_meta", "save_checkpoint", "save_model",
     "Corpus", "Document", "load_corpus",
     "pick_device", "pick_dtype", "seed_everything",
     "MetricsLogger", "load_benchmarks", "new_run_dir", "read_metrics", "runs_root", "save_benchmark",
