@@ -168,6 +168,12 @@ def test_bad_input_is_one_clear_line(args, message, tmp_path, monkeypatch, capsy
     assert message in capsys.readouterr().err
 
 
+def test_fresh_run_refuses_a_folder_with_checkpoints(reference, data_dir, capsys):
+    from week03_training.train import main
+    assert main([*ARGS, "--data", str(data_dir), "--out", str(reference)]) == 2
+    assert "already holds checkpoints" in capsys.readouterr().err
+
+
 def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):
     r = cli(["--model", "tiny", "--data", "/no/such/folder"], tmp_path)
     assert r.returncode == 2

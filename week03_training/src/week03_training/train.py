@@ -286,6 +286,10 @@ def run(argv: list[str] | None = None) -> int:
     model = build_model(preset, train_loader.vocab_size, cfg.block_size, cfg.extra["dropout"])
     from shared import new_run_dir
     out = Path(args.out) if args.out else new_run_dir(f"week03-{preset_name}")
+    if ckpt is None and latest_checkpoint(out / "checkpoints") is not None:
+        raise ValueError(f"--out {out} already holds checkpoints (latest "
+                         f"{latest_checkpoint(out / 'checkpoints').name}); add --resume to "
+                         "continue that run, or choose another --out")
     trainer = Trainer(model, train_loader, cfg, val_loader=val_loader,
                       token_bytes=load_token_bytes(data_dir), run_dir=out)
     if ckpt is not None:
