@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from week04_modern_arch_tools.chat import parse_tool_call, special_ids
 
 from week04_modern_arch_tools import (
     Calculator,
@@ -12,6 +11,7 @@ from week04_modern_arch_tools import (
     render_conversation,
     render_for_completion,
 )
+from week04_modern_arch_tools.chat import parse_tool_call, special_ids
 
 # ---------------------------------------------------------------- rendering
 
@@ -98,15 +98,16 @@ def test_parse_tool_call():
 
 
 class ScriptedLlama(Llama):
-    """A real Llama (the cache and padding run as usual) whose logits are then replaced so
+    """A real Llama (the cache and padding run as usual; ``run`` is the
+    forward pass generation calls) whose logits are then replaced so
     that row b writes ``scripts[b]`` token by token, skipping over forced tool outputs."""
 
     def __init__(self, config, scripts, sp):
         super().__init__(config)
         self.scripts, self.sp = scripts, sp
 
-    def forward(self, idx, cache=None, pad=None):
-        logits = super().forward(idx, cache=cache, pad=pad)
+    def run(self, idx, cache=None, pad=None, last_only=False):
+        logits = super().run(idx, cache=cache, pad=pad, last_only=last_only)
         pads = cache.pad if cache is not None else pad
         if cache is None or cache.pos == idx.size(1):  # a full sequence / the prefill
             self.rows = [idx[b, int(pads[b]):].tolist() for b in range(idx.size(0))]
@@ -192,8 +193,8 @@ class CallHappy(Llama):
     """A random Llama nudged towards <|python_start|> and <|python_end|> (+0.12 on logits of
     std ~0.11), so that its random text contains tool calls (malformed ones answer errors)."""
 
-    def forward(self, idx, cache=None, pad=None):
-        out = super().forward(idx, cache=cache, pad=pad)
+    def run(self, idx, cache=None, pad=None, last_only=False):
+        out = super().run(idx, cache=cache, pad=pad, last_only=last_only)
         out[..., self.boost] += 0.12
         return out
 

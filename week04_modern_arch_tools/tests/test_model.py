@@ -4,10 +4,10 @@ import math
 
 import pytest
 import torch
-from week04_modern_arch_tools.hf import half_to_interleaved, interleaved_to_half
-from week04_modern_arch_tools.model import LLAMA_PRESETS, apply_rope, rope_inv_freq
 
 from week04_modern_arch_tools import KVCache, Llama, LlamaConfig
+from week04_modern_arch_tools.hf import half_to_interleaved, interleaved_to_half
+from week04_modern_arch_tools.model import LLAMA_PRESETS, apply_rope, rope_inv_freq
 
 transformers = pytest.importorskip("transformers")
 

@@ -258,7 +258,8 @@ def generate_with_tools(model: Llama, tokenizer, prompts, tools: dict, max_new_t
     model.eval()
     try:
         cache = KVCache.for_model(model, B, L + steps, pad=pad) if use_cache else None
-        logits = model(seq, cache=cache, pad=None if use_cache else pad)[:, -1, :]  # (B, V)
+        model.check_input(seq)
+        logits = model.run(seq, cache, None if use_cache else pad, last_only=True)[:, -1, :]
         for step in range(steps):
             sampled = sample_next(logits, temperature, top_k, top_p, generator)[:, 0].tolist()
             column = []
@@ -289,10 +290,10 @@ def generate_with_tools(model: Llama, tokenizer, prompts, tools: dict, max_new_t
                 break
             nxt = torch.tensor(column, device=device)[:, None]  # (B, 1)
             if use_cache:
-                logits = model(nxt, cache=cache)[:, -1, :]
+                logits = model.run(nxt, cache)[:, -1, :]  # (B, V)
             else:
                 seq = torch.cat([seq, nxt], dim=1)
-                logits = model(seq, pad=pad)[:, -1, :]
+                logits = model.run(seq, pad=pad, last_only=True)[:, -1, :]
     finally:
         model.train(was_training)
     for run in runs:

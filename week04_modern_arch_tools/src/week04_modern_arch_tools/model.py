@@ -43,6 +43,9 @@ import torch.nn.functional as F
 from week01_transformer import GPT, MLP, Block, CausalSelfAttention, GPTConfig, filter_logits
 
 MLP_KINDS = ("swiglu", "relu2")
+_TORCH = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2])
+_SDPA_GQA = _TORCH >= (2, 5)
+_FUSED_RMS = hasattr(F, "rms_norm")
 ROPE_TYPES = ("linear", "llama3")
 
 # ---------------------------------------------------------------- config
@@ -210,6 +213,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _FUSED_RMS and x.dtype == torch.float32:  # one kernel, the same formula
+            return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
         dtype = x.dtype
         x = x.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -264,8 +269,12 @@ class Rotary(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def forward(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin for positions ``pos`` (T,) -> (1, 1, T, hd), or (B, T) -> (B, 1, T, hd)."""
+    def forward(self, pos) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin for positions ``pos`` (T,) -> (1, 1, T, hd), or (B, T) -> (B, 1, T, hd);
+        a ``range`` is sliced instead of gathered."""
+        if isinstance(pos, range):
+            return (self.cos[pos.start:pos.stop][None, None],
+                    self.sin[pos.start:pos.stop][None, None])
         cos, sin = self.cos[pos], self.sin[pos]
         if pos.dim() == 1:
             return cos[None, None], sin[None, None]
@@ -315,8 +324,24 @@ class LlamaAttention(CausalSelfAttention):
         B, Hkv, T, hd = x.shape
         return x[:, :, None].expand(B, Hkv, rep, T, hd).reshape(B, Hkv * rep, T, hd)
 
-    def masked_attention(self, q, k, v, allowed: torch.Tensor) -> torch.Tensor:
-        """Attention where ``allowed`` (B, 1, Tq, Tk) says which keys each query may read."""
+    def decode_attention(self, q, k, v) -> torch.Tensor:
+        """One query per row, (B, H, 1, hd), over every cached key (B, Hkv, Tk, hd).
+
+        The query heads of a group are stacked as rows of one matmul against
+        their shared kv head, so the cache is read once and never copied
+        n_head / n_kv_head times (repeat_kv would copy it every step).
+        """
+        B, H, _, hd = q.shape
+        qg = q.view(B, self.n_kv_head, H // self.n_kv_head, hd)  # (B, Hkv, rep, hd)
+        scores = (qg @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hd))  # (B, Hkv, rep, Tk)
+        y = F.softmax(scores, dim=-1) @ v  # (B, Hkv, rep, hd)
+        return y.view(B, H, 1, hd)
+
+    def masked_attention(self, q, k, v, allowed) -> torch.Tensor:
+        """Attention where ``allowed`` (B, 1, Tq, Tk) says which keys each query may read
+        (``True``: all of them)."""
+        if allowed is True:
+            allowed = torch.ones(q.size(-2), k.size(-2), dtype=torch.bool, device=q.device)
         if self.impl == "sdpa":
             p = self.dropout if self.training else 0.0
             return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
@@ -332,12 +357,14 @@ class LlamaAttention(CausalSelfAttention):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, Hkv, pos + T, hd): everything seen so far
-        k, v = self.repeat_kv(k), self.repeat_kv(v)
-        if allowed is None:  # plain causal attention: week01's kernels
+        if allowed is None:  # plain causal attention (Tq == Tk): week01's kernels
+            k, v = self.repeat_kv(k), self.repeat_kv(v)
             y = self.sdpa_attention(q, k, v) if self.impl == "sdpa" else \
                 self.explicit_attention(q, k, v)
+        elif allowed is True and T == 1:  # a decode step: every cached key is visible
+            y = self.decode_attention(q, k, v)
         else:
-            y = self.masked_attention(q, k, v, allowed)
+            y = self.masked_attention(q, self.repeat_kv(k), self.repeat_kv(v), allowed)
         y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_dim)
         return self.resid_dropout(self.proj(y))
 
@@ -371,15 +398,23 @@ class ReLU2MLP(MLP):
         return self.dropout(self.proj(self.act(self.fc(x)).square()))  # (B, T, C)
 
 
-class LlamaBlock(Block):
-    """Pre-RMSNorm block: x + attn(norm(x)), then x + mlp(norm(x))."""
+def rms_norm(config: LlamaConfig) -> RMSNorm:
+    return RMSNorm(config.n_embd, config.norm_eps)
 
-    def __init__(self, config: LlamaConfig):
-        nn.Module.__init__(self)
-        self.ln_1 = RMSNorm(config.n_embd, config.norm_eps)
-        self.attn = LlamaAttention(config)
-        self.ln_2 = RMSNorm(config.n_embd, config.norm_eps)
-        self.mlp = SwiGLU(config) if config.mlp == "swiglu" else ReLU2MLP(config)
+
+def llama_mlp(config: LlamaConfig) -> MLP:
+    return SwiGLU(config) if config.mlp == "swiglu" else ReLU2MLP(config)
+
+
+class LlamaBlock(Block):
+    """Pre-RMSNorm block: x + attn(norm(x)), then x + mlp(norm(x)).
+
+    week01's ``Block.__init__`` builds it from the three class attributes below.
+    """
+
+    attention_cls = LlamaAttention
+    mlp_cls = staticmethod(llama_mlp)
+    norm = staticmethod(rms_norm)
 
     def forward(self, x, cos, sin, allowed=None, cache=None, layer: int = 0):
         x = x + self.attn(self.ln_1(x), cos, sin, allowed, cache, layer)  # (B, T, C)
@@ -410,6 +445,7 @@ class KVCache:
         if pad.shape != (batch_size,):
             raise ValueError(f"pad must have shape ({batch_size},), got {tuple(pad.shape)}")
         self.pad = pad.to(device=device, dtype=torch.long)
+        self.padded = bool(self.pad.any())  # read once: no host sync per decode step
 
     @classmethod
     def for_model(cls, model: Llama, batch_size: int, max_len: int | None = None,
@@ -445,16 +481,19 @@ class KVCache:
 class Llama(GPT):
     """The Llama-style decoder: ``forward(idx) -> logits``; satisfies ``shared.LanguageModel``."""
 
+    block_cls = LlamaBlock
+    norm = staticmethod(rms_norm)
+
     def __init__(self, config: LlamaConfig):
-        nn.Module.__init__(self)  # GPT's __init__ would build GPT-2 blocks and positions
+        nn.Module.__init__(self)  # GPT's __init__ adds learned positions and always ties
         if not isinstance(config, LlamaConfig):
             raise TypeError(f"Llama needs a LlamaConfig, got {type(config).__name__}")
         self.config = config
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
         self.rotary = Rotary(config)
-        self.blocks = nn.ModuleList(LlamaBlock(config) for _ in range(config.n_layer))
-        self.ln_f = RMSNorm(config.n_embd, config.norm_eps)
+        self.blocks = nn.ModuleList(self.block_cls(config) for _ in range(config.n_layer))
+        self.ln_f = self.norm(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
@@ -474,12 +513,20 @@ class Llama(GPT):
         return n
 
     # -- forward
-    def positions(self, T: int, start: int, pad: torch.Tensor | None, device):
-        """Rotary positions (T,) or (B, T) and the attention mask (None for plain causal)."""
-        absolute = torch.arange(start, start + T, device=device)  # (T,)
-        if pad is None or not bool(pad.any()):
+    def positions(self, T: int, start: int, pad: torch.Tensor | None, device,
+                  padded: bool | None = None):
+        """Rotary positions (T,) or (B, T) and the attention mask: None for plain causal
+        attention, True when every key is visible (one new token, no padding), else a
+        boolean (B or 1, 1, T, start + T) tensor."""
+        if padded is None:
+            padded = pad is not None and bool(pad.any())
+        if not padded:
             if start == 0:
-                return absolute, None
+                return range(0, T), None
+            if T == 1:
+                return range(start, start + 1), True
+        absolute = torch.arange(start, start + T, device=device)  # (T,)
+        if not padded:
             keys = torch.arange(start + T, device=device)
             return absolute, (keys[None, :] <= absolute[:, None])[None, None]  # (1, 1, T, Tk)
         pos = (absolute[None, :] - pad[:, None]).clamp(min=0)  # (B, T): count from the first real
@@ -507,14 +554,24 @@ class Llama(GPT):
                 raise ValueError(f"batch size {idx.size(0)} differs from the cache's "
                                  f"{cache.batch_size}")
         self.check_input(idx)  # week01's checks: (B, T) integer ids in range, T <= block_size
-        B, T = idx.shape
-        pos, allowed = self.positions(T, start, pad, idx.device)
+        return self.run(idx, cache, pad)
+
+    def run(self, idx: torch.Tensor, cache: KVCache | None = None,
+            pad: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
+        """``forward`` without the input checks (the decode loop's hot path); ``last_only``
+        computes the logits of the last position only, (B, 1, V)."""
+        start = 0 if cache is None else cache.pos
+        T = idx.size(1)
+        pos, allowed = self.positions(T, start, cache.pad if cache is not None else pad,
+                                      idx.device, cache.padded if cache is not None else None)
         cos, sin = self.rotary(pos)
         x = self.drop(self.tok_emb(idx))  # (B, T, C): no position embedding, RoPE does it
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, allowed, cache, i)
         if cache is not None:
             cache.advance(T)
+        if last_only:
+            x = x[:, -1:, :]  # (B, 1, C)
         logits = self.lm_head(self.ln_f(x))  # (B, T, V)
         if self.config.logit_softcap is not None:
             cap = self.config.logit_softcap
@@ -554,13 +611,14 @@ class Llama(GPT):
         self.eval()
         try:
             cache = KVCache.for_model(self, idx.size(0), idx.size(1) + max_new_tokens)
-            logits = self(idx, cache=cache)[:, -1, :]  # prefill: (B, V)
+            self.check_input(idx)
+            logits = self.run(idx, cache, last_only=True)[:, -1, :]  # prefill: (B, V)
             out = [idx]
             for step in range(max_new_tokens):
                 nxt = sample_next(logits, temperature, top_k, top_p, generator)  # (B, 1)
                 out.append(nxt)
                 if step + 1 < max_new_tokens:
-                    logits = self(nxt, cache=cache)[:, -1, :]  # one token, the cache has the rest
+                    logits = self.run(nxt, cache)[:, -1, :]  # one token; the cache has the rest
         finally:
             self.train(was_training)
         return torch.cat(out, dim=1)
