@@ -150,19 +150,21 @@ def test_train_config_rejects_bad_values():
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def test_resume_in_process_is_bitwise_exact(tiny_model, loaders, tmp_path):
+@pytest.mark.parametrize("kw", [dict(), dict(optimizer="muon", schedule="wsd"),
+                                dict(dtype="bf16", grad_accum=2)])
+def test_resume_in_process_is_bitwise_exact(tiny_model, loaders, tmp_path, kw):
     """10 steps straight == 6 steps, a fresh process-like restart, 4 more (dropout on)."""
+    cfg = _cfg(eval_every=5, **kw)
     train, val = loaders()
-    full = Trainer(tiny_model(), train, _cfg(eval_every=5), val_loader=val, run_dir=tmp_path / "f")
+    full = Trainer(tiny_model(), train, cfg, val_loader=val, run_dir=tmp_path / "f")
     full.fit()
 
     train, val = loaders()
-    first = Trainer(tiny_model(), train, _cfg(eval_every=5), val_loader=val, run_dir=tmp_path / "r")
+    first = Trainer(tiny_model(), train, cfg, val_loader=val, run_dir=tmp_path / "r")
     first.fit(steps=6)
     torch.manual_seed(123)                                         # scramble the global RNG
     train, val = loaders(seed=99)                                  # loader state comes from ckpt
-    again = Trainer(tiny_model(seed=7), train, _cfg(eval_every=5), val_loader=val,
-                    run_dir=tmp_path / "r")
+    again = Trainer(tiny_model(seed=7), train, cfg, val_loader=val, run_dir=tmp_path / "r")
     assert again.resume() == 6
     again.fit()
     assert again.history == full.history
