@@ -25,8 +25,10 @@ from week05_eval.generative import (
     extract_number,
     numeric_match,
 )
+from week05_eval.loading import find_baseline, load_for_eval
 from week05_eval.metrics import (
     LossResult,
+    UnigramLM,
     evaluate_data_dir,
     evaluate_ids,
     evaluate_text,
@@ -55,7 +57,7 @@ from week05_eval.tasks import (
 
 __all__ = [
     "LossResult", "evaluate_text", "evaluate_ids", "evaluate_data_dir", "unigram_bpb",
-    "token_bytes_of",
+    "UnigramLM", "token_bytes_of",
     "MCExample", "MCTask", "MCResult", "evaluate_mc", "build_prompt", "centered_accuracy",
     "core_score",
     "GenExample", "GenTask", "GenResult", "evaluate_generative", "extract_number",
@@ -63,6 +65,7 @@ __all__ = [
     "load_arc", "load_mmlu", "load_hellaswag", "load_gsm8k", "pydocs_cloze", "pydocs_next_line",
     "tool_task",
     "continuation_logprobs", "encode_pair", "greedy_generate",
+    "load_for_eval", "find_baseline",
     "NanochatLM",
 ]
 
