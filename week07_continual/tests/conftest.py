@@ -15,6 +15,7 @@ import random
 import pytest
 import torch
 import torch.nn as nn
+
 from week04_modern_arch_tools import Llama, LlamaConfig
 from week07_continual import Stream, Task
 

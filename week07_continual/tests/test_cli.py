@@ -4,6 +4,7 @@ import json
 from dataclasses import asdict
 
 import torch
+
 from shared import save_model
 from week02_bpe import BPETokenizer
 from week04_modern_arch_tools import Llama, LlamaConfig

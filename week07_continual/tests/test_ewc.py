@@ -5,6 +5,7 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
+
 from week07_continual import EWC, fisher_diagonal
 
 

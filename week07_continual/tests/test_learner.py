@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from week07_continual import StrategyConfig, TrainConfig, run_stream
 
+from week07_continual import StrategyConfig, TrainConfig, run_stream
 
 CFG = TrainConfig(steps_per_task=60, batch_size=16, lr=1e-2, lora_lr=2e-2, router_examples=12)
 

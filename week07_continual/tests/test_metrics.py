@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+
 from week07_continual import AccuracyMatrix, plot_heatmap
 
 

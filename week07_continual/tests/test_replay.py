@@ -3,6 +3,7 @@
 import random
 
 import pytest
+
 from week07_continual import ReplayBuffer
 
 

@@ -1,6 +1,7 @@
 """The prototype router picks the right adapter for clearly separated tasks, without labels."""
 
 import torch
+
 from week06_lora.lora import inject_lora
 from week07_continual import PrototypeRouter, base_only, embed_sequences
 from week07_continual.tasks import prompt_ids

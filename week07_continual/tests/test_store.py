@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 import torch.nn as nn
+
 from shared import CheckpointError
 from week06_lora.lora import inject_lora, lora_state_dict
 from week07_continual import AdapterStore

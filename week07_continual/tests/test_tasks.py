@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+
 from week02_bpe import BPETokenizer, bits_per_byte, token_bytes
 from week07_continual import Stream, Task, collate, load_stream, make_skills_stream, score_examples
 from week07_continual.tasks import doc_group, make_domains_stream, prompt_ids

@@ -22,8 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from shared import runs_root, save_model
 from tqdm.auto import tqdm
+
+from shared import runs_root, save_model
 
 TINY_DIR = "week07-tiny-base"
 
@@ -67,7 +68,6 @@ def train_tiny_base(out_dir: str | Path, cfg: TinyBaseConfig | None = None,
     from week02_bpe import BPETokenizer
     from week03_training import AdamW
     from week04_modern_arch_tools import Llama, LlamaConfig
-
     from week07_continual.tasks import chat_example, collate, lm_loss, pretraining_text
 
     cfg = cfg or TinyBaseConfig()

@@ -23,6 +23,7 @@ import contextlib
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 from week06_lora.lora import lora_layers
 
 # ---------------------------------------------------------------- embeddings

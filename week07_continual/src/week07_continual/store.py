@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch.nn as nn
+
 from shared import CheckpointError, load_checkpoint, save_checkpoint
 from week06_lora.lora import load_adapter, save_adapter
 
