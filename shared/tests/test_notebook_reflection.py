@@ -26,6 +26,15 @@ def test_notebook_runs_in_smoke_mode_with_the_venv_kernel(tmp_path):
     assert nbformat.read(path, as_version=4).cells[0].outputs == []  # not saved unless inplace
 
 
+def test_notebook_figures_are_kept_even_with_agg_in_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # the Makefile exports this for scripts
+    path = _notebook(tmp_path / "plot.ipynb",
+                     "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()")
+    run_notebook(path, smoke=False, inplace=True)
+    outputs = nbformat.read(path, as_version=4).cells[0].outputs
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
 def test_notebook_inplace_saves_outputs_and_failures_name_the_cell(tmp_path, capsys):
     path = _notebook(tmp_path / "nb.ipynb", "from shared import is_smoke\nprint('smoke', is_smoke())")
     assert notebook_main([str(path), "--inplace"]) == 0

@@ -115,6 +115,7 @@ def save_checkpoint(path: str | os.PathLike, state: Any, meta: dict | None = Non
         "tree": json.dumps(tree),
         "meta": json.dumps(meta or {}, default=str),
     }
+    _remove_stale_temps(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         save_file(tensors, str(tmp), metadata=header)
@@ -126,6 +127,20 @@ def save_checkpoint(path: str | os.PathLike, state: Any, meta: dict | None = Non
             tmp.unlink()
     _fsync_dir(path.parent)
     return path
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temp files that killed writers of ``path`` left behind (their process is gone)."""
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # alive (or not ours to signal): leave it
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -34,7 +34,9 @@ def run_notebook(path: str | os.PathLike, smoke: bool = True, inplace: bool = Fa
     nb = nbformat.read(path, as_version=4)
     old = os.environ.get("NANOCHAT_SMOKE")
     os.environ["NANOCHAT_SMOKE"] = "1" if smoke else "0"
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    # the kernel must use ipykernel's inline backend so figures land in the outputs;
+    # an inherited MPLBACKEND=Agg (set by the Makefile for scripts) would swallow them
+    old_backend = os.environ.pop("MPLBACKEND", None)
     t0 = time.time()
     try:
         client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
@@ -43,6 +45,8 @@ def run_notebook(path: str | os.PathLike, smoke: bool = True, inplace: bool = Fa
     except CellExecutionError as e:
         raise RuntimeError(f"notebook {path} failed:\n{e}") from None
     finally:
+        if old_backend is not None:
+            os.environ["MPLBACKEND"] = old_backend
         if old is None:
             os.environ.pop("NANOCHAT_SMOKE", None)
         else:
