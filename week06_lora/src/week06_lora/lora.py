@@ -227,10 +227,21 @@ class LoRALinear(nn.Module):
         result = self.base_forward(x)  # (..., out): base plus any merged adapters
         if adapter_names is not None:
             return self._mixed_forward(x, result, adapter_names)
+        pending = [self.lora[n] for n in self.active if n not in self.merged]
+        if not pending:
+            return result
+        fast = result.is_contiguous() and all(
+            ad.magnitude is None and ad.A.dtype == x.dtype == result.dtype for ad in pending)
+        if fast:  # out += s * (x A^T) B^T as one fused, in-place addmm per adapter
+            out2d = result.view(-1, self.out_features)  # (N, out), shares memory with result
+            for ad in pending:
+                h = ad.drop(x).reshape(-1, self.in_features)  # (N, in)
+                out2d.addmm_(h @ ad.A.t(), ad.B.t(), alpha=ad.scaling)  # (N, r) @ (r, out)
+            return result
         out = result
         for name in self.active:
             if name not in self.merged:
-                out = out + self.adapter_delta(name, x, result)
+                out = out + self.adapter_delta(name, x, result)  # DoRA needs the pure base output
         return out
 
     def _mixed_forward(self, x: torch.Tensor, result: torch.Tensor, names: list) -> torch.Tensor:
