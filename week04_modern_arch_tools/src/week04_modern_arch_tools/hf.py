@@ -1,9 +1,10 @@
 """Convert between our ``Llama`` and Hugging Face's ``transformers.LlamaForCausalLM``.
 
 The two are the same network with different weight names, plus one packing
-difference: we keep q, k and v in one ``qkv`` matrix (one matmul), Hugging
-Face keeps ``q_proj``, ``k_proj``, ``v_proj``; they are concatenated on the
-way in and split on the way out.
+difference: we keep q, k and v in one ``qkv`` matrix and the MLP's gate and
+up projections in one ``fc`` matrix (one matmul each), Hugging Face keeps
+``q_proj``, ``k_proj``, ``v_proj``, ``gate_proj``, ``up_proj``; they are
+concatenated on the way in and split on the way out.
 
 RoPE layout. Both sides use the "rotate half" layout: in each head, channel
 ``i`` and channel ``i + head_dim/2`` form one rotated pair. Meta's original
@@ -32,14 +33,12 @@ _BLOCK_MAP = [  # (ours, theirs) inside layer i; qkv is handled apart
     ("ln_1.weight", "input_layernorm.weight"),
     ("attn.proj.weight", "self_attn.o_proj.weight"),
     ("ln_2.weight", "post_attention_layernorm.weight"),
-    ("mlp.gate.weight", "mlp.gate_proj.weight"),
-    ("mlp.fc.weight", "mlp.up_proj.weight"),
     ("mlp.proj.weight", "mlp.down_proj.weight"),
 ]
 
 
 def name_map(n_layer: int) -> list[tuple[str, str]]:
-    """(our name, Hugging Face name) for every tensor except the fused qkv."""
+    """(our name, Hugging Face name) for every tensor except the fused qkv and gate/up."""
     out = [("tok_emb.weight", "model.embed_tokens.weight"), ("ln_f.weight", "model.norm.weight"),
            ("lm_head.weight", "lm_head.weight")]
     for i in range(n_layer):
@@ -167,6 +166,9 @@ def llama_from_hf(hf_model, attention: str = "sdpa", cls=Llama) -> Llama:
             qkv = torch.cat([theirs[pre + "q_proj.weight"], theirs[pre + "k_proj.weight"],
                              theirs[pre + "v_proj.weight"]], dim=0)
             ours[f"blocks.{i}.attn.qkv.weight"].copy_(qkv)
+            mlp = f"model.layers.{i}.mlp."
+            ours[f"blocks.{i}.mlp.fc.weight"].copy_(
+                torch.cat([theirs[mlp + "gate_proj.weight"], theirs[mlp + "up_proj.weight"]], 0))
     return model
 
 
@@ -191,4 +193,7 @@ def llama_to_hf(model: Llama, attn_implementation: str = "eager"):
             theirs[pre + "q_proj.weight"].copy_(q)
             theirs[pre + "k_proj.weight"].copy_(k)
             theirs[pre + "v_proj.weight"].copy_(v)
+            gate, up = ours[f"blocks.{i}.mlp.fc.weight"].chunk(2, dim=0)
+            theirs[f"model.layers.{i}.mlp.gate_proj.weight"].copy_(gate)
+            theirs[f"model.layers.{i}.mlp.up_proj.weight"].copy_(up)
     return hf.eval()

@@ -44,7 +44,6 @@ from week01_transformer import GPT, MLP, Block, CausalSelfAttention, GPTConfig, 
 
 MLP_KINDS = ("swiglu", "relu2")
 _TORCH = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2])
-_SDPA_GQA = _TORCH >= (2, 5)
 _FUSED_RMS = hasattr(F, "rms_norm")
 ROPE_TYPES = ("linear", "llama3")
 
@@ -333,6 +332,8 @@ class LlamaAttention(CausalSelfAttention):
         """
         B, H, _, hd = q.shape
         qg = q.view(B, self.n_kv_head, H // self.n_kv_head, hd)  # (B, Hkv, rep, hd)
+        if self.impl == "sdpa":  # the group's rows are just more queries, no mask needed
+            return F.scaled_dot_product_attention(qg, k, v).view(B, H, 1, hd)
         scores = (qg @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hd))  # (B, Hkv, rep, Tk)
         y = F.softmax(scores, dim=-1) @ v  # (B, Hkv, rep, hd)
         return y.view(B, H, 1, hd)
@@ -370,18 +371,21 @@ class LlamaAttention(CausalSelfAttention):
 
 
 class SwiGLU(MLP):
-    """``down(silu(gate(x)) * up(x))``: a gated MLP (Shazeer 2020), Llama's choice."""
+    """``down(silu(gate(x)) * up(x))``: a gated MLP (Shazeer 2020), Llama's choice.
+
+    ``fc`` holds gate and up stacked, (2 * intermediate, C): one matmul for both.
+    """
 
     def __init__(self, config: LlamaConfig):
         nn.Module.__init__(self)
-        self.gate = nn.Linear(config.n_embd, config.intermediate_size, bias=False)
-        self.fc = nn.Linear(config.n_embd, config.intermediate_size, bias=False)  # "up"
+        self.fc = nn.Linear(config.n_embd, 2 * config.intermediate_size, bias=False)  # [gate; up]
         self.act = nn.SiLU()
         self.proj = nn.Linear(config.intermediate_size, config.n_embd, bias=False)  # "down"
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.proj(self.act(self.gate(x)) * self.fc(x)))  # (B, T, C)
+        gate, up = self.fc(x).chunk(2, dim=-1)  # (B, T, I) each
+        return self.dropout(self.proj(self.act(gate) * up))  # (B, T, C)
 
 
 class ReLU2MLP(MLP):
