@@ -108,8 +108,9 @@ def test_quantize_model_keeps_adapters_and_shrinks_the_base(gpt, idx, randomize)
         gpt.blocks[0].attn.qkv.merge("default")
 
 
-def test_prepare_qlora_trains_only_the_adapter(gpt, idx):
-    prepare_qlora(gpt, r=4, alpha=8, adapter="q")
+@pytest.mark.parametrize("compute", [torch.bfloat16, torch.float32])
+def test_prepare_qlora_trains_only_the_adapter(gpt, idx, compute):
+    prepare_qlora(gpt, r=4, alpha=8, adapter="q", compute_dtype=compute)
     assert isinstance(gpt.blocks[0].mlp.fc, LoRALinear)
     gpt.loss(idx, idx.roll(-1, 1)).backward()
     assert {n for n, p in gpt.named_parameters() if p.grad is not None} == {

@@ -102,6 +102,8 @@ class LoRAAdapter(nn.Module):
 class LoRALinear(nn.Module):
     """``nn.Linear`` plus named LoRA adapters (see the module docstring)."""
 
+    fuse_inplace = True  # add adapters into the base output in place (QLoRALinear turns it off)
+
     def __init__(self, base: nn.Linear):
         super().__init__()
         if not isinstance(base, nn.Linear):
@@ -230,7 +232,7 @@ class LoRALinear(nn.Module):
         pending = [self.lora[n] for n in self.active if n not in self.merged]
         if not pending:
             return result
-        fast = result.is_contiguous() and all(
+        fast = self.fuse_inplace and result.is_contiguous() and all(
             ad.magnitude is None and ad.A.dtype == x.dtype == result.dtype for ad in pending)
         if fast:  # out += s * (x A^T) B^T as one fused, in-place addmm per adapter
             out2d = result.view(-1, self.out_features)  # (N, out), shares memory with result

@@ -58,6 +58,9 @@ class _NF4Matmul(torch.autograd.Function):
 class QLoRALinear(LoRALinear):
     """A linear layer with a frozen NF4 weight and named LoRA adapters."""
 
+    # the base output comes from a custom autograd Function: autograd forbids modifying it in place
+    fuse_inplace = False
+
     def __init__(self, base: nn.Linear | LoRALinear, blocksize: int = 64, double_quant: bool = True,
                  compute_dtype: torch.dtype = torch.bfloat16):
         nn.Module.__init__(self)
@@ -158,9 +161,10 @@ def quantize_model(model: nn.Module, targets: Iterable[str] | None = None, block
 
 
 def prepare_qlora(model: nn.Module, targets: Iterable[str] | None = None, r: int = 8,
-                  alpha: float = 16.0, adapter: str = "default", **lora_kwargs) -> nn.Module:
+                  alpha: float = 16.0, adapter: str = "default",
+                  compute_dtype: torch.dtype = torch.bfloat16, **lora_kwargs) -> nn.Module:
     """``quantize_model`` then ``inject_lora``: the QLoRA recipe in one call."""
-    quantize_model(model, targets=targets)
+    quantize_model(model, targets=targets, compute_dtype=compute_dtype)
     return inject_lora(model, targets=targets, r=r, alpha=alpha, adapter=adapter, **lora_kwargs)
 
 
