@@ -259,3 +259,22 @@ def test_clear_errors(gpt, idx):
     with pytest.raises(KeyError, match="unknown adapters"):
         with mixed_batch(gpt, ["nope"] * 4):
             gpt(idx)
+
+
+def test_inject_on_week04_llama(randomize):
+    """The same API on week04's Llama (skipped when week04 is not installed)."""
+    week04 = pytest.importorskip("week04_modern_arch_tools")
+    torch.manual_seed(0)
+    model = week04.Llama(week04.LlamaConfig.preset("test")).eval()
+    idx = torch.randint(0, model.config.vocab_size, (3, 8), generator=torch.Generator().manual_seed(0))
+    before = model(idx)
+    inject_lora(model, r=4, alpha=8, adapter="a")
+    assert torch.equal(model(idx), before)
+    randomize(model, "a", seed=1)
+    y = model(idx)
+    with mixed_batch(model, ["a", None, "a"]):
+        mixed = model(idx)
+    torch.testing.assert_close(mixed[0], y[0], atol=ATOL, rtol=0)
+    torch.testing.assert_close(mixed[1], before[1], atol=ATOL, rtol=0)
+    merge_adapter(model, "a")
+    torch.testing.assert_close(model(idx), y, atol=ATOL, rtol=0)
