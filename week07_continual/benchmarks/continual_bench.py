@@ -129,10 +129,10 @@ def main(argv=None) -> int:
     overrides = {"fisher_examples": 32, "replay_capacity": 120, "replay_ratio": 0.3,
                  "ewc_lambda": 2000.0}
     skills = "skills" if args.full else "skills-facts"
-    cfg_s = TrainConfig(steps_per_task=300 if args.full else 60, batch_size=16, lr=1e-3,
-                        lora_lr=1e-2, router_examples=24, max_len=model.config.block_size)
+    cfg_s = TrainConfig(steps_per_task=300 if args.full else 100, batch_size=16, lr=1e-3,
+                        lora_lr=3e-3, router_examples=24, max_len=model.config.block_size)
     cfg_d = TrainConfig(steps_per_task=120 if args.full else 40, batch_size=16, lr=1e-3,
-                        lora_lr=1e-2, router_examples=24, max_len=model.config.block_size)
+                        lora_lr=3e-3, router_examples=24, max_len=model.config.block_size)
     rows_s, full_s = run_one_stream(model, tok, skills, cfg_s, 200 if args.full else 30,
                                     50 if args.full else 30, strategies, overrides)
     rows_d, full_d = run_one_stream(model, tok, "domains", cfg_d, 200 if args.full else 48,

@@ -10,7 +10,8 @@ CFG = TrainConfig(steps_per_task=60, batch_size=16, lr=1e-2, lora_lr=2e-2, route
 
 def test_naive_forgets_and_lora_per_task_does_not(pretrained, two_task_stream, tmp_path):
     naive = run_stream(pretrained, two_task_stream, "naive", CFG, tmp_path / "n", progress=False)
-    lora = run_stream(pretrained, two_task_stream, "lora", CFG, tmp_path / "l", progress=False)
+    lora_cfg = StrategyConfig.parse("lora", lora_r=8, lora_alpha=16.0, lora_head=False)
+    lora = run_stream(pretrained, two_task_stream, lora_cfg, CFG, tmp_path / "l", progress=False)
     # naive learns A, then B's contradicting answers overwrite it
     assert naive.matrix.R[0, 0] >= 0.75
     assert naive.matrix.bwt() <= -0.5 and naive.matrix.forgetting() >= 0.5
@@ -36,6 +37,7 @@ def test_combinations_run_and_account_for_memory(pretrained, two_task_stream, tm
     assert combo.extra_bytes > 0 and combo.details["replay_counts"] == {"A": 4, "B": 4}
     assert (tmp_path / "c" / "replay" / "buffer.json").exists()
     assert all(".lora.shared." in n for n, p in combo.model.named_parameters() if p.requires_grad)
+    assert any(n.startswith("lm_head.lora.shared.") for n, _ in combo.model.named_parameters())
     lr = run_stream(pretrained, two_task_stream, StrategyConfig.parse("lora+replay", **small),
                     cfg, tmp_path / "lr", progress=False)
     online = run_stream(pretrained, two_task_stream, StrategyConfig.parse("online-ewc", **small),

@@ -2,7 +2,7 @@
 
 import torch
 
-from week06_lora.lora import inject_lora
+from week06_lora import inject_lora
 from week07_continual import PrototypeRouter, base_only, embed_sequences
 from week07_continual.tasks import prompt_ids
 

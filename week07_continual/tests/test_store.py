@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from shared import CheckpointError
-from week06_lora.lora import inject_lora, lora_state_dict
+from week06_lora import inject_lora, lora_state_dict
 from week07_continual import AdapterStore
 
 
@@ -94,7 +94,7 @@ def test_crash_between_file_and_manifest_keeps_the_old_state(tmp_path, monkeypat
 
 _WRITER = textwrap.dedent("""
     import sys, torch, torch.nn as nn
-    from week06_lora.lora import inject_lora
+    from week06_lora import inject_lora
     from week07_continual import AdapterStore
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64))

@@ -37,7 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from week03_training import AdamW, clip_grad_norm
-from week06_lora.lora import inject_lora, mark_trainable, set_active_adapters
+from week06_lora import default_targets, inject_lora, mark_trainable, set_active_adapters
 from week07_continual.ewc import EWC
 from week07_continual.metrics import AccuracyMatrix
 from week07_continual.replay import ReplayBuffer
@@ -68,8 +68,9 @@ class StrategyConfig:
     replay_policy: str = "balanced"
     lora: bool = False
     shared_adapter: bool = False
-    lora_r: int = 8
-    lora_alpha: float = 16.0
+    lora_r: int = 16
+    lora_alpha: float = 32.0
+    lora_head: bool = True  # adapt the output head too (default_targets leaves it out)
     router_threshold: float = 0.0
 
     @classmethod
@@ -100,7 +101,7 @@ class TrainConfig:
     steps_per_task: int = 200
     batch_size: int = 16
     lr: float = 1e-3  # full fine-tuning
-    lora_lr: float = 1e-2  # adapters (B starts at zero) need a higher rate
+    lora_lr: float = 3e-3
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     eval_batch_size: int = 64
@@ -129,6 +130,14 @@ class StreamResult:
 
 
 # ---------------------------------------------------------------- training one task
+
+
+def _lora_targets(model, strategy: StrategyConfig) -> list[str]:
+    targets = default_targets(model)
+    head = getattr(model, "lm_head", None)
+    if strategy.lora_head and isinstance(head, torch.nn.Linear) and "lm_head" not in targets:
+        targets.append("lm_head")
+    return targets
 
 
 def _adapter_name(task: Task, i: int) -> str:
@@ -238,7 +247,8 @@ def run_stream(base_model, stream: Stream, strategy: StrategyConfig | str,
     store = AdapterStore(workdir / "adapters") if strategy.lora else None
     router = PrototypeRouter(strategy.router_threshold) if strategy.lora else None
     if strategy.shared_adapter:
-        inject_lora(model, r=strategy.lora_r, alpha=strategy.lora_alpha, adapter="shared")
+        inject_lora(model, targets=_lora_targets(model, strategy), r=strategy.lora_r,
+                    alpha=strategy.lora_alpha, adapter="shared")
     lr = cfg.lora_lr if (strategy.lora or strategy.shared_adapter) else cfg.lr
     gen = torch.Generator().manual_seed(cfg.seed)
 
@@ -247,7 +257,8 @@ def run_stream(base_model, stream: Stream, strategy: StrategyConfig | str,
     for i, task in enumerate(stream.tasks):
         if strategy.lora:
             name = _adapter_name(task, i)
-            inject_lora(model, r=strategy.lora_r, alpha=strategy.lora_alpha, adapter=name)
+            inject_lora(model, targets=_lora_targets(model, strategy), r=strategy.lora_r,
+                        alpha=strategy.lora_alpha, adapter=name)
         step = train_task(model, task, cfg, rng, ewc, buffer, strategy.replay_ratio, lr, logger,
                           step, progress, desc=f"{strategy.name}: {task.name} ({i + 1}/"
                                                f"{len(stream.tasks)})")

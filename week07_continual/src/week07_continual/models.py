@@ -112,7 +112,7 @@ def train_tiny_base(out_dir: str | Path, cfg: TinyBaseConfig | None = None,
 def load_base(which: str = "auto", root: str | Path | None = None, progress: bool = True,
               tiny: TinyBaseConfig | None = None):
     """``(model, tokenizer, description)`` for ``which`` in auto / baseline / tiny / a path."""
-    from week05_eval.loading import find_baseline, load_for_eval  # not in __init__ yet
+    from week05_eval import find_baseline, load_for_eval
 
     if which in ("auto", "baseline"):
         try:

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from week06_lora.lora import lora_layers
+from week06_lora import lora_layers
 
 # ---------------------------------------------------------------- embeddings
 

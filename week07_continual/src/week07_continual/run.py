@@ -93,7 +93,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="training steps per task")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3, help="full fine-tuning learning rate")
-    p.add_argument("--lora-lr", type=float, default=1e-2)
+    p.add_argument("--lora-lr", type=float, default=3e-3)
     p.add_argument("--n-train", type=int, default=None, help="train examples per task")
     p.add_argument("--n-test", type=int, default=None, help="test examples per task")
     p.add_argument("--ewc-lambda", type=float, default=None)

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch.nn as nn
 
 from shared import CheckpointError, load_checkpoint, save_checkpoint
-from week06_lora.lora import load_adapter, save_adapter
+from week06_lora import load_adapter, save_adapter
 
 MANIFEST = "manifest.json"
 FORMAT = "week07-adapter-store"

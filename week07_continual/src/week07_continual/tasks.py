@@ -154,7 +154,7 @@ def score_examples(model, examples: list[dict], metric: str, batch_size: int = 6
     ``adapter_names`` (one per example) runs each row with its own week06
     adapter (``None``: the base), as a mixed batch.
     """
-    from week06_lora.lora import mixed_batch
+    from week06_lora import mixed_batch
 
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -196,7 +196,7 @@ def score_examples(model, examples: list[dict], metric: str, batch_size: int = 6
 
 def chat_example(tokenizer, messages: list[dict], max_tokens: int | None = None) -> dict:
     """A conversation rendered with week04's ``render_conversation`` (mask = assistant tokens)."""
-    from week04_modern_arch_tools.chat import render_conversation
+    from week04_modern_arch_tools import render_conversation
 
     ids, mask = render_conversation(messages, tokenizer)
     if max_tokens is not None:
@@ -232,7 +232,7 @@ def world_facts(attribute: str, seed: int = 0, n: int = 40,
     ``"animal"``, a national animal the world's fact store does not know (new
     facts). ``sentence=True`` answers in a full sentence, else with the value.
     """
-    from week04_modern_arch_tools.tooldata import make_world
+    from week04_modern_arch_tools.tooldata import make_world  # not exported by week04's __init__
 
     if attribute not in _WORLD_QUESTIONS:
         raise ValueError(f"unknown world attribute {attribute!r}; valid: {list(_WORLD_QUESTIONS)}")
@@ -268,7 +268,9 @@ def make_skills_stream(tokenizer, n_train: int = 200, n_test: int = 50, seed: in
     at a size a tiny model learns in seconds (knowledge tasks are tested on
     the facts they taught).
     """
-    from week04_modern_arch_tools.tooldata import KINDS, make_tool_dataset
+    from week04_modern_arch_tools import make_tool_dataset
+
+    tool_kinds = ("arithmetic", "string", "facts")  # make_tool_dataset's kinds
 
     if kinds is None:
         if variant not in SKILLS_VARIANTS:
@@ -282,9 +284,9 @@ def make_skills_stream(tokenizer, n_train: int = 200, n_test: int = 50, seed: in
                    for q, a in world_facts(attr, seed, n_facts, sentence=variant == "tools")]
             tasks.append(Task(kind, exs, exs))  # knowledge: asked as it was taught
             continue
-        if kind not in KINDS:
+        if kind not in tool_kinds:
             raise ValueError(f"unknown skills task {kind!r}; valid: "
-                             f"{(*KINDS, *_WORLD_QUESTIONS, 'new_facts')}")
+                             f"{(*tool_kinds, *_WORLD_QUESTIONS, 'new_facts')}")
         train = [chat_example(tokenizer, c, max_tokens)
                  for c in make_tool_dataset(kind, n_train, seed, "train")]
         test = [chat_example(tokenizer, c, max_tokens)
