@@ -48,6 +48,24 @@ def test_grad_accumulation_equals_one_big_batch(tiny_model, loaders, tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_negative_targets_are_masked_out(tiny_model, loaders, tmp_path):
+    """-1 (week01/week04's mask) and -100 (PyTorch's) both drop a target from the loss.
+
+    The expected value is the mean cross-entropy over the kept positions only.
+    """
+    train, _ = loaders(batch_size=2)
+    x, y = train.next_batch()                                      # (2, 16)
+    trainer = Trainer(tiny_model(dropout=0.0), train, _cfg(batch_size=2), run_dir=tmp_path)
+    masked = y.clone()
+    masked[0, :5], masked[1, 3:] = -1, -100
+    keep = masked >= 0
+    with torch.no_grad():
+        logits = trainer.raw_model(x)                              # (2, 16, V)
+        want = torch.nn.functional.cross_entropy(logits[keep], y[keep])
+        got = trainer.loss_on(x, masked)
+    torch.testing.assert_close(got, want)
+
+
 def test_clip_grad_norm_matches_torch():
     torch.manual_seed(0)
     a = [torch.randn(5, 3, requires_grad=True), torch.randn(7, requires_grad=True)]

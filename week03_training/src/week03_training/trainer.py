@@ -249,11 +249,15 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def loss_on(self, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        """Cross-entropy of the model's next-token logits on (x, y), computed in fp32."""
+        """Cross-entropy of the model's next-token logits on (x, y), computed in fp32.
+
+        Negative targets are not trained: -1 (the project's mask value, as in
+        week01's ``GPT.loss`` and week04's chat collate) and PyTorch's -100 alike.
+        """
         with self.autocast():
             logits = self.model(x)                                   # (B, T, V)
-        return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
-                               reduction=reduction)
+        return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)),
+                               y.reshape(-1).clamp(min=-1), ignore_index=-1, reduction=reduction)
 
     def train_step(self, batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict:
         """One optimizer step over ``grad_accum`` micro-batches (drawn from the loader if None).
