@@ -12,6 +12,9 @@
 - NF4 from scratch: ``nf4_levels``, ``quantize_nf4`` / ``dequantize_nf4`` (``NF4Weight``),
   ``pack_4bit`` / ``unpack_4bit``, ``dynamic_levels`` (double quantisation), ``fake_quantize``
 - QLoRA: ``QLoRALinear``, ``quantize_model``, ``prepare_qlora``, ``base_weight_bytes``
+
+``week06_lora.finetune`` (imported on its own) holds the synthetic fine-tuning harness that the
+notebook and ``benchmarks/finetune_compare.py`` use: ``pretrain``, ``finetune``, ``FinetuneConfig``.
 """
 
 from week06_lora.lora import (
