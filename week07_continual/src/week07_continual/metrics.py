@@ -177,7 +177,8 @@ def plot_heatmap(matrix: AccuracyMatrix, title: str = "", path=None, ax=None):
         n = matrix.T
         fig, ax = plt.subplots(figsize=(1.2 * n + 2.5, 1.0 * n + 1.5))
     cmap = "viridis" if matrix.higher_is_better else "viridis_r"
-    im = ax.imshow(matrix.R, cmap=cmap, aspect="auto")
+    scale = dict(vmin=0.0, vmax=1.0) if matrix.unit == "exact_match" else {}
+    im = ax.imshow(matrix.R, cmap=cmap, aspect="auto", **scale)
     ax.set_xticks(range(matrix.T), matrix.task_names, rotation=30, ha="right")
     ax.set_yticks(range(matrix.T), matrix.task_names)
     ax.set_xlabel(f"evaluated on ({matrix.unit})")
