@@ -6,7 +6,6 @@ import math
 import shutil
 
 import pytest
-from week00_micrograd.train import main
 
 from shared import MetricsLogger, read_metrics
 from week00_micrograd import (
@@ -18,6 +17,7 @@ from week00_micrograd import (
     to_dot,
     train_moons,
 )
+from week00_micrograd.train import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

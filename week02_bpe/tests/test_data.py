@@ -342,7 +342,6 @@ def test_cli(tmp_path, docs):
 
 
 def test_importing_the_cli_module_keeps_prepare_callable():
-    import week02_bpe.prepare  # noqa: F401  (rebinds the package attribute to the module)
-
     import week02_bpe
+    import week02_bpe.prepare  # noqa: F401  (rebinds the package attribute to the module)
     assert callable(week02_bpe.prepare)
