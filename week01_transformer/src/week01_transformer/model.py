@@ -80,11 +80,17 @@ class GPTConfig:
         return cls(**d)
 
     @classmethod
+    def presets(cls) -> dict[str, GPTConfig]:
+        """The named sizes of this config class (a subclass returns its own table)."""
+        return PRESETS
+
+    @classmethod
     def preset(cls, name: str, **overrides) -> GPTConfig:
-        """A named size (see ``PRESETS``), with any field overridden."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
-        return replace(PRESETS[name], **overrides)
+        """A named size (see ``presets()``), with any field overridden."""
+        table = cls.presets()
+        if name not in table:
+            raise ValueError(f"unknown preset {name!r}; valid: {', '.join(table)}")
+        return replace(table[name], **overrides)
 
 
 PRESETS: dict[str, GPTConfig] = {
