@@ -5,7 +5,7 @@
 
 Base model: week05's baseline when ``make baseline`` has run, else the tiny
 model ``week07_continual.models`` trains and caches. ``--quick`` (the default)
-is sized for <= 10 minutes on 2 CPU cores: the ``skills-facts`` variant of
+takes about 13 minutes on a quiet 2-core CPU: the ``skills-facts`` variant of
 the skills stream (the same generated world, no tools, one-word answers) and
 four pydocs topic groups in bits per byte. ``--full`` uses week04's tool-use
 conversations (arithmetic, string, facts with search) + new facts, which a
@@ -120,6 +120,9 @@ def main(argv=None) -> int:
     # OpenMP threads spin-wait on each other (measured: 20x slower under load)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument("--skills-steps", type=int, default=0,
+                   help="training steps per skills task (default: 200 quick, 300 --full); "
+                        "at 100 the baseline has not yet learned every task alone")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -129,7 +132,8 @@ def main(argv=None) -> int:
     overrides = {"fisher_examples": 32, "replay_capacity": 120, "replay_ratio": 0.3,
                  "ewc_lambda": 2000.0}
     skills = "skills" if args.full else "skills-facts"
-    cfg_s = TrainConfig(steps_per_task=300 if args.full else 100, batch_size=16, lr=1e-3,
+    skills_steps = args.skills_steps or (300 if args.full else 200)
+    cfg_s = TrainConfig(steps_per_task=skills_steps, batch_size=16, lr=1e-3,
                         lora_lr=3e-3, router_examples=24, max_len=model.config.block_size)
     cfg_d = TrainConfig(steps_per_task=120 if args.full else 40, batch_size=16, lr=1e-3,
                         lora_lr=3e-3, router_examples=24, max_len=model.config.block_size)
