@@ -45,7 +45,7 @@ def _series(rows: list[dict]) -> dict[str, tuple[list[float], list[float]]]:
     return out
 
 
-def plot_run(run_dir: Path) -> Path | None:
+def plot_run(run_dir: Path, title: str | None = None) -> Path | None:
     """Write ``<run_dir>/metrics.png`` (one panel per scalar); None if nothing to plot."""
     series = _series(read_metrics(run_dir))
     if not series:
@@ -65,7 +65,7 @@ def plot_run(run_dir: Path) -> Path | None:
             ax.set_yscale("log")
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
-    fig.suptitle(run_dir.name, fontsize=11)
+    fig.suptitle(title or run_dir.name, fontsize=11)
     fig.tight_layout()
     out = run_dir / "metrics.png"
     fig.savefig(out, dpi=90)
@@ -73,21 +73,25 @@ def plot_run(run_dir: Path) -> Path | None:
     return out
 
 
+MAX_OVERLAY = 10  # newest runs per comparison plot: more lines are unreadable
+
+
 def plot_comparisons(root: Path, runs: list[Path]) -> list[Path]:
-    """Overlay each scalar that at least two runs log; one PNG per scalar."""
-    by_key: dict[str, list[tuple[str, list, list]]] = {}
+    """Overlay each scalar that at least two runs log (the newest ``MAX_OVERLAY``); one PNG each."""
+    by_key: dict[str, list[tuple[float, str, list, list]]] = {}
     for run in runs:
+        mtime = (run / "metrics.jsonl").stat().st_mtime
         for key, (xs, ys) in _series(read_metrics(run)).items():
-            by_key.setdefault(key, []).append((run.name, xs, ys))
+            by_key.setdefault(key, []).append((mtime, str(run.relative_to(root)), xs, ys))
     outs = []
     for key in sorted(k for k, v in by_key.items() if len(v) >= 2)[:MAX_PANELS]:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for name, xs, ys in by_key[key]:
+        fig, ax = plt.subplots(figsize=(10, 4))
+        for _, name, xs, ys in sorted(by_key[key])[-MAX_OVERLAY:]:
             ax.plot(xs, ys, label=name, lw=1.2)
-        ax.set_title(key)
+        ax.set_title(f"{key} (newest {min(len(by_key[key]), MAX_OVERLAY)} of {len(by_key[key])} runs)")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in key)
         out = root / f"compare_{safe}.png"
@@ -143,7 +147,7 @@ def build(root: str | Path = "runs") -> Path:
     parts.append("<h2>Runs</h2>")
     for run in runs:
         rows = read_metrics(run)
-        png = plot_run(run)
+        png = plot_run(run, title=str(run.relative_to(root)))
         meta_path = run / META_FILE
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         last = {k: v for r in rows for k, v in r.items()}
