@@ -9,11 +9,11 @@ the very same operations as the base (0 extra FLOPs; its time differs from
 the base's by timing noise only). Targets (issue
 8): unmerged overhead <= 15%, merged 0% (within timing noise, taken as 1%).
 
-Models: week01's GPT at the char-small preset and at the 124M GPT-2 preset
-(random weights; the week05 baseline does not exist yet). LoRA r=16 on every
-attention and MLP projection.
+Models (``_models.py``): the week05 baseline when ``make baseline`` has run
+(else week01's GPT at the char-small preset) and the 124M GPT-2 preset with
+random weights. LoRA r=16 on every attention and MLP projection.
 
-    python week06_lora/benchmarks/forward_overhead.py [--runs 31] [--presets char-small,gpt2]
+    python week06_lora/benchmarks/forward_overhead.py [--runs 31] [--presets baseline,gpt2]
 """
 
 from __future__ import annotations
@@ -25,18 +25,18 @@ import statistics
 import time
 
 import torch
+from _models import default_presets, load_model
 from torch.utils.flop_counter import FlopCounterMode
 
 from shared import save_benchmark, seed_everything
-from week01_transformer import GPT, GPTConfig
 from week06_lora import inject_lora, lora_layers, merge_adapter
 
-SHAPES = {"char-small": (4, 128), "gpt2": (1, 64)}  # (B, T) per preset
+SHAPES = {"baseline": (4, 128), "char-small": (4, 128), "gpt2": (1, 64)}  # (B, T) per preset
 
 
 def build(preset: str, r: int):
-    cfg = GPTConfig.preset(preset, vocab_size=256) if preset.startswith("char") else GPTConfig.preset(preset)
-    base = GPT(cfg).eval()
+    base = load_model(preset).eval()
+    cfg = base.config
     unmerged = inject_lora(copy.deepcopy(base), r=r, alpha=2 * r)
     with torch.no_grad():  # a trained-looking adapter (B != 0) so nothing is skipped
         for layer in lora_layers(unmerged).values():
@@ -65,7 +65,8 @@ def build(preset: str, r: int):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=31)
-    ap.add_argument("--presets", default="char-small,gpt2")
+    ap.add_argument("--presets", default=default_presets(),
+                    help="comma-separated: baseline (week05's) or week01 GPT presets")
     ap.add_argument("--r", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: stable timings on a shared CPU; 0 = torch's default)")

@@ -13,10 +13,11 @@ tokens and report
   bf16 (target: <= 0.3x).
 
 The last row per model times PEFT's LoRA (same targets, same rank) on the same
-GPT, for ours-vs-PEFT. Models: week01's GPT at the char-small preset and at the
-124M GPT-2 preset, random weights (the week05 baseline does not exist yet).
+model, for ours-vs-PEFT. Models (``_models.py``): the week05 baseline when
+``make baseline`` has run (else week01's GPT at the char-small preset) and the
+124M GPT-2 preset with random weights.
 
-    python week06_lora/benchmarks/memory_speed.py [--steps 3] [--presets char-small,gpt2]
+    python week06_lora/benchmarks/memory_speed.py [--steps 3] [--presets baseline,gpt2]
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ import time
 
 import torch
 import torch.nn.functional as F
+from _models import default_presets, load_model
 
 from shared import save_benchmark, seed_everything
-from week01_transformer import GPT, GPTConfig
 from week06_lora import (
     QLoRALinear,
     base_weight_bytes,
@@ -39,7 +40,7 @@ from week06_lora import (
     trainable_report,
 )
 
-SHAPES = {"char-small": (8, 128), "gpt2": (1, 128)}  # (B, T)
+SHAPES = {"baseline": (8, 128), "char-small": (8, 128), "gpt2": (1, 128)}  # (B, T)
 TARGETS = ["attn.qkv", "attn.proj", "mlp.fc", "mlp.proj"]
 
 
@@ -62,7 +63,7 @@ def state_bytes(model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
             "total_mb": (weights + grads + optim) / 2**20}
 
 
-def prepare(base: GPT, method: str, r: int) -> torch.nn.Module:
+def prepare(base: torch.nn.Module, method: str, r: int) -> torch.nn.Module:
     model = copy.deepcopy(base)
     if method == "full":
         return model
@@ -95,7 +96,8 @@ def measure(model: torch.nn.Module, x: torch.Tensor, steps: int) -> tuple[list[f
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--presets", default="char-small,gpt2")
+    ap.add_argument("--presets", default=default_presets(),
+                    help="comma-separated: baseline (week05's) or week01 GPT presets")
     ap.add_argument("--r", type=int, default=16)
     ap.add_argument("--methods", default="full,lora,qlora,peft_lora",
                     help="subset to run (a subset saves under week06_memory_speed_<methods>)")
@@ -115,9 +117,9 @@ def main() -> None:
     except ImportError:
         methods = [m for m in methods if m != "peft_lora"]
     for preset in args.presets.split(","):
-        overrides = {"vocab_size": 256} if preset.startswith("char") else {}
-        base = GPT(GPTConfig.preset(preset, dropout=0.0, **overrides))
+        base = load_model(preset)
         B, T = SHAPES.get(preset, (1, 128))
+        T = min(T, base.config.block_size)
         x = torch.randint(0, base.config.vocab_size, (B, T), generator=torch.Generator().manual_seed(0))
         for method in methods:
             model = prepare(base, method, args.r)
