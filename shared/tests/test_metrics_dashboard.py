@@ -62,3 +62,18 @@ def test_dashboard_renders_runs_and_benchmarks(tmp_path):
     assert "week00-a" in page and "week00_engine" in page and "target met" in page
     for png in (tmp_path / "week00-a" / "metrics.png", tmp_path / "compare_loss.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_truncate_metrics_for_a_resumed_run(tmp_path):
+    from shared import truncate_metrics
+
+    with MetricsLogger(tmp_path / "r", tensorboard=False) as log:
+        for s in range(6):
+            log.log(step=s, loss=float(s))
+        log.log(loss=9.0)  # a row without a step
+    with open(tmp_path / "r" / "metrics.jsonl", "a") as f:
+        f.write('{"step": 6, "lo')  # torn by a kill
+    assert truncate_metrics(tmp_path / "r", 3) == 4
+    assert [r["step"] for r in read_metrics(tmp_path / "r")] == [0, 1, 2, 3]
+    assert truncate_metrics(tmp_path / "missing", 3) == 0
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["meta.json", "metrics.jsonl"]

@@ -27,6 +27,7 @@ from shared.metrics import (
     read_metrics,
     runs_root,
     save_benchmark,
+    truncate_metrics,
 )
 from shared.protocols import LanguageModel, Tokenizer, Tool
 from shared.smoke import is_smoke, smoke
@@ -35,7 +36,7 @@ __all__ = [
     "CheckpointError", "check_state_dict", "load_checkpoint", "load_model", "read_meta", "save_checkpoint", "save_model",
     "Corpus", "Document", "load_corpus",
     "pick_device", "pick_dtype", "seed_everything",
-    "MetricsLogger", "load_benchmarks", "new_run_dir", "read_metrics", "runs_root", "save_benchmark",
+    "MetricsLogger", "load_benchmarks", "new_run_dir", "read_metrics", "runs_root", "save_benchmark", "truncate_metrics",
     "LanguageModel", "Tokenizer", "Tool",
     "is_smoke", "smoke",
 ]

@@ -141,6 +141,28 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     return rows
 
 
+def truncate_metrics(run_dir: str | os.PathLike, step: int) -> int:
+    """Drop the rows logged after ``step`` so a run resumed from a checkpoint at
+    ``step`` logs those steps once; torn and step-less rows go too. The file is
+    rewritten atomically. Returns how many rows were kept.
+    """
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return 0
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row_step = json.loads(line)["step"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+        if row_step is not None and int(row_step) <= step:
+            keep.append(line)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+    os.replace(tmp, path)
+    return len(keep)
+
+
 def list_runs(root: str | os.PathLike | None = None) -> list[Path]:
     """Every run folder under ``root`` (sorted by name)."""
     root = Path(root) if root is not None else runs_root()

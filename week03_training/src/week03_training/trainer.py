@@ -28,7 +28,6 @@ SIGKILLs itself right after the checkpoint of step ``k`` is written.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import random
@@ -45,7 +44,7 @@ from tqdm.auto import tqdm
 
 from shared import MetricsLogger, load_checkpoint, new_run_dir, save_checkpoint
 from shared.checkpoint import CheckpointError, check_state_dict
-from shared.metrics import METRICS_FILE
+from shared.metrics import truncate_metrics
 from week03_training.flops import flops_per_token, peak_flops
 from week03_training.optim import AdamW, Muon, muon_param_groups
 from week03_training.schedule import LRScheduler, ScheduleConfig
@@ -445,27 +444,8 @@ class Trainer:
         _set_rng_state(state["rng"])
         self.step = int(state["step"])
         self.history = state["history"].tolist()
-        self._truncate_metrics(self.step)
+        truncate_metrics(self.run_dir, self.step)  # the resumed run logs later steps again
         return self.step
-
-    def _truncate_metrics(self, step: int) -> None:
-        """Drop logged rows after ``step``: the resumed run logs them again (atomic rewrite)."""
-        path = self.run_dir / METRICS_FILE
-        if not path.exists():
-            return
-        keep = [line for line in path.read_text(encoding="utf-8").splitlines()
-                if _row_step(line) is not None and _row_step(line) <= step]
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
-        os.replace(tmp, path)
-
-
-def _row_step(line: str) -> int | None:
-    try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):   # a torn last line, or a row without a step
-        return None
-
 
 def _step_of(path: Path) -> int:
     return int(path.stem.split("_")[1])
