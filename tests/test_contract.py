@@ -70,5 +70,13 @@ def test_makefile_has_week_pattern_targets():
         assert target in text, f"Makefile lacks {target}"
 
 
+def test_makefile_comment_names_every_week_target():
+    """The pattern rules make the targets; the header comment names them for readers and tools."""
+    text = (ROOT / "Makefile").read_text()
+    for folder in PACKAGES:
+        if folder.name.startswith("week"):
+            assert f"{folder.name[:6]}-test" in text, f"add {folder.name[:6]}-test to the Makefile header"
+
+
 def test_ci_runs_make_test():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
