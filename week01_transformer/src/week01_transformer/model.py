@@ -76,7 +76,7 @@ class GPTConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ValueError(f"unknown GPTConfig fields {unknown}; valid: {sorted(names)}")
+            raise ValueError(f"unknown {cls.__name__} fields {unknown}; valid: {sorted(names)}")
         return cls(**d)
 
     @classmethod

@@ -34,7 +34,7 @@ quantised caches, and the speculative decoding of later weeks.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -157,14 +157,6 @@ class LlamaConfig(GPTConfig):
     def presets(cls) -> dict[str, LlamaConfig]:
         """``LLAMA_PRESETS``: week01's ``preset(name, **overrides)`` looks names up here."""
         return LLAMA_PRESETS
-
-    @classmethod
-    def from_dict(cls, d: dict) -> LlamaConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown LlamaConfig fields {unknown}; valid: {sorted(names)}")
-        return cls(**d)
 
 
 LLAMA_PRESETS: dict[str, LlamaConfig] = {
