@@ -124,44 +124,25 @@ def load_token_bytes(data_dir: Path) -> torch.Tensor | None:
 # ----------------------------------------------------------------------------- arguments
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{v} is negative; use 0 or more")
-    return v
+def _number(kind: type, low: float, strict: bool):
+    """An argparse type: a finite ``kind`` (int or float) >= ``low`` (> ``low`` if strict)."""
+    noun = "an integer" if kind is int else "a number"
+    bound = f"> {low}" if strict else f">= {low}"
+
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not (v > low if strict else v >= low) or v == float("inf"):
+            raise argparse.ArgumentTypeError(f"{v} is not allowed; use a finite number {bound}")
+        return v
+
+    return parse
 
 
-def _pos_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} is not allowed; use a whole number >= 1")
-    return v
-
-
-def _pos_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"{v} must be > 0")
-    return v
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not v >= 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"{v} must be a finite number >= 0")
-    return v
+_nonneg_int, _pos_int = _number(int, 0, False), _number(int, 1, False)
+_pos_float, _nonneg_float = _number(float, 0.0, True), _number(float, 0.0, False)
 
 
 def _preset(text: str) -> str:
