@@ -190,6 +190,73 @@ def test_left_padding_gives_each_row_its_unpadded_logits():
             torch.testing.assert_close(step[b], ext, atol=ATOL, rtol=0)
 
 
+DECODE_CONFIGS = {
+    "gqa-sdpa": dict(n_kv_head=2),
+    "mha-explicit": dict(n_kv_head=4, attention="explicit"),
+    "nanochat": NANOCHAT_FLAVOUR,
+    "mqa-tied": dict(n_kv_head=1, tie_embeddings=True),
+}
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["views", "packed"])
+@pytest.mark.parametrize("kw", DECODE_CONFIGS.values(), ids=DECODE_CONFIGS.keys())
+def test_decode_step_equals_the_general_forward(kw, packed):
+    """``decode`` (the lean one-token path) gives ``run``'s logits and cache, with and
+    without left padding and with the (in, out) weight copies."""
+    model = randomise_norms(Llama(tiny(**kw))).eval()
+    weights = model.decode_weights() if packed else None
+    for pad in (None, torch.tensor([0, 3, 5])):
+        idx = torch.randint(0, 96, (3, 8))
+        lean = KVCache.for_model(model, 3, 20, pad=pad)
+        general = KVCache.for_model(model, 3, 20, pad=pad)
+        with torch.no_grad():
+            model(idx, cache=lean)
+            model(idx, cache=general)
+            for _ in range(6):
+                tok = torch.randint(0, 96, (3, 1))
+                got = model.decode(tok, lean, weights)  # (B, V)
+                want = model(tok, cache=general)[:, -1]
+                torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+        assert lean.pos == general.pos == 14
+        torch.testing.assert_close(lean.k, general.k, atol=ATOL, rtol=0)
+        torch.testing.assert_close(lean.v, general.v, atol=ATOL, rtol=0)
+
+
+def test_decode_weights_are_row_major_copies_that_leave_the_model_alone():
+    model = Llama(tiny(n_kv_head=2))
+    weights = model.decode_weights()
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(weights) == len(linears) == 4 * 2 + 1
+    for m in linears:
+        w_t = weights[id(m)]
+        assert w_t.is_contiguous() and torch.equal(w_t, m.weight.t())
+        assert w_t.data_ptr() != m.weight.data_ptr() and not w_t.requires_grad
+
+
+def test_decode_takes_the_general_path_for_other_blocks():
+    """A subclass with its own attention (week08's MLA, say) must not be run by the lean path."""
+    from week04_modern_arch_tools.model import LlamaAttention
+
+    class Traced(LlamaAttention):
+        calls = 0
+
+        def forward(self, *args, **kwargs):
+            Traced.calls += 1
+            return super().forward(*args, **kwargs)
+
+    model = Llama(tiny(n_kv_head=2)).eval()
+    for block in model.blocks:
+        old = block.attn
+        block.attn = Traced(model.config)
+        block.attn.load_state_dict(old.state_dict())
+    cache = KVCache.for_model(model, 1, 10)
+    with torch.no_grad():
+        model(torch.randint(0, 96, (1, 4)), cache=cache)
+        Traced.calls = 0
+        model.decode(torch.randint(0, 96, (1, 1)), cache)
+    assert Traced.calls == 2  # one per block: the module was called, not bypassed
+
+
 def test_cache_checks_its_capacity_and_batch():
     model = Llama(tiny())
     cache = KVCache.for_model(model, 2, 8)
