@@ -2,7 +2,8 @@
 
 - ``LlamaConfig``, ``Llama``: RMSNorm, RoPE (+ scaling), GQA, SwiGLU / ReLU^2, QK-norm,
   soft-capping; ``LlamaConfig.from_depth`` and ``LLAMA_PRESETS`` ("tiny" ... "d20", "1b");
-  ``Llama.generate(use_cache=...)``, ``Llama.from_hf`` / ``to_hf`` (``LlamaForCausalLM``)
+  ``Llama.generate(use_cache=...)``, ``Llama.decode`` (the lean one-token step),
+  ``Llama.from_hf`` / ``to_hf`` (``LlamaForCausalLM``)
 - ``KVCache``: the per-layer key/value cache behind generation (left padding for batches)
 - ``render_conversation``, ``render_for_completion``: chat messages -> ids + loss mask
 - ``Calculator``, ``PythonREPL``, ``Search``: ``shared.Tool``s (ast arithmetic, a sandboxed
