@@ -24,7 +24,9 @@ The classes subclass week01's (``CausalSelfAttention``, ``MLP``, ``Block``,
 ``GPT``) and keep their attribute names; they reuse its attention kernels,
 weight init, input checks, loss, sampling filters and the no-cache
 ``generate``. The cache path (``KVCache``) prefills the prompt once and then
-feeds one token per step; left padding (``pad``) lets prompts of different
+feeds one token per step through ``Llama.decode``, a lean step that works on
+(B, C) rows with as few kernels as it can (on a CPU a small model's step is
+mostly dispatch overhead); left padding (``pad``) lets prompts of different
 lengths share one batch.
 
 Left out on purpose: sliding-window attention, mixture of experts, paged or
