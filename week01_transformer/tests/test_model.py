@@ -139,6 +139,14 @@ def test_token_ids_out_of_range_raise(tiny_model, bad):
         tiny_model(idx)
 
 
+def test_forward_traces_as_one_compiled_graph(tiny_model, tiny_config):
+    """The input checks must not break ``torch.compile``'s graph (the id range check, which
+    reads values, steps aside while compiling); the eager backend keeps this test fast."""
+    compiled = torch.compile(tiny_model, backend="eager", fullgraph=True)
+    idx = torch.randint(0, tiny_config.vocab_size, (2, 8))
+    torch.testing.assert_close(compiled(idx), tiny_model(idx), atol=0, rtol=0)
+
+
 def test_wrong_dtype_and_shape_raise(tiny_model):
     with pytest.raises(TypeError, match="integer token ids"):
         tiny_model(torch.zeros(1, 4))

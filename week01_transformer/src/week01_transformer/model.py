@@ -274,7 +274,9 @@ class GPT(nn.Module):
         """Raise a ValueError/TypeError saying what is wrong with ``idx``.
 
         The id range check reads ``idx.min()``/``max()``, one host sync per call on a GPU:
-        the price of an error message instead of a device-side assert.
+        the price of an error message instead of a device-side assert. Inside
+        ``torch.compile`` it is skipped (reading a value would break the graph);
+        the embedding lookup still refuses an out-of-range id there.
         """
         if not isinstance(idx, torch.Tensor):
             raise TypeError(f"idx must be a torch.Tensor of token ids, got {type(idx).__name__}")
@@ -286,6 +288,8 @@ class GPT(nn.Module):
         if T == 0 or T > self.config.block_size:
             raise ValueError(f"sequence length {T} is out of range: valid lengths are "
                              f"1..{self.config.block_size} (block_size); crop the context")
+        if torch.compiler.is_compiling():
+            return
         lo, hi = int(idx.min()), int(idx.max())
         if lo < 0 or hi >= self.config.vocab_size:
             bad = lo if lo < 0 else hi
