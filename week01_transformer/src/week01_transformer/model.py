@@ -331,25 +331,14 @@ class GPT(nn.Module):
         text whatever else used the global RNG. The context is cropped to the
         last ``block_size`` tokens.
         """
-        if max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-        if generator is None:
-            generator = torch.Generator(device=idx.device)
-            generator.manual_seed(0 if seed is None else seed)
+        generator = sampling_generator(idx, max_new_tokens, temperature, seed, generator)
         was_training = self.training
         self.eval()
         try:
             for _ in range(max_new_tokens):
                 context = idx[:, -self.config.block_size:]  # (B, <=block_size)
                 logits = self(context)[:, -1, :]  # (B, V): the next token's scores
-                if temperature == 0:
-                    nxt = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
-                else:
-                    logits = filter_logits(logits / temperature, top_k=top_k, top_p=top_p)
-                    probs = F.softmax(logits, dim=-1)
-                    nxt = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+                nxt = sample_next(logits, temperature, top_k, top_p, generator)  # (B, 1)
                 idx = torch.cat([idx, nxt], dim=1)
         finally:
             self.train(was_training)
@@ -370,7 +359,32 @@ class GPT(nn.Module):
         return gpt_to_hf(self, attn_implementation=attn_implementation)
 
 
-# ---------------------------------------------------------------- sampling filters
+# ---------------------------------------------------------------- sampling
+
+
+def sampling_generator(idx: torch.Tensor, max_new_tokens: int, temperature: float,
+                       seed: int | None, generator: torch.Generator | None) -> torch.Generator:
+    """Check ``generate``'s arguments; the generator to draw from (a fresh one seeded with
+    ``seed``, 0 by default, unless one is given)."""
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if generator is None:
+        generator = torch.Generator(device=idx.device)
+        generator.manual_seed(0 if seed is None else seed)
+    return generator
+
+
+def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
+                generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row from logits (B, V): argmax at temperature 0, else a draw from the
+    top-k / top-p filtered softmax of ``logits / temperature``; (B, 1)."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+    logits = filter_logits(logits / temperature, top_k=top_k, top_p=top_p)
+    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)  # (B, 1)
+
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None,

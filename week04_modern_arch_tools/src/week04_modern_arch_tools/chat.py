@@ -46,7 +46,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from week04_modern_arch_tools.model import KVCache, Llama, sample_next
+from week01_transformer import sample_next
+from week04_modern_arch_tools.model import KVCache, Llama
 
 SPECIALS = ("<|bos|>", "<|user_start|>", "<|user_end|>", "<|assistant_start|>",
             "<|assistant_end|>", "<|python_start|>", "<|python_end|>", "<|output_start|>",

@@ -42,7 +42,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from week01_transformer import GPT, MLP, Block, CausalSelfAttention, GPTConfig, filter_logits
+from week01_transformer import (
+    GPT,
+    MLP,
+    Block,
+    CausalSelfAttention,
+    GPTConfig,
+    sample_next,
+    sampling_generator,
+)
 
 MLP_KINDS = ("swiglu", "relu2")
 _TORCH = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2])
@@ -712,15 +720,9 @@ class Llama(GPT):
         if not use_cache or idx.size(1) + max_new_tokens > self.config.block_size:
             return super().generate(idx, max_new_tokens, temperature, top_k, top_p, seed,
                                     generator)
-        if max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+        generator = sampling_generator(idx, max_new_tokens, temperature, seed, generator)
         if max_new_tokens == 0:
             return idx
-        if generator is None:
-            generator = torch.Generator(device=idx.device)
-            generator.manual_seed(0 if seed is None else seed)
         was_training = self.training
         self.eval()
         try:
@@ -752,11 +754,3 @@ class Llama(GPT):
 
         return llama_to_hf(self, attn_implementation=attn_implementation)
 
-
-def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
-                generator: torch.Generator | None) -> torch.Tensor:
-    """One token per row from logits (B, V), exactly as week01's ``GPT.generate`` draws it."""
-    if temperature == 0:
-        return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
-    logits = filter_logits(logits / temperature, top_k=top_k, top_p=top_p)
-    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)  # (B, 1)
