@@ -1,12 +1,23 @@
 """The embedded corpus, local corpora, devices and seeding."""
 
+import argparse
 import random
 
 import numpy as np
 import pytest
 import torch
 
-from shared import Tokenizer, is_smoke, load_corpus, pick_device, pick_dtype, seed_everything, smoke
+from shared import (
+    Tokenizer,
+    add_threads_argument,
+    is_smoke,
+    load_corpus,
+    pick_device,
+    pick_dtype,
+    seed_everything,
+    set_threads,
+    smoke,
+)
 
 
 def test_pydocs_is_real_deterministic_and_split():
@@ -61,6 +72,22 @@ def test_seed_everything_repeats_all_generators():
     assert draw() == a
     with pytest.raises(ValueError):
         seed_everything(-1)
+
+
+def test_threads_flag_parses_checks_and_applies():
+    ap = argparse.ArgumentParser()
+    add_threads_argument(ap)
+    assert ap.parse_args([]).threads == 1
+    assert ap.parse_args(["--threads", "0"]).threads == 0
+    for bad in ("-1", "two"):
+        with pytest.raises(SystemExit):
+            ap.parse_args(["--threads", bad])
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(0) == before and set_threads(None) == before  # 0/None: leave it
+        assert set_threads(1) == 1 == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_smoke_switch(monkeypatch):

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2LMHeadModel
 
-from shared import save_benchmark
+from shared import add_threads_argument, save_benchmark, set_threads
 from week01_transformer import GPT, GPTConfig
 from week01_transformer.hf import hf_config
 
@@ -77,10 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--steps", type=int, default=3, help="timed steps per system per round")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median counts)")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps the default")
+    add_threads_argument(ap, default=0)
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
 
     torch.manual_seed(0)
     config = GPTConfig(vocab_size=args.vocab_size, block_size=args.seq_len, n_layer=args.n_layer,

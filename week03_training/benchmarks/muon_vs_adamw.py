@@ -21,9 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from shared import read_metrics, runs_root, save_benchmark, seed_everything
+from shared import (
+    add_threads_argument,
+    read_metrics,
+    runs_root,
+    save_benchmark,
+    seed_everything,
+    set_threads,
+)
 from week02_bpe import TokenLoader
 from week03_training import TrainConfig, Trainer
 from week03_training.train import PRESETS, build_model, ensure_data, load_token_bytes
@@ -62,11 +67,9 @@ def main() -> None:
     ap.add_argument("--eval-batches", type=int, default=8)
     ap.add_argument("--vocab-size", type=int, default=None, help="tokenizer size (preset's)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (default 1; 0 keeps PyTorch's default)")
+    add_threads_argument(ap)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
 
     data_dir = ensure_data("pydocs", args.vocab_size or PRESETS[args.preset].vocab_size)
     results = {}

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from shared import save_benchmark
+from shared import add_threads_argument, save_benchmark, set_threads
 from week03_training import AdamW, Muon, muon_param_groups
 from week03_training.train import PRESETS, build_model
 
@@ -47,12 +47,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu | cuda")
     ap.add_argument("--repeats", type=int, default=10, help="timed steps per optimizer")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (default 1: reproducible on a shared machine; "
-                         "0 keeps PyTorch's default)")
+    add_threads_argument(ap)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
 
     p = PRESETS[args.preset]
     torch.manual_seed(0)

@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from shared import save_benchmark
+from shared import add_threads_argument, save_benchmark, set_threads
 from week03_training import TrainConfig, Trainer, measure_matmul_flops, peak_flops
 from week03_training.train import PRESETS, build_model
 
@@ -79,12 +79,9 @@ def main() -> None:
     ap.add_argument("--batch-tiny", type=int, default=16, help="micro-batch of the tiny preset")
     ap.add_argument("--batch-20m", type=int, default=1, help="micro-batch of the 20m preset")
     ap.add_argument("--block", type=int, default=256, help="context length for both")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (default 1: reproducible on a shared machine; "
-                         "0 keeps PyTorch's default)")
+    add_threads_argument(ap)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     import tempfile
     tmp = tempfile.mkdtemp()
 

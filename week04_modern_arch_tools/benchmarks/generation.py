@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from shared import save_benchmark
+from shared import add_threads_argument, save_benchmark, set_threads
 from week04_modern_arch_tools import Llama, LlamaConfig
 
 
@@ -93,13 +93,9 @@ def main():
     p.add_argument("--new", type=int, default=128)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads (0: torch's default); one thread by default: "
-                        "single-token decode of a small model is latency-bound, and on a shared "
-                        "machine extra threads mostly wait on each other")
+    add_threads_argument(p)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     print(f"{torch.get_num_threads()} threads; prompt {args.prompt}, {args.new} new tokens, "
           f"greedy, best of {args.repeats}")
     rows = []

@@ -18,7 +18,7 @@ import argparse
 
 import torch
 
-from shared import runs_root, save_benchmark, seed_everything
+from shared import add_threads_argument, runs_root, save_benchmark, seed_everything, set_threads
 from week06_lora.finetune import FinetuneConfig, finetune, pretrain
 
 
@@ -31,11 +31,9 @@ def main() -> None:
                          "where bf16 matmuls are often ~10x slower than fp32)")
     ap.add_argument("--lr", type=float, default=1e-3, help="full fine-tuning learning rate")
     ap.add_argument("--r", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (default 1: stable timings on a shared CPU; 0 = torch's default)")
+    add_threads_argument(ap)
     args = ap.parse_args()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     seed_everything(0)
     base = pretrain(steps=args.pretrain_steps)
     qc = args.qlora_compute

@@ -28,7 +28,7 @@ import torch
 from _models import default_presets, load_model
 from torch.utils.flop_counter import FlopCounterMode
 
-from shared import save_benchmark, seed_everything
+from shared import add_threads_argument, save_benchmark, seed_everything, set_threads
 from week06_lora import inject_lora, lora_layers, merge_adapter
 
 SHAPES = {"baseline": (4, 128), "char-small": (4, 128), "gpt2": (1, 64)}  # (B, T) per preset
@@ -68,11 +68,9 @@ def main() -> None:
     ap.add_argument("--presets", default=default_presets(),
                     help="comma-separated: baseline (week05's) or week01 GPT presets")
     ap.add_argument("--r", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (default 1: stable timings on a shared CPU; 0 = torch's default)")
+    add_threads_argument(ap)
     args = ap.parse_args()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     seed_everything(0)
     rows, summary = [], {}
     for preset in args.presets.split(","):

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from _models import default_presets, load_model
 
-from shared import save_benchmark, seed_everything
+from shared import add_threads_argument, save_benchmark, seed_everything, set_threads
 from week06_lora import (
     QLoRALinear,
     base_weight_bytes,
@@ -101,11 +101,9 @@ def main() -> None:
     ap.add_argument("--r", type=int, default=16)
     ap.add_argument("--methods", default="full,lora,qlora,peft_lora",
                     help="subset to run (a subset saves under week06_memory_speed_<methods>)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (default 1: stable timings on a shared CPU; 0 = torch's default)")
+    add_threads_argument(ap)
     args = ap.parse_args()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     seed_everything(0)
     rows, summary = [], {}
     methods = [m for m in args.methods.split(",") if m]

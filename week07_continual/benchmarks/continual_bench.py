@@ -34,9 +34,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
 
-from shared import save_benchmark  # noqa: E402
+from shared import add_threads_argument, save_benchmark, set_threads  # noqa: E402
 from week07_continual import (  # noqa: E402
     StrategyConfig,
     TrainConfig,
@@ -118,13 +117,13 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="auto")
     # one thread: these models are too small to gain from two, and on a busy machine two
     # OpenMP threads spin-wait on each other (measured: 20x slower under load)
-    p.add_argument("--threads", type=int, default=1)
+    add_threads_argument(p)
     p.add_argument("--strategies", default=",".join(STRATEGIES))
     p.add_argument("--skills-steps", type=int, default=0,
                    help="training steps per skills task (default: 200 quick, 300 --full); "
                         "at 100 the baseline has not yet learned every task alone")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     t0 = time.perf_counter()
     model, tok, about = load_base(args.model, progress=False)
     print(f"base: {about} ({sum(q.numel() for q in model.parameters()):,} parameters)", flush=True)

@@ -3,7 +3,7 @@
 - protocols: ``LanguageModel``, ``Tokenizer``, ``Tool``
 - metrics:   ``MetricsLogger``, ``new_run_dir``, ``read_metrics``, ``save_benchmark``
 - checkpoint: ``save_checkpoint`` / ``load_checkpoint`` (atomic safetensors + JSON)
-- device:    ``pick_device``, ``pick_dtype``, ``seed_everything``
+- device:    ``pick_device``, ``pick_dtype``, ``seed_everything``, ``add_threads_argument``
 - data:      ``load_corpus("pydocs")`` and local text files
 - smoke:     ``smoke(full, small)`` for CI-sized notebooks
 - dashboard, reflection: behind ``make dashboard`` and ``make reflect``
@@ -19,7 +19,13 @@ from shared.checkpoint import (
     save_model,
 )
 from shared.data import Corpus, Document, load_corpus
-from shared.device import pick_device, pick_dtype, seed_everything
+from shared.device import (
+    add_threads_argument,
+    pick_device,
+    pick_dtype,
+    seed_everything,
+    set_threads,
+)
 from shared.metrics import (
     MetricsLogger,
     load_benchmarks,
@@ -35,7 +41,7 @@ from shared.smoke import is_smoke, smoke
 __all__ = [
     "CheckpointError", "check_state_dict", "load_checkpoint", "load_model", "read_meta", "save_checkpoint", "save_model",
     "Corpus", "Document", "load_corpus",
-    "pick_device", "pick_dtype", "seed_everything",
+    "pick_device", "pick_dtype", "seed_everything", "add_threads_argument", "set_threads",
     "MetricsLogger", "load_benchmarks", "new_run_dir", "read_metrics", "runs_root", "save_benchmark", "truncate_metrics",
     "LanguageModel", "Tokenizer", "Tool",
     "is_smoke", "smoke",

@@ -2,7 +2,8 @@
 
 ``pick_device`` prefers CUDA, then Apple's MPS, then the CPU; ``pick_dtype``
 chooses the compute dtype that device is fast and safe with; ``seed_everything``
-seeds Python, NumPy and PyTorch (all devices) in one call.
+seeds Python, NumPy and PyTorch (all devices) in one call; ``add_threads_argument``
+and ``set_threads`` give every benchmark the same ``--threads`` flag.
 
 Left out: multi-GPU placement (week11 owns DDP/FSDP) and deterministic-kernel
 flags, which cost speed and are a per-experiment decision.
@@ -10,6 +11,7 @@ flags, which cost speed and are a per-experiment decision.
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 
@@ -80,3 +82,28 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
+
+
+def add_threads_argument(parser, default: int = 1) -> None:
+    """Add ``--threads N`` (torch CPU intra-op threads; 0 keeps PyTorch's default) to an
+    ``argparse`` parser. Benchmarks default to 1: small models are latency-bound, and on a
+    shared machine extra threads mostly wait on each other, which makes timings jump."""
+    def count(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = -1
+        if n < 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a thread count; use an int >= 0 "
+                                              "(0 keeps PyTorch's default)")
+        return n
+
+    parser.add_argument("--threads", type=count, default=default,
+                        help=f"torch CPU threads (default {default}; 0 keeps PyTorch's default)")
+
+
+def set_threads(n: int | None) -> int:
+    """Use ``n`` torch intra-op threads (``None`` or 0: leave the default); the count in use."""
+    if n:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
