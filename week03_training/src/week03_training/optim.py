@@ -60,13 +60,18 @@ class AdamW(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             adamw_group_step(self, group)
         return loss
+
+
+def _closure_loss(closure) -> torch.Tensor | None:
+    """``closure()`` with gradients enabled (``step`` itself runs without), or None."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
 
 
 def _adamw_state(opt: torch.optim.Optimizer, p: torch.Tensor) -> dict:
@@ -213,10 +218,7 @@ class Muon(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             if not group["use_muon"]:
                 adamw_group_step(self, group)
