@@ -278,3 +278,28 @@ def test_inject_on_week04_llama(randomize):
     torch.testing.assert_close(mixed[1], before[1], atol=ATOL, rtol=0)
     merge_adapter(model, "a")
     torch.testing.assert_close(model(idx), y, atol=ATOL, rtol=0)
+
+
+def test_week04_cached_decoding_runs_the_adapters(randomize):
+    """week04's lean decode step calls LoRA layers as modules: the cached step's logits equal
+    the full forward with the adapter on, and differ from the base with it off."""
+    week04 = pytest.importorskip("week04_modern_arch_tools")
+    torch.manual_seed(0)
+    model = week04.Llama(week04.LlamaConfig.preset("test")).eval()
+    inject_lora(model, r=4, alpha=8, adapter="a")
+    randomize(model, "a", seed=1)
+    idx = torch.randint(0, model.config.vocab_size, (2, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = model(idx)[:, -1]
+        for active in (["a"], []):
+            set_active_adapters(model, active)
+            cache = week04.KVCache.for_model(model, 2, 9)
+            model(idx[:, :-1], cache=cache)
+            got = model.decode(idx[:, -1:], cache, model.decode_weights())
+            if active:
+                torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+            else:
+                assert (got - want).abs().max() > 1e-3
+    set_active_adapters(model, ["a"])
+    assert torch.equal(model.generate(idx, 8, temperature=0),
+                       model.generate(idx, 8, temperature=0, use_cache=False))
