@@ -106,3 +106,22 @@ def test_bad_arguments(tokenizer, uniform):
         evaluate_generative(uniform, tokenizer, task, tools={"calculator": object()})
     with pytest.raises(ValueError, match="match must be"):
         GenExample("q", "a", match="fuzzy")
+
+
+@pytest.mark.parametrize("temperature, top_k", [(0.0, None), (1.0, None), (0.8, 5)])
+def test_cached_decoding_gives_the_same_ids_as_recomputing(tokenizer, tiny_llama, temperature,
+                                                            top_k):
+    """A model with week04's KV cache decodes one token per step; the ids (greedy, and sampled
+    from the same seed) equal those of the loop that re-runs the whole context."""
+    import torch
+
+    from week05_eval.scoring import greedy_ids, has_kv_cache
+    assert has_kv_cache(tiny_llama)
+    ids = bos_of(tokenizer) + tokenizer.encode("def f(x):")
+    runs = [greedy_ids(tiny_llama, ids, 20, temperature=temperature, top_k=top_k,
+                       generator=torch.Generator().manual_seed(7), use_cache=use_cache)
+            for use_cache in (True, False)]
+    assert len(runs[0]) == 20 and runs[0] == runs[1]
+    # past block_size (64) both slide a window instead
+    long = greedy_ids(tiny_llama, ids, 70, use_cache=True)
+    assert long == greedy_ids(tiny_llama, ids, 70, use_cache=False)

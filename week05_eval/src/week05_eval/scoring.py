@@ -13,12 +13,13 @@ tokens end, so the continuation is tokenized in context (" Paris" after
 "is" becomes one token, not a space and a word). A ``<|bos|>`` opens every
 context when the tokenizer has one, as every training document did.
 
-``greedy_generate`` is a plain, cache-free decoding loop over any
-``shared.LanguageModel`` (stop strings, temperature, top-k), used when the
-model has no faster ``generate`` of its own.
+``greedy_generate`` is a decoding loop over any ``shared.LanguageModel``
+(stop strings, temperature, top-k). A model with week04's key/value cache
+(``run`` + ``decode``, e.g. ``Llama``) prefills once and then feeds one token
+per step; any other model re-runs its whole context each step.
 
 Left out: batching generation across prompts (the generative tasks here are
-short) and key/value caches (week04's ``Llama.generate`` has one).
+short; week04's ``generate_with_tools`` batches).
 """
 
 from __future__ import annotations
@@ -143,14 +144,22 @@ def continuation_logprobs(model, requests: Sequence[tuple[Sequence[int], Sequenc
 # --------------------------------------------------------------------------- generation
 
 
+def has_kv_cache(model) -> bool:
+    """Whether ``model`` decodes with week04's key/value cache (``run`` + ``decode``)."""
+    return callable(getattr(model, "decode", None)) and callable(getattr(model, "run", None))
+
+
 @torch.no_grad()
 def greedy_ids(model, prompt_ids: Sequence[int], max_new_tokens: int = 32,
                stop_ids: Sequence[int] = (), temperature: float = 0.0, top_k: int | None = None,
-               generator: torch.Generator | None = None, stop_check=None) -> list[int]:
+               generator: torch.Generator | None = None, stop_check=None,
+               use_cache: bool = True) -> list[int]:
     """Up to ``max_new_tokens`` new ids after ``prompt_ids`` (see ``greedy_generate``).
 
     Stops before any id in ``stop_ids``, or after a token for which
-    ``stop_check(new_ids)`` is true.
+    ``stop_check(new_ids)`` is true. With ``use_cache`` a model that
+    ``has_kv_cache`` decodes one token per step (the same ids as without,
+    the tests check); past its ``block_size`` every model slides a window.
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
@@ -161,9 +170,22 @@ def greedy_ids(model, prompt_ids: Sequence[int], max_new_tokens: int = 32,
     model.eval()
     ids, new = list(prompt_ids), []
     stop_ids = set(stop_ids)
-    for _ in range(max_new_tokens):
-        idx = torch.tensor([(ids + new)[-block:]], dtype=torch.long, device=device)  # (1, T)
-        logits = model(idx)[0, -1].float()                                            # (V,)
+    cached = use_cache and has_kv_cache(model) and len(ids) + max_new_tokens <= block
+    if cached and max_new_tokens > 0:
+        from week04_modern_arch_tools import KVCache
+
+        cache = KVCache.for_model(model, 1, len(ids) + max_new_tokens)
+        prompt = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
+        model.check_input(prompt)
+        logits = model.run(prompt, cache, last_only=True)[0, -1].float()  # (V,)
+        weights = model.decode_weights() if max_new_tokens > 1 else None
+    for step in range(max_new_tokens):
+        if not cached:
+            idx = torch.tensor([(ids + new)[-block:]], dtype=torch.long, device=device)  # (1, T)
+            logits = model(idx)[0, -1].float()                                            # (V,)
+        elif step > 0:
+            nxt_t = torch.tensor([[new[-1]]], dtype=torch.long, device=device)  # (1, 1)
+            logits = model.decode(nxt_t, cache, weights)[0].float()  # (V,)
         if temperature == 0:
             nxt = int(logits.argmax())
         else:
@@ -183,13 +205,14 @@ def greedy_ids(model, prompt_ids: Sequence[int], max_new_tokens: int = 32,
 def greedy_generate(model, tokenizer, prompt_ids: Sequence[int], max_new_tokens: int = 32,
                     stop: Sequence[str] = (), stop_ids: Sequence[int] = (),
                     temperature: float = 0.0, top_k: int | None = None,
-                    generator: torch.Generator | None = None) -> str:
+                    generator: torch.Generator | None = None, use_cache: bool = True) -> str:
     """Decode up to ``max_new_tokens`` after ``prompt_ids``; return the new text.
 
     ``temperature=0`` is greedy (argmax); otherwise tokens are sampled from the
     softmax at ``temperature`` over the ``top_k`` best (all when None). Stops at
     any token in ``stop_ids`` (not included) and cuts the text at the first of
-    the ``stop`` strings. An empty prompt starts from ``<|bos|>``.
+    the ``stop`` strings. An empty prompt starts from ``<|bos|>``. ``use_cache``:
+    see ``greedy_ids``.
     """
     ids = list(prompt_ids) or bos_of(tokenizer)
     if not ids:
@@ -199,7 +222,8 @@ def greedy_generate(model, tokenizer, prompt_ids: Sequence[int], max_new_tokens:
         def check(new):
             text = tokenizer.decode(new)
             return any(s in text for s in stop)
-    new = greedy_ids(model, ids, max_new_tokens, stop_ids, temperature, top_k, generator, check)
+    new = greedy_ids(model, ids, max_new_tokens, stop_ids, temperature, top_k, generator, check,
+                     use_cache)
     return cut_at_stop(tokenizer.decode(new), stop)
 
 
