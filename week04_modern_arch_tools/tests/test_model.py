@@ -224,6 +224,7 @@ def test_decode_step_equals_the_general_forward(kw, packed):
 
 def test_decode_weights_are_row_major_copies_that_leave_the_model_alone():
     model = Llama(tiny(n_kv_head=2))
+    keys = set(model.state_dict())
     weights = model.decode_weights()
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     assert len(weights) == len(linears) == 4 * 2 + 1
@@ -231,6 +232,27 @@ def test_decode_weights_are_row_major_copies_that_leave_the_model_alone():
         w_t = weights[id(m)]
         assert w_t.is_contiguous() and torch.equal(w_t, m.weight.t())
         assert w_t.data_ptr() != m.weight.data_ptr() and not w_t.requires_grad
+    assert set(model.state_dict()) == keys  # the copies are no part of the model's state
+
+
+def test_decode_weights_are_kept_until_a_weight_changes():
+    model = Llama(tiny(n_kv_head=2))
+    qkv, fc = model.blocks[0].attn.qkv, model.blocks[1].mlp.fc
+    first = model.decode_weights()
+    again = model.decode_weights()
+    assert all(again[k] is first[k] for k in first)  # reused, not copied again
+    with torch.no_grad():
+        qkv.weight.mul_(2.0)  # an in-place update (what an optimizer step does)
+    after = model.decode_weights()
+    assert after[id(qkv)] is not first[id(qkv)] and torch.equal(after[id(qkv)], qkv.weight.t())
+    assert after[id(model.lm_head)] is first[id(model.lm_head)]  # untouched: kept
+    model.load_state_dict({**model.state_dict(), "blocks.1.mlp.fc.weight": fc.weight * 3})
+    after = model.decode_weights()  # loading copies into every parameter: all made again
+    assert after[id(fc)] is not first[id(fc)] and torch.equal(after[id(fc)], fc.weight.t())
+    model.release_decode_weights()
+    assert model.decode_weights()[id(qkv)] is not after[id(qkv)]
+    model.decode_copy_limit = 0  # a model too large to copy decodes from views
+    assert model.decode_weights() == {}
 
 
 def test_decode_takes_the_general_path_for_other_blocks():

@@ -453,6 +453,21 @@ def _linear(layer: nn.Module, x: torch.Tensor, weights: dict | None = None) -> t
     return layer(x)
 
 
+_ROW_MAJOR = "_decode_row_major"  # where a layer keeps its (in, out) copy: (key, tensor)
+
+
+def _row_major(layer: nn.Linear) -> torch.Tensor:
+    """``layer.weight.T`` laid out row-major, (in, out); kept on the layer until the weight
+    changes (another tensor, or an in-place update that bumps its version counter)."""
+    w = layer.weight
+    key = (w.data_ptr(), w._version, w.dtype, w.shape)
+    kept = layer.__dict__.get(_ROW_MAJOR)
+    if kept is None or kept[0] != key:
+        kept = (key, w.detach().t().contiguous())
+        layer.__dict__[_ROW_MAJOR] = kept
+    return kept[1]
+
+
 def _rms(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if type(norm) is RMSNorm and _FUSED_RMS and x.dtype == torch.float32:
         return F.rms_norm(x, (x.size(-1),), norm.weight, norm.eps)
@@ -532,6 +547,7 @@ class Llama(GPT):
 
     block_cls = LlamaBlock
     norm = staticmethod(rms_norm)
+    decode_copy_limit: int = 2**30  # bytes of linear weights up to which decode_weights copies
 
     def __init__(self, config: LlamaConfig):
         nn.Module.__init__(self)  # GPT's __init__ adds learned positions and always ties
@@ -636,8 +652,8 @@ class Llama(GPT):
         (B, C) matrices, plain linears and norms are called as functions (a
         LoRA or quantised layer is still called as its module), RoPE rotates q
         and k in one go, and each kv group's query heads read the cache in one
-        attention call. ``weights`` from ``decode_weights()`` (built once per
-        generation) makes the matmuls faster on a CPU. Subclasses with other
+        attention call. ``weights`` from ``decode_weights()`` makes the matmuls
+        faster on a CPU. Subclasses with other
         blocks or its own ``run``, and dropout in training mode, take ``run``.
         """
         if not self._lean_decode():
@@ -678,19 +694,31 @@ class Llama(GPT):
         return logits
 
     def decode_weights(self) -> dict[int, torch.Tensor]:
-        """Contiguous (in, out) copies of the plain linear weights, keyed by ``id(layer)``.
+        """Row-major (in, out) copies of the plain linear weights, keyed by ``id(layer)``.
 
         A one-row-per-sequence matmul ``x @ W.T`` runs 10-25% faster on a CPU
         when ``W.T`` is laid out row-major (measured in
-        ``benchmarks/generation.py``), at the price of a second copy of the
-        weights while generating. Build it per generation (the copies do not
-        follow later weight updates); on a GPU it is empty (cuBLAS reads
-        either layout at full speed).
+        ``benchmarks/generation.py``). Each copy is kept on its layer and made
+        again only when the weight changes (an in-place update bumps the
+        tensor's version counter; loading, optimizer steps and adapter merges
+        all do; writing through ``.data`` does not, so call
+        ``release_decode_weights()`` after that). The price is a second copy of
+        the weights in memory, so it is empty above ``decode_copy_limit`` bytes
+        of weights, and on a GPU (cuBLAS reads either layout at full speed).
         """
-        if self.tok_emb.weight.device.type != "cpu":
+        if self.tok_emb.weight.device.type != "cpu" or not self._lean_decode():
             return {}
-        return {id(m): m.weight.detach().t().contiguous() for m in self.modules()
-                if type(m) is nn.Linear and m.bias is None}
+        layers = [self.lm_head] + [m for b in self.blocks for m in (b.attn.qkv, b.attn.proj,
+                                                                     b.mlp.fc, b.mlp.proj)]
+        linears = [m for m in layers if type(m) is nn.Linear and m.bias is None]  # not LoRA's
+        if sum(m.weight.nbytes for m in linears) > self.decode_copy_limit:
+            return {}
+        return {id(m): _row_major(m) for m in linears}
+
+    def release_decode_weights(self) -> None:
+        """Drop the copies ``decode_weights`` keeps (they come back on the next call)."""
+        for m in self.modules():
+            m.__dict__.pop(_ROW_MAJOR, None)
 
     def _lean_decode(self) -> bool:
         """Whether ``decode`` may take its lean path: our own ``run`` and block types, no live
