@@ -77,3 +77,22 @@ def test_truncate_metrics_for_a_resumed_run(tmp_path):
     assert [r["step"] for r in read_metrics(tmp_path / "r")] == [0, 1, 2, 3]
     assert truncate_metrics(tmp_path / "missing", 3) == 0
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["meta.json", "metrics.jsonl"]
+
+
+def test_best_time_returns_the_fastest_call_and_the_last_result():
+    import time
+
+    from shared import best_time
+
+    delays = iter([0.03, 0.0, 0.02])
+    calls = []
+
+    def fn():
+        time.sleep(next(delays))
+        calls.append(1)
+        return len(calls)
+
+    seconds, out = best_time(fn, 3)
+    assert out == 3 and seconds < 0.02
+    with pytest.raises(ValueError, match="repeats"):
+        best_time(fn, 0)

@@ -19,21 +19,11 @@ Both sides run with the same ``--threads`` (1 by default).
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
-from shared import add_threads_argument, save_benchmark, set_threads
+from shared import add_threads_argument, best_time, save_benchmark, set_threads
 from week04_modern_arch_tools import Llama, LlamaConfig
-
-
-def best_time(fn, repeats: int) -> tuple[float, torch.Tensor]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def measure(layers: int, width: int, args) -> list[dict]:

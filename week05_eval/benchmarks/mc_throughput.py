@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,7 +24,7 @@ os.environ.setdefault("HF_HOME", os.path.join(_TMP, "hf"))   # lm-eval's dataset
 
 import torch  # noqa: E402
 
-from shared import load_corpus, save_benchmark, smoke  # noqa: E402
+from shared import best_time, load_corpus, save_benchmark, smoke  # noqa: E402
 from week02_bpe import BPETokenizer  # noqa: E402
 from week05_eval import evaluate_mc, pydocs_next_line  # noqa: E402
 from week05_eval.lm_eval_adapter import NanochatLM, write_lm_eval_task  # noqa: E402
@@ -33,16 +32,6 @@ from week05_eval.lm_eval_adapter import NanochatLM, write_lm_eval_task  # noqa: 
 N = smoke(200, 20)
 BATCH = 16
 REPEATS = 2
-
-
-def best_time(fn):
-    """(best seconds over REPEATS calls, the last result)."""
-    best, out = float("inf"), None
-    for _ in range(REPEATS):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def model_and_tokenizer(corpus):
@@ -72,7 +61,7 @@ def main():
     print(f"model: {what}; task {task.name}: {N} examples, {n_req} loglikelihood requests")
 
     rows = []
-    dt, ours = best_time(lambda: evaluate_mc(model, tok, task, batch_size=BATCH))
+    dt, ours = best_time(lambda: evaluate_mc(model, tok, task, batch_size=BATCH), REPEATS)
     rows.append({"system": "week05 evaluate_mc", "seconds": dt, "examples_per_s": N / dt,
                  "acc": ours.acc, "acc_norm": ours.acc_norm})
 
@@ -81,7 +70,7 @@ def main():
     lm = NanochatLM(model, tok, batch_size=BATCH)
     dt, out = best_time(lambda: lm_eval.simple_evaluate(
         model=lm, tasks=[name], num_fewshot=0, bootstrap_iters=0,
-        task_manager=TaskManager(include_path=folder, include_defaults=False)))
+        task_manager=TaskManager(include_path=folder, include_defaults=False)), REPEATS)
     res = out["results"][name]
     rows.append({"system": "lm-eval simple_evaluate + NanochatLM", "seconds": dt,
                  "examples_per_s": N / dt, "acc": res["acc,none"], "acc_norm": res["acc_norm,none"]})
@@ -89,7 +78,7 @@ def main():
     from lm_eval.api.instance import Instance
     reqs = [Instance("loglikelihood", {}, (e.context, c), i)
             for i, e in enumerate(task.examples) for c in e.choices]
-    dt, _ = best_time(lambda: lm.loglikelihood(reqs))
+    dt, _ = best_time(lambda: lm.loglikelihood(reqs), REPEATS)
     rows.append({"system": "NanochatLM.loglikelihood only", "seconds": dt,
                  "examples_per_s": N / dt, "acc": None, "acc_norm": None})
 

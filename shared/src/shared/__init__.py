@@ -1,7 +1,7 @@
 """shared: the layer every week of the curriculum builds on.
 
 - protocols: ``LanguageModel``, ``Tokenizer``, ``Tool``
-- metrics:   ``MetricsLogger``, ``new_run_dir``, ``read_metrics``, ``save_benchmark``
+- metrics:   ``MetricsLogger``, ``new_run_dir``, ``read_metrics``, ``best_time``, ``save_benchmark``
 - checkpoint: ``save_checkpoint`` / ``load_checkpoint`` (atomic safetensors + JSON)
 - device:    ``pick_device``, ``pick_dtype``, ``seed_everything``, ``add_threads_argument``
 - data:      ``load_corpus("pydocs")`` and local text files
@@ -28,6 +28,7 @@ from shared.device import (
 )
 from shared.metrics import (
     MetricsLogger,
+    best_time,
     load_benchmarks,
     new_run_dir,
     read_metrics,
@@ -42,7 +43,7 @@ __all__ = [
     "CheckpointError", "check_state_dict", "load_checkpoint", "load_model", "read_meta", "save_checkpoint", "save_model",
     "Corpus", "Document", "load_corpus",
     "pick_device", "pick_dtype", "seed_everything", "add_threads_argument", "set_threads",
-    "MetricsLogger", "load_benchmarks", "new_run_dir", "read_metrics", "runs_root", "save_benchmark", "truncate_metrics",
+    "MetricsLogger", "best_time", "load_benchmarks", "new_run_dir", "read_metrics", "runs_root", "save_benchmark", "truncate_metrics",
     "LanguageModel", "Tokenizer", "Tool",
     "is_smoke", "smoke",
 ]

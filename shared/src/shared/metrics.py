@@ -4,8 +4,9 @@ A run is a folder (``runs/<name>-<timestamp>/`` by default) holding
 ``meta.json`` (name, start time, config) and ``metrics.jsonl`` (one JSON
 object per ``log`` call: ``step``, ``time`` seconds since the start, and the
 scalars). ``make dashboard`` (``shared.dashboard``) turns every run into plots.
-Benchmarks save their figures with ``save_benchmark`` under ``runs/bench/`` so
-the dashboard and ``make reflect`` can show them.
+Benchmarks time calls with ``best_time`` and save their figures with
+``save_benchmark`` under ``runs/bench/`` so the dashboard and ``make reflect``
+can show them.
 
 Left out: images, histograms and hyper-parameter search bookkeeping. Scalars
 and a config are what every week needs; richer logging is TensorBoard's job.
@@ -169,6 +170,21 @@ def list_runs(root: str | os.PathLike | None = None) -> list[Path]:
     if not root.exists():
         return []
     return sorted(p.parent for p in root.rglob(METRICS_FILE))
+
+
+def best_time(fn, repeats: int = 1) -> tuple[float, Any]:
+    """(the fastest of ``repeats`` calls of ``fn()`` in seconds, the last call's result).
+
+    The minimum, not the mean: on a shared machine noise only ever adds time.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
 
 
 def save_benchmark(name: str, results: dict, root: str | os.PathLike | None = None) -> Path:
