@@ -261,7 +261,7 @@ def generate_with_tools(model: Llama, tokenizer, prompts, tools: dict, max_new_t
         cache = KVCache.for_model(model, B, L + steps, pad=pad) if use_cache else None
         model.check_input(seq)
         logits = model.run(seq, cache, None if use_cache else pad, last_only=True)[:, -1, :]
-        weights = model.decode_weights() if use_cache and steps > 1 else None
+        weights = model.decode_weights() if use_cache else None
         for step in range(steps):
             sampled = sample_next(logits, temperature, top_k, top_p, generator)[:, 0].tolist()
             column = []

@@ -469,9 +469,8 @@ def _row_major(layer: nn.Linear) -> torch.Tensor:
 
 
 def _rms(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    if type(norm) is RMSNorm and _FUSED_RMS and x.dtype == torch.float32:
-        return F.rms_norm(x, (x.size(-1),), norm.weight, norm.eps)
-    return norm(x)
+    """``norm(x)``, skipping the module call for our ``RMSNorm``."""
+    return norm.forward(x) if type(norm) is RMSNorm else norm(x)
 
 
 def _mlp(mlp: MLP, x: torch.Tensor, weights: dict | None = None) -> torch.Tensor:
@@ -652,9 +651,10 @@ class Llama(GPT):
         (B, C) matrices, plain linears and norms are called as functions (a
         LoRA or quantised layer is still called as its module), RoPE rotates q
         and k in one go, and each kv group's query heads read the cache in one
-        attention call. ``weights`` from ``decode_weights()`` makes the matmuls
-        faster on a CPU. Subclasses with other
-        blocks or its own ``run``, and dropout in training mode, take ``run``.
+        attention call (forward hooks of the bypassed modules do not run).
+        ``weights`` from ``decode_weights()`` makes the matmuls faster on a
+        CPU. Subclasses with other blocks or their own ``run``, and dropout in
+        training mode, take ``run``.
         """
         if not self._lean_decode():
             return self.run(token, cache)[:, -1, :]
@@ -757,7 +757,7 @@ class Llama(GPT):
             cache = KVCache.for_model(self, idx.size(0), idx.size(1) + max_new_tokens)
             self.check_input(idx)
             logits = self.run(idx, cache, last_only=True)[:, -1, :]  # prefill: (B, V)
-            weights = self.decode_weights() if max_new_tokens > 1 else None
+            weights = self.decode_weights()
             out = [idx]
             for step in range(max_new_tokens):
                 nxt = sample_next(logits, temperature, top_k, top_p, generator)  # (B, 1)

@@ -178,7 +178,7 @@ def greedy_ids(model, prompt_ids: Sequence[int], max_new_tokens: int = 32,
         prompt = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
         model.check_input(prompt)
         logits = model.run(prompt, cache, last_only=True)[0, -1].float()  # (V,)
-        weights = model.decode_weights() if max_new_tokens > 1 else None
+        weights = model.decode_weights()
     for step in range(max_new_tokens):
         if not cached:
             idx = torch.tensor([(ids + new)[-block:]], dtype=torch.long, device=device)  # (1, T)
