@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from shared.checkpoint import (
     CheckpointError,
     load_checkpoint,
-    load_model,
+    load_weights,
     read_meta,
     save_checkpoint,
     save_model,
@@ -55,7 +55,7 @@ def test_tied_weights_stored_once_and_readable_by_safetensors(tmp_path):
     with torch.no_grad():
         for p in m2.parameters():
             p.zero_()
-    assert load_model(m2, path, expect={"arch": "toy"}) == {"arch": "toy"}
+    assert load_weights(m2, path, expect={"arch": "toy"}) == {"arch": "toy"}
     for a, b in zip(m.state_dict().values(), m2.state_dict().values()):
         assert torch.equal(a, b)
 
@@ -64,7 +64,7 @@ def test_mismatched_model_names_the_problem(tmp_path):
     path = save_model(tmp_path / "m.safetensors", _model())
     other = torch.nn.Sequential(torch.nn.Embedding(12, 4), torch.nn.Linear(4, 12))
     with pytest.raises(CheckpointError, match=r"m\.safetensors.*shape mismatch.*0\.weight"):
-        load_model(other, path)
+        load_weights(other, path)
     with pytest.raises(CheckpointError, match="meta\\['arch'\\] is '<missing>', expected 'gpt'"):
         load_checkpoint(path, expect={"arch": "gpt"})
 

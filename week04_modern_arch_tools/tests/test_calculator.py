@@ -7,7 +7,7 @@ import random
 import pytest
 
 from week04_modern_arch_tools import Calculator
-from week04_modern_arch_tools.calculator import format_number
+from week04_modern_arch_tools.tools.calculator import format_number
 
 
 def test_matches_python_arithmetic_on_random_expressions():

@@ -12,6 +12,10 @@ then an ``fsync`` of the folder. A run killed mid-write leaves the previous
 checkpoint intact. Loading a truncated, corrupt or mismatched file raises
 ``CheckpointError`` naming the file and the problem.
 
+Models are recorded by import path: ``save_model`` writes ``model_spec(model)``
+(the model's and its config's ``module:qualname`` and the config) into the
+meta, and ``load_model(path)`` rebuilds any model of any week from it.
+
 Left out: sharded multi-file checkpoints and distributed (FSDP) state, which
 week11 adds on top of this format.
 """
@@ -230,14 +234,141 @@ def check_state_dict(module: torch.nn.Module, state: dict, source: str = "state 
         raise CheckpointError(f"{source} does not fit {type(module).__name__}: " + "; ".join(problems))
 
 
+# ---------------------------------------------------------------- models by import path
+
+
+def import_path(obj) -> str:
+    """``"package.module:QualName"`` of a class or function, the form ``resolve`` reads."""
+    qual = getattr(obj, "__qualname__", None)
+    mod = getattr(obj, "__module__", None)
+    if not qual or not mod or "<locals>" in qual:
+        raise CheckpointError(f"{obj!r} has no import path (it is defined inside a function); "
+                              "define it at module level so a checkpoint can name it")
+    return f"{mod}:{qual}"
+
+
+def resolve(path: str):
+    """The object an ``import_path`` names (the module is imported if it is not yet)."""
+    import importlib
+    import sys
+
+    if not isinstance(path, str) or path.count(":") != 1:
+        raise CheckpointError(f"{path!r} is not an import path; expected 'package.module:Name'")
+    mod_name, qual = path.split(":")
+    module = sys.modules.get(mod_name)
+    if module is None:
+        try:
+            module = importlib.import_module(mod_name)
+        except ImportError as e:
+            raise CheckpointError(f"cannot import {mod_name!r} for {path!r} ({e}); install the "
+                                  "package that defines it") from None
+    obj = module
+    for part in qual.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise CheckpointError(f"{mod_name!r} has no {qual!r} (named by {path!r}): the code "
+                                  "changed since the checkpoint was written")
+    return obj
+
+
+# checkpoints written before models were recorded by import path name a bare class
+_LEGACY_CLASSES = {"Llama": "week04_modern_arch_tools:Llama", "GPT": "week01_transformer:GPT"}
+
+
+def config_dict(config) -> dict:
+    """A JSON-able dict of a model's config (``to_dict()`` or a dataclass's fields)."""
+    if hasattr(config, "to_dict"):
+        return config.to_dict()
+    if hasattr(config, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(config)
+    if isinstance(config, dict):
+        return dict(config)
+    raise CheckpointError(f"the model's config is a {type(config).__name__}: give it a "
+                          "dataclass or a to_dict() so a checkpoint can record it")
+
+
+def model_spec(model: torch.nn.Module) -> dict:
+    """What rebuilds ``model``: its class and config class by import path, and its config.
+
+    ``{"class": "week04_modern_arch_tools.model:Llama", "config_class": "...:LlamaConfig",
+    "config": {...}, "n_params": N}``; ``build_model`` reads it back.
+    """
+    config = getattr(model, "config", None)
+    if config is None:
+        raise CheckpointError(f"{type(model).__name__} has no .config: a model that "
+                              "shared.load_model rebuilds is constructed as cls(config)")
+    return {"class": import_path(type(model)), "config_class": import_path(type(config)),
+            "config": config_dict(config),
+            "n_params": sum(p.numel() for p in model.parameters())}
+
+
+def build_model(spec: dict, source: str = "checkpoint") -> torch.nn.Module:
+    """A fresh model (random weights) from a ``model_spec`` dict: ``cls(config_cls(**config))``.
+
+    Also reads the older form ``{"class": "Llama" | "GPT", **config fields}``.
+    """
+    if not isinstance(spec, dict) or "class" not in spec:
+        raise CheckpointError(f"{source} has no model description in its meta (expected "
+                              "meta['model'] from shared.model_spec: {'class': 'module:Name', "
+                              "'config_class': ..., 'config': {...}}); it was not written by "
+                              "shared.save_model or week03's Trainer")
+    if "config" in spec:
+        cls, cfg = resolve(spec["class"]), dict(spec["config"])
+        cfg_cls = resolve(spec["config_class"]) if "config_class" in spec else cls.config_class
+    else:  # legacy: a bare class name and the config's fields beside it
+        name = spec["class"]
+        if name not in _LEGACY_CLASSES:
+            raise CheckpointError(f"{source} names a model class {name!r} without an import path")
+        cls = resolve(_LEGACY_CLASSES[name])
+        cfg_cls = cls.config_class
+        cfg = {k: v for k, v in spec.items() if k not in ("class", "n_params")}
+    try:
+        config = cfg_cls.from_dict(cfg) if hasattr(cfg_cls, "from_dict") else cfg_cls(**cfg)
+        return cls(config)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: the recorded {cls.__name__} config does not fit this "
+                              f"code ({e})") from None
+
+
 def save_model(path: str | os.PathLike, module: torch.nn.Module, meta: dict | None = None) -> Path:
-    """Save a module's state dict (tied weights stored once)."""
+    """Save a module's state dict (tied weights stored once) and, when the module has a
+    ``config``, its ``model_spec`` as ``meta["model"]`` so ``load_model(path)`` rebuilds it."""
+    meta = dict(meta or {})
+    if "model" not in meta and getattr(module, "config", None) is not None:
+        meta["model"] = model_spec(module)
     return save_checkpoint(path, module.state_dict(), meta)
 
 
-def load_model(module: torch.nn.Module, path: str | os.PathLike, strict: bool = True,
-               expect: dict | None = None) -> dict:
-    """Load weights saved by ``save_model`` into ``module``; returns the meta dict."""
+def model_weights(state, source: str) -> dict:
+    """The model's state dict inside a checkpoint: the whole state (``save_model``) or its
+    ``"model"`` entry (week03's training checkpoints)."""
+    weights = state.get("model", state) if isinstance(state, dict) else None
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor)
+                                                for v in weights.values()):
+        keys = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{source} holds no model state dict (top-level keys: {keys})")
+    return weights
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
+               ) -> torch.nn.Module:
+    """Rebuild the model a checkpoint holds, from any week: class and config from its meta
+    (``model_spec``), then the weights, strictly. Works for ``save_model`` files and for
+    week03's training checkpoints. The model comes back in eval mode."""
+    state, meta = load_checkpoint(path, map_location="cpu")
+    source = f"checkpoint {path}"
+    model = build_model(meta.get("model"), source=source)
+    weights = model_weights(state, source)
+    check_state_dict(model, weights, source=source)
+    model.load_state_dict(weights)
+    return model.to(map_location).eval()
+
+
+def load_weights(module: torch.nn.Module, path: str | os.PathLike, strict: bool = True,
+                 expect: dict | None = None) -> dict:
+    """Load weights saved by ``save_model`` into an existing ``module``; returns the meta dict."""
     state, meta = load_checkpoint(path, expect=expect)
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict")

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from shared import (
     MetricsLogger,
     load_corpus,
-    load_model,
+    load_weights,
     new_run_dir,
     pick_device,
     save_model,
@@ -191,7 +191,7 @@ def load_char_model(run_dir: str | Path, device: str = "cpu") -> tuple[GPT, Char
         raise ValueError(f"{run_dir / MODEL_FILE} is not a week01 GPT checkpoint (kind="
                          f"{meta.get('kind')!r})")
     model = GPT(GPTConfig.from_dict(meta["config"]))
-    load_model(model, run_dir / MODEL_FILE)
+    load_weights(model, run_dir / MODEL_FILE)
     return model.to(device).eval(), CharTokenizer.load(run_dir / TOKENIZER_FILE)
 
 

@@ -13,7 +13,7 @@
 - ``fit_tokenizer``, ``finetune``, ``evaluate_tool_use``: the small tool-use fine-tune
 """
 
-from week04_modern_arch_tools.calculator import Calculator
+from week04_modern_arch_tools.tools.calculator import Calculator
 from week04_modern_arch_tools.chat import (
     ToolCall,
     ToolRun,
@@ -22,8 +22,8 @@ from week04_modern_arch_tools.chat import (
     render_for_completion,
 )
 from week04_modern_arch_tools.model import LLAMA_PRESETS, KVCache, Llama, LlamaConfig, preset_table
-from week04_modern_arch_tools.repl import PythonREPL, SandboxConfig
-from week04_modern_arch_tools.search import Search
+from week04_modern_arch_tools.tools.repl import PythonREPL, SandboxConfig
+from week04_modern_arch_tools.tools.search import Search
 from week04_modern_arch_tools.sft import evaluate_tool_use, finetune, fit_tokenizer
 from week04_modern_arch_tools.tooldata import make_fact_store, make_tool_dataset
 

@@ -31,8 +31,8 @@ import hashlib
 import random
 
 from shared import Document
-from week04_modern_arch_tools.calculator import Calculator
-from week04_modern_arch_tools.search import Search
+from week04_modern_arch_tools.tools.calculator import Calculator
+from week04_modern_arch_tools.tools.search import Search
 
 KINDS = ("arithmetic", "string", "facts")
 SPLITS = ("train", "test")
