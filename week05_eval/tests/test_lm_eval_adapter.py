@@ -1,11 +1,19 @@
-"""The lm-eval adapter answers exactly what our harness answers, on a local lm-eval task."""
+"""The lm-eval adapter against lm-eval's own Hugging Face model (``HFLM``).
 
-import math
+The reference is ``lm_eval.models.huggingface.HFLM`` running ``Llama.to_hf()``
+of the very same weights with a Hugging Face tokenizer that produces our ids:
+transformers' own tiktoken converter (``TikTokenConverter``, the one it uses
+for Llama 3's tokenizer) fed our byte-level ranks, pattern and specials, and a
+post-processor that opens every encoding with ``<|bos|>`` as our harness does.
+So lm-eval does its own request encoding (``_encode_pair``, BOS handling, the
+empty-context prefix, left truncation to ``max_length``) and its own scoring
+(``_loglikelihood_tokens``); we only compare the answers.
+"""
 
 import pytest
 import torch
 
-from week05_eval import MCExample, MCTask, continuation_logprobs, encode_pair, evaluate_mc
+from week05_eval import MCExample, MCTask, evaluate_mc
 
 lm_eval = pytest.importorskip("lm_eval")
 from lm_eval.api.instance import Instance  # noqa: E402
@@ -28,15 +36,87 @@ def _task():
     return MCTask("local_qa", ex)
 
 
-def test_loglikelihood_identical_to_harness(tokenizer, tiny_llama):
-    lm = NanochatLM(tiny_llama, tokenizer, batch_size=4)
+# --------------------------------------------------------------------------- the reference
+
+
+def hf_tokenizer(tok):
+    """A ``PreTrainedTokenizerFast`` with our merges, split pattern and special-token ids."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    class OurRanks(TikTokenConverter):
+        """transformers' tiktoken converter, reading our ranks instead of a tiktoken file."""
+
+        def __init__(self):
+            super().__init__(pattern=tok.pattern, extra_special_tokens=list(tok.special_tokens))
+
+        def load_tiktoken_bpe(self, _url):
+            return {b: i for i, b in enumerate(tok.vocab)}
+
+    core = OurRanks().converted()
+    core.post_processor = processors.TemplateProcessing(
+        single="<|bos|> $A", special_tokens=[("<|bos|>", tok.bos_id)])
+    # pad_token set so that HFLM does not add a token of its own (HFLM pads with 0 anyway)
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<|bos|>",
+                                   pad_token="<|bos|>")
+
+
+@pytest.fixture(scope="module")
+def hflm(tokenizer, tiny_llama):
+    from lm_eval.models.huggingface import HFLM
+    hf_tok = hf_tokenizer(tokenizer)
+    for text in [*_task().examples[0].choices, "Question: What is 6 * 7?\nAnswer: 42",
+                 "x" * 200, "def add(a, b):\n    return a + b\n"]:   # precondition: same ids
+        assert hf_tok.encode(text, add_special_tokens=False) == tokenizer.encode(text)
+    return HFLM(pretrained=tiny_llama.to_hf(), tokenizer=hf_tok, batch_size=4, device="cpu",
+                add_bos_token=True, max_length=tiny_llama.config.block_size)
+
+
+# lm-eval runs HF's eager attention, we run SDPA, on the same fp32 weights: week04 shows the
+# logits agree to 1e-5, so per-token log-probs agree to ~1e-5 and a sum of at most 64 of them
+# to well under 1e-3. (On this machine the two even agree to the last bit.)
+LL_TOL = 1e-3
+
+
+def test_loglikelihood_equals_lm_evals_hflm(tokenizer, tiny_llama, hflm):
+    # a one-token continuation that greedy decoding produces (the first word prefix whose
+    # argmax token is whole text), so that is_greedy is True at least once
+    words = "Question: What is the capital of France? Answer: Paris".split(" ")
+    for k in range(1, len(words) + 1):
+        ctx = " ".join(words[:k])
+        with torch.no_grad():
+            top = int(tiny_llama(torch.tensor([[tokenizer.bos_id, *tokenizer.encode(ctx)]]))
+                      [0, -1].argmax())
+        greedy = tokenizer.decode([top])
+        if "\ufffd" not in greedy and tokenizer.encode(ctx + greedy) == tokenizer.encode(ctx) + [top]:
+            break
+    else:
+        pytest.fail("no word prefix has a greedy next token that is whole text")
     pairs = [("Question: What is the capital of France?\nAnswer:", " Paris"),
-             ("Answer: ", "blue"), ("", "hello world"), ("x" * 200, " tail")]   # long: truncated
-    got = lm.loglikelihood([_req("loglikelihood", p, i) for i, p in enumerate(pairs)])
-    ours = continuation_logprobs(tiny_llama, [encode_pair(tokenizer, c, x) for c, x in pairs],
-                                 batch_size=4)
-    assert [g for g in got] == [(lp, greedy) for lp, greedy, _ in ours]   # bit-identical
-    assert all(lp < 0 for lp, _ in got)
+             ("Answer: ", "blue"),                      # trailing space moves to the continuation
+             ("", "hello world"),                       # empty context: <|bos|> alone
+             ("x" * 200, " tail"),                      # longer than block_size: cut on the left
+             ("The quick brown", " fox jumps over the lazy dog." * 3),   # a long continuation
+             (ctx, greedy)]
+    reqs = [_req("loglikelihood", p, i) for i, p in enumerate(pairs)]
+    got = NanochatLM(tiny_llama, tokenizer, batch_size=4).loglikelihood(reqs)
+    want = hflm.loglikelihood(reqs)
+    assert [g for _, g in got] == [g for _, g in want]
+    assert want[-1][1] is True                          # the greedy case is exercised
+    for (lp, _), (ref, _) in zip(got, want):
+        assert lp == pytest.approx(ref, abs=LL_TOL)
+        assert lp < 0
+
+
+@pytest.mark.xfail(strict=True, reason="scoring.encode_pair moves only trailing spaces to the "
+                   "continuation; lm-eval's _encode_pair moves all trailing whitespace "
+                   "(context.rstrip()), so a context ending in a newline is split differently")
+def test_a_context_ending_in_a_newline_is_split_like_lm_eval(tokenizer, tiny_llama, hflm):
+    reqs = [_req("loglikelihood", ("Question: What colour is the sky?\nAnswer:\n", "blue"))]
+    (got,) = NanochatLM(tiny_llama, tokenizer).loglikelihood(reqs)
+    (want,) = hflm.loglikelihood(reqs)
+    assert got[0] == pytest.approx(want[0], abs=LL_TOL)
 
 
 def test_loglikelihood_rolling_uses_lm_evals_windows(tokenizer, tiny_llama):
@@ -71,26 +151,34 @@ def test_generate_until_stops(tokenizer, oracle_cls):
     assert out == " 42"
 
 
-def test_simple_evaluate_on_a_local_task(tmp_path, tokenizer, tiny_llama):
-    """lm-eval loads a JSON-lines task from a local YAML, calls our adapter, and reports the
-    same acc / acc_norm as evaluate_mc; its per-choice log-likelihoods equal ours."""
+def test_simple_evaluate_on_a_local_task(tmp_path, tokenizer, tiny_llama, hflm):
+    """lm-eval loads a JSON-lines task from a local YAML and scores it twice, through our
+    adapter and through its own HFLM on the same weights: the same acc / acc_norm and the
+    same per-choice log-likelihoods, which are also what evaluate_mc reports."""
     from lm_eval.tasks import TaskManager
     task = _task()
     name = write_lm_eval_task(task, tmp_path / "tasks")
-    lm = NanochatLM(tiny_llama, tokenizer, batch_size=8)
-    out = lm_eval.simple_evaluate(model=lm, tasks=[name], num_fewshot=0, log_samples=True,
-                                  task_manager=TaskManager(include_path=str(tmp_path / "tasks"),
-                                                           include_defaults=False),
-                                  bootstrap_iters=0)
-    metrics = out["results"][name]
+
+    def run(lm):
+        out = lm_eval.simple_evaluate(model=lm, tasks=[name], num_fewshot=0, log_samples=True,
+                                      task_manager=TaskManager(include_path=str(tmp_path / "tasks"),
+                                                               include_defaults=False),
+                                      bootstrap_iters=0)
+        samples = sorted(out["samples"][name], key=lambda s: s["doc_id"])
+        scores = [[float(r[0][0]) if isinstance(r[0], (list, tuple)) else float(r[0])
+                   for r in s["filtered_resps"]] for s in samples]
+        return out["results"][name], scores
+
+    metrics, scores = run(NanochatLM(tiny_llama, tokenizer, batch_size=8))
+    ref_metrics, ref_scores = run(hflm)
     ours = evaluate_mc(tiny_llama, tokenizer, task)
-    assert metrics["acc,none"] == pytest.approx(ours.acc)
-    assert metrics["acc_norm,none"] == pytest.approx(ours.acc_norm)
-    samples = sorted(out["samples"][name], key=lambda s: s["doc_id"])
-    for s, scores in zip(samples, ours.scores):
-        theirs = [r[0] for r in s["filtered_resps"]]
-        theirs = [float(t[0]) if isinstance(t, (list, tuple)) else float(t) for t in theirs]
-        # lm-eval hands the requests over in its own order, so the batches (and their padded
-        # shapes) differ from ours and fp32 reductions differ in the last bits: ~1e-7 relative
-        assert theirs == pytest.approx(scores, rel=1e-6)
-        assert all(math.isfinite(t) for t in theirs)
+    assert len(ref_scores) == len(task.examples)
+    for key in ("acc,none", "acc_norm,none"):
+        assert metrics[key] == pytest.approx(ref_metrics[key])
+    assert ours.acc == pytest.approx(ref_metrics["acc,none"])
+    assert ours.acc_norm == pytest.approx(ref_metrics["acc_norm,none"])
+    for got, from_harness, want in zip(scores, ours.scores, ref_scores):
+        # lm-eval batches the requests in its own order, so padded shapes (and fp32 reductions)
+        # differ from evaluate_mc's; the HF side also runs another attention kernel: LL_TOL
+        assert got == pytest.approx(want, abs=LL_TOL)
+        assert from_harness == pytest.approx(want, abs=LL_TOL)
