@@ -161,7 +161,7 @@ def test_invalid_configs_raise():
         GPTConfig(n_layer=0)
     with pytest.raises(ValueError, match="dropout"):
         GPTConfig(dropout=1.0)
-    with pytest.raises(ValueError, match="attention must be one of"):
+    with pytest.raises(ValueError, match="attention must be a registered attention kernel"):
         GPTConfig(attention="flash")
     with pytest.raises(ValueError, match="unknown preset 'gpt5'"):
         GPTConfig.preset("gpt5")
@@ -184,8 +184,8 @@ def test_pieces_can_be_swapped_by_subclassing(tiny_config):
     from week01_transformer import MLP, Block
 
     class ReluMLP(MLP):
-        def __init__(self, config):
-            super().__init__(config)
+        def __init__(self, config, layer_idx=0):
+            super().__init__(config, layer_idx)
             self.act = nn.ReLU()
 
     class ReluBlock(Block):

@@ -11,7 +11,7 @@ tokens after a ``--prompt``-token prompt for a batch of 1 and of
 systems alternate within a round) is reported as tokens/s (new tokens per second, all rows counted; the no-cache
 path, quadratic in length, is timed once without warm-up). Hugging Face uses its default
 DynamicCache and the same SDPA attention; ours prefills once and then runs
-one token per step through ``Llama.decode``. The tokens of all three are checked to be identical.
+one token per step through ``Llama.step`` (week01's decoding loop). The tokens of all three are checked to be identical.
 Target (the issue): ours with the cache at least 1.5x Hugging Face on CPU.
 Both sides run with the same ``--threads`` (1 by default).
 """

@@ -5,6 +5,7 @@ import torch
 
 from week04_modern_arch_tools import (
     Calculator,
+    KVCache,
     Llama,
     LlamaConfig,
     generate_with_tools,
@@ -97,34 +98,51 @@ def test_parse_tool_call():
 # ---------------------------------------------------------------- generation with tools
 
 
+class TrackingCache(KVCache):
+    """A KVCache that tells its model which rows stay when finished rows leave the batch."""
+
+    def keep(self, rows):
+        super().keep(rows)
+        self.owner.rows = [self.owner.rows[i] for i in rows.tolist()]
+
+
 class ScriptedLlama(Llama):
-    """A real Llama (the cache and padding run as usual; ``run`` is the
-    forward pass generation calls) whose logits are then replaced so
-    that row b writes ``scripts[b]`` token by token, skipping over forced tool outputs."""
+    """A real Llama (the cache and padding run as usual; ``run`` is the forward pass, and
+    the decoding loop's ``step`` takes ``run`` since this class overrides it) whose logits
+    are then replaced so that row b writes ``scripts[b]`` token by token, skipping over
+    forced tool outputs."""
 
     def __init__(self, config, scripts, sp):
         super().__init__(config)
         self.scripts, self.sp = scripts, sp
 
+    def new_cache(self, batch_size, max_len=None, pad=None):
+        cache = TrackingCache.for_model(self, batch_size, max_len, pad)
+        cache.owner = self
+        return cache
+
     def run(self, idx, cache=None, pad=None, last_only=False):
         logits = super().run(idx, cache=cache, pad=pad, last_only=last_only)
         pads = cache.pad if cache is not None else pad
         if cache is None or cache.pos == idx.size(1):  # a full sequence / the prefill
-            self.rows = [idx[b, int(pads[b]):].tolist() for b in range(idx.size(0))]
+            self.rows = [idx[b, int(pads[b]):].tolist() if pads is not None else idx[b].tolist()
+                         for b in range(idx.size(0))]
         else:
             for b in range(idx.size(0)):
                 self.rows[b] += idx[b].tolist()
         out = torch.full_like(logits, -100.0)
         for b, row in enumerate(self.rows):
+            # which prompt this row continues (finished rows leave the batch, so not by index)
+            p = next(i for i, ids in enumerate(self.prompts) if row[:len(ids)] == ids)
             written, forced = 0, False
-            for tok in row[self.prompt_len[b]:]:
+            for tok in row[len(self.prompts[p]):]:
                 if tok == self.sp["<|output_start|>"]:
                     forced = True
                 elif tok == self.sp["<|output_end|>"]:
                     forced = False
                 elif not forced:
                     written += 1
-            script = self.scripts[b]
+            script = self.scripts[p]
             nxt = script[written] if written < len(script) else self.sp["<|assistant_end|>"]
             out[b, :, nxt] = 100.0
         return out
@@ -164,8 +182,8 @@ def test_tool_calls_are_dispatched_and_outputs_forced(tokenizer, use_cache):
     config = LlamaConfig(vocab_size=tokenizer.vocab_size, block_size=320, n_layer=1, n_head=2,
                          n_embd=16)
     model = ScriptedLlama(config, scripts, sp)
-    model.prompt_len = [len(render_for_completion([{"role": "user", "content": p}], tokenizer))
-                        for p in prompts]
+    model.prompts = [render_for_completion([{"role": "user", "content": p}], tokenizer)
+                     for p in prompts]
     tools = {"calculator": Calculator(), "boom": Boom(), "echo": Echo()}
     runs = generate_with_tools(model, tokenizer, prompts, tools, max_new_tokens=250,
                                use_cache=use_cache)

@@ -201,10 +201,13 @@ DECODE_CONFIGS = {
 @pytest.mark.parametrize("packed", [False, True], ids=["views", "packed"])
 @pytest.mark.parametrize("kw", DECODE_CONFIGS.values(), ids=DECODE_CONFIGS.keys())
 def test_decode_step_equals_the_general_forward(kw, packed):
-    """``decode`` (the lean one-token path) gives ``run``'s logits and cache, with and
-    without left padding and with the (in, out) weight copies."""
+    """``step`` (each module's lean one-token path) gives ``run``'s logits and cache, with
+    and without left padding and with the (in, out) weight copies."""
     model = randomise_norms(Llama(tiny(**kw))).eval()
-    weights = model.decode_weights() if packed else None
+    if packed:
+        assert model.decode_weights()
+    else:
+        model.release_decode_weights()
     for pad in (None, torch.tensor([0, 3, 5])):
         idx = torch.randint(0, 96, (3, 8))
         lean = KVCache.for_model(model, 3, 20, pad=pad)
@@ -214,7 +217,7 @@ def test_decode_step_equals_the_general_forward(kw, packed):
             model(idx, cache=general)
             for _ in range(6):
                 tok = torch.randint(0, 96, (3, 1))
-                got = model.decode(tok, lean, weights)  # (B, V)
+                got = model.step(tok, lean)  # (B, V)
                 want = model(tok, cache=general)[:, -1]
                 torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
         assert lean.pos == general.pos == 14
@@ -255,8 +258,9 @@ def test_decode_weights_are_kept_until_a_weight_changes():
     assert model.decode_weights() == {}
 
 
-def test_decode_takes_the_general_path_for_other_blocks():
-    """A subclass with its own attention (week08's MLA, say) must not be run by the lean path."""
+def test_step_takes_the_general_path_for_other_attention():
+    """A subclass that overrides forward but not step (week08's MLA, say) must not be run by
+    the lean path: its forward is called."""
     from week04_modern_arch_tools.model import LlamaAttention
 
     class Traced(LlamaAttention):
@@ -267,15 +271,15 @@ def test_decode_takes_the_general_path_for_other_blocks():
             return super().forward(*args, **kwargs)
 
     model = Llama(tiny(n_kv_head=2)).eval()
-    for block in model.blocks:
+    for i, block in enumerate(model.blocks):
         old = block.attn
-        block.attn = Traced(model.config)
+        block.attn = Traced(model.config, i)
         block.attn.load_state_dict(old.state_dict())
     cache = KVCache.for_model(model, 1, 10)
     with torch.no_grad():
         model(torch.randint(0, 96, (1, 4)), cache=cache)
         Traced.calls = 0
-        model.decode(torch.randint(0, 96, (1, 1)), cache)
+        model.step(torch.randint(0, 96, (1, 1)), cache)
     assert Traced.calls == 2  # one per block: the module was called, not bypassed
 
 

@@ -13,7 +13,6 @@
 - ``fit_tokenizer``, ``finetune``, ``evaluate_tool_use``: the small tool-use fine-tune
 """
 
-from week04_modern_arch_tools.tools.calculator import Calculator
 from week04_modern_arch_tools.chat import (
     ToolCall,
     ToolRun,
@@ -22,10 +21,11 @@ from week04_modern_arch_tools.chat import (
     render_for_completion,
 )
 from week04_modern_arch_tools.model import LLAMA_PRESETS, KVCache, Llama, LlamaConfig, preset_table
-from week04_modern_arch_tools.tools.repl import PythonREPL, SandboxConfig
-from week04_modern_arch_tools.tools.search import Search
 from week04_modern_arch_tools.sft import evaluate_tool_use, finetune, fit_tokenizer
 from week04_modern_arch_tools.tooldata import make_fact_store, make_tool_dataset
+from week04_modern_arch_tools.tools.calculator import Calculator
+from week04_modern_arch_tools.tools.repl import PythonREPL, SandboxConfig
+from week04_modern_arch_tools.tools.search import Search
 
 __all__ = [
     "LlamaConfig", "Llama", "KVCache", "LLAMA_PRESETS", "preset_table",

@@ -28,8 +28,9 @@ and ``<|assistant_end|>``. It is 0 on ``<|bos|>``, the user turns,
 ``<|assistant_start|>`` (the prompt asks for the reply) and the whole
 ``<|output_start|>...<|output_end|>`` span (at inference the tool writes it).
 
-``generate_with_tools`` runs the model on a batch of prompts (left-padded,
-one token per row per step, KV cache by default): when a row completes a
+``generate_with_tools`` runs the model on a batch of prompts through week01's
+one decoding loop (left-padded, one token per row per step, KV cache by
+default): when a row completes a
 ``<|python_start|>...<|python_end|>`` span, the named tool runs and its
 output is queued, wrapped in ``<|output_start|>...<|output_end|>``, as tokens
 the row is forced to take on its next steps; then sampling resumes. A row
@@ -44,10 +45,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-
-from week01_transformer import sample_next
-from week04_modern_arch_tools.model import KVCache, Llama
+from week01_transformer import DecodeConfig, decode
 
 SPECIALS = ("<|bos|>", "<|user_start|>", "<|user_end|>", "<|assistant_start|>",
             "<|assistant_end|>", "<|python_start|>", "<|python_end|>", "<|output_start|>",
@@ -222,8 +220,7 @@ def _prompt_ids(prompt, tokenizer) -> list[int]:
 # ---------------------------------------------------------------- generation
 
 
-@torch.no_grad()
-def generate_with_tools(model: Llama, tokenizer, prompts, tools: dict, max_new_tokens: int = 256,
+def generate_with_tools(model, tokenizer, prompts, tools: dict, max_new_tokens: int = 256,
                         temperature: float = 0.0, top_k: int | None = None,
                         top_p: float | None = None, seed: int = 0, use_cache: bool = True,
                         max_output_tokens: int = 128) -> list[ToolRun]:
@@ -233,6 +230,9 @@ def generate_with_tools(model: Llama, tokenizer, prompts, tools: dict, max_new_t
     token-id lists. ``tools``: ``{name: Tool}``. ``max_new_tokens`` counts
     every appended token, forced tool outputs included; a tool output is cut
     to ``max_output_tokens`` tokens. Greedy (``temperature=0``) by default.
+    Runs week01's decoding loop: ``<|assistant_end|>`` is its stop token, and
+    its ``on_token`` hook watches each row for a finished call and forces the
+    tool's output.
     """
     if isinstance(prompts, (str, dict)) or (prompts and isinstance(prompts[0], int)):
         prompts = [prompts]
@@ -240,64 +240,33 @@ def generate_with_tools(model: Llama, tokenizer, prompts, tools: dict, max_new_t
         return []
     sp = special_ids(tokenizer)
     runs = [ToolRun(_prompt_ids(p, tokenizer)) for p in prompts]
-    B = len(runs)
     L = max(len(r.prompt) for r in runs)
     limit = model.config.block_size
     if L >= limit:
         raise ValueError(f"the longest prompt has {L} tokens; the model's block_size is {limit}")
-    steps = min(max_new_tokens, limit - L)
-    device = model.tok_emb.weight.device
-    filler = sp["<|assistant_end|>"]  # fed to rows that are done or padded; never attended to
-    pad = torch.tensor([L - len(r.prompt) for r in runs], device=device)
-    seq = torch.tensor([[filler] * (L - len(r.prompt)) + r.prompt for r in runs], device=device)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
-    queues: list[list[int]] = [[] for _ in runs]
-    in_call: list[list[int] | None] = [None] * B
+    in_call: list[list[int] | None] = [None] * len(runs)
 
-    was_training = model.training
-    model.eval()
-    try:
-        cache = KVCache.for_model(model, B, L + steps, pad=pad) if use_cache else None
-        model.check_input(seq)
-        logits = model.run(seq, cache, None if use_cache else pad, last_only=True)[:, -1, :]
-        weights = model.decode_weights() if use_cache else None
-        for step in range(steps):
-            sampled = sample_next(logits, temperature, top_k, top_p, generator)[:, 0].tolist()
-            column = []
-            for b, run in enumerate(runs):
-                if run.finished:
-                    column.append(filler)
-                    continue
-                forced = bool(queues[b])
-                tok = queues[b].pop(0) if forced else sampled[b]
-                run.ids.append(tok)
-                run.forced.append(forced)
-                column.append(tok)
-                if forced:
-                    continue
-                if tok == sp["<|python_start|>"]:
-                    in_call[b] = []
-                elif tok == sp["<|python_end|>"] and in_call[b] is not None:
-                    name, arg, out = call_tool(tokenizer.decode(in_call[b]), tools)
-                    run.calls.append(ToolCall(name, arg, out))
-                    in_call[b] = None
-                    body = tokenizer.encode(out)[:max_output_tokens]
-                    queues[b] = [sp["<|output_start|>"], *body, sp["<|output_end|>"]]
-                elif in_call[b] is not None:
-                    in_call[b].append(tok)
-                elif tok == sp["<|assistant_end|>"]:
-                    run.finished = True
-            if all(r.finished for r in runs) or step + 1 == steps:
-                break
-            nxt = torch.tensor(column, device=device)[:, None]  # (B, 1)
-            if use_cache:
-                logits = model.decode(nxt, cache, weights)  # (B, V)
-            else:
-                seq = torch.cat([seq, nxt], dim=1)
-                logits = model.run(seq, pad=pad, last_only=True)[:, -1, :]
-    finally:
-        model.train(was_training)
-    for run in runs:
+    def on_token(b: int, tok: int, forced: bool):
+        """Collect a call's tokens; when it ends, run the tool and force its output."""
+        if forced:
+            return None
+        if tok == sp["<|python_start|>"]:
+            in_call[b] = []
+        elif tok == sp["<|python_end|>"] and in_call[b] is not None:
+            name, arg, out = call_tool(tokenizer.decode(in_call[b]), tools)
+            runs[b].calls.append(ToolCall(name, arg, out))
+            in_call[b] = None
+            body = tokenizer.encode(out)[:max_output_tokens]
+            return [sp["<|output_start|>"], *body, sp["<|output_end|>"]]
+        elif in_call[b] is not None:
+            in_call[b].append(tok)
+        return None
+
+    cfg = DecodeConfig(max_new_tokens=min(max_new_tokens, limit - L), temperature=temperature,
+                       top_k=top_k, top_p=top_p, seed=seed, use_cache=use_cache,
+                       stop_tokens=(sp["<|assistant_end|>"],))
+    rows = decode(model, [r.prompt for r in runs], cfg, on_token=on_token)
+    for run, row in zip(runs, rows):
+        run.ids, run.forced, run.finished = row.ids, row.forced, row.finished
         run.text = tokenizer.decode(run.ids)
     return runs

@@ -1,0 +1,142 @@
+"""``KVCache``: the keys and values of every layer for the tokens seen so far.
+
+It speaks ``shared.Cache``, the one cache protocol of the project: a model's
+``new_cache(batch_size, max_len, pad=None)`` returns one, every attention layer
+calls ``update(layer, k, v)`` during a forward pass, the model calls
+``advance(n)`` after it, and week01's decoding loop drops finished rows with
+``keep(rows)``. Rows may be left-padded (``pad``): padding keys are never read
+and each row counts its positions from its first real token.
+
+Storage is preallocated, (n_layer, B, n_kv_head, max_len, head_dim) for ``k``
+and for ``v``, so a decode step writes in place and reads views.
+
+Left out: paged, quantised and sliding-window-evicting caches, and the latent
+cache of week08's MLA (which implements the same protocol).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class KVCache:
+    """Per-layer keys and values; see the module docstring. ``pos`` is shared by every row."""
+
+    def __init__(self, n_layer: int, batch_size: int, n_kv_head: int, head_dim: int, max_len: int,
+                 device=None, dtype=torch.float32, pad: torch.Tensor | None = None):
+        for name, value in (("n_layer", n_layer), ("batch_size", batch_size),
+                            ("n_kv_head", n_kv_head), ("head_dim", head_dim), ("max_len", max_len)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"KVCache {name} must be a positive int, got {value!r}")
+        shape = (n_layer, batch_size, n_kv_head, max_len, head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.max_len = max_len
+        self.pos = 0
+        if pad is None:
+            pad = torch.zeros(batch_size, dtype=torch.long, device=device)
+        if not isinstance(pad, torch.Tensor) or pad.shape != (batch_size,):
+            got = tuple(pad.shape) if isinstance(pad, torch.Tensor) else type(pad).__name__
+            raise ValueError(f"pad must be a tensor of shape ({batch_size},), got {got}")
+        self._set_pad(pad.to(device=device, dtype=torch.long))
+        self._views()
+
+    @classmethod
+    def for_model(cls, model, batch_size: int, max_len: int | None = None,
+                  pad: torch.Tensor | None = None) -> KVCache:
+        """A cache shaped for ``model`` (its config's layers, kv heads and head size)."""
+        c = model.config
+        p = model.tok_emb.weight
+        if max_len is not None and not 0 < max_len <= c.block_size:
+            raise ValueError(f"max_len must be in 1..{c.block_size} (block_size), got {max_len}")
+        n_kv = getattr(c, "n_kv_head", None) or c.n_head
+        return cls(c.n_layer, batch_size, n_kv, c.head_dim, max_len or c.block_size,
+                   p.device, p.dtype, pad)
+
+    def _set_pad(self, pad: torch.Tensor) -> None:
+        if bool((pad < 0).any()) or bool((pad >= self.max_len).any()):
+            raise ValueError(f"pad values must be in 0..{self.max_len - 1}, got {pad.tolist()}")
+        self.pad = pad
+        self.padded = bool(pad.any())  # read once: no host sync per decode step
+
+    def _views(self) -> None:
+        self.layers = list(zip(self.k.unbind(0), self.v.unbind(0)))  # per-layer views, made once
+
+    # -- the protocol
+    @property
+    def batch_size(self) -> int:
+        return self.k.size(1)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Store the new (B, Hkv, T, hd) keys/values at ``pos``; return all of them so far,
+        (B, Hkv, pos + T, hd) views."""
+        T = k.size(2)
+        if self.pos + T > self.max_len:
+            raise ValueError(f"the cache holds {self.max_len} positions: {self.pos} are used and "
+                             f"{T} more do not fit; start a new cache")
+        end = self.pos + T
+        if torch.is_grad_enabled():  # through the base: autograd forbids writes into unbind views
+            self.k[layer, :, :, self.pos:end] = k
+            self.v[layer, :, :, self.pos:end] = v
+            return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        k_all, v_all = self.layers[layer]  # inference: views made once, few kernels per step
+        if T == 1:
+            k_all.select(2, self.pos).copy_(k[:, :, 0])
+            v_all.select(2, self.pos).copy_(v[:, :, 0])
+        else:
+            k_all.narrow(2, self.pos, T).copy_(k)
+            v_all.narrow(2, self.pos, T).copy_(v)
+        return k_all.narrow(2, 0, end), v_all.narrow(2, 0, end)
+
+    def advance(self, n: int) -> None:
+        self.pos += n
+
+    def positions(self, T: int) -> torch.Tensor:
+        """(B, T): each row's position of its next ``T`` tokens, from its first real token."""
+        absolute = torch.arange(self.pos, self.pos + T, device=self.pad.device)  # (T,)
+        return (absolute[None, :] - self.pad[:, None]).clamp(min=0)
+
+    def nbytes(self) -> int:
+        return self.k.numel() * self.k.element_size() * 2
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only batch rows ``rows`` (a 1-D index tensor), in that order."""
+        rows = torch.as_tensor(rows, dtype=torch.long, device=self.k.device)
+        self.k = self.k.index_select(1, rows)
+        self.v = self.v.index_select(1, rows)
+        self._set_pad(self.pad.index_select(0, rows))
+        self._views()
+
+
+# ---------------------------------------------------------------- the mask of one forward pass
+
+
+def attention_mask(start: int, T: int, pad: torch.Tensor | None = None,
+                   padded: bool | None = None) -> tuple[torch.Tensor | None, bool]:
+    """``(mask, causal)`` for ``T`` new queries at positions ``start..start+T-1``, shared by
+    every layer of one forward pass (the attention kernels' contract):
+
+    - ``(None, True)``: plain causal attention over the new tokens alone (``start == 0``);
+    - ``(None, False)``: one new token per row that may read every key (a decode step);
+    - ``(mask, False)``: a boolean (B or 1, 1, T, start + T) mask, True where a query may
+      read a key (left padding, or several new tokens after a filled cache).
+
+    ``pad`` (B,) counts each row's left-padding positions: they are never read, and a
+    padding query reads only itself (its output is never used; this keeps softmax finite).
+    """
+    if padded is None:
+        padded = pad is not None and bool(pad.any())
+    if not padded:
+        if start == 0:
+            return None, True
+        if T == 1:
+            return None, False
+    dev = pad.device if pad is not None else None
+    absolute = torch.arange(start, start + T, device=dev)  # (T,)
+    keys = torch.arange(start + T, device=dev)  # (Tk,)
+    causal = keys[None, None, :] <= absolute[None, :, None]  # (1, T, Tk)
+    if not padded:
+        return causal[:, None], False  # (1, 1, T, Tk)
+    real = keys[None, None, :] >= pad[:, None, None]  # (B, 1, Tk): not a padding key
+    self_key = keys[None, None, :] == absolute[None, :, None]  # padding queries read themselves
+    return (causal & (real | self_key))[:, None], False  # (B, 1, T, Tk)

@@ -1,0 +1,324 @@
+"""The one decoding loop: every way the project generates text runs through it.
+
+``Decoding(model, prompts, cfg)`` prefills the (left-padded) prompts once,
+then feeds one token per row per step through the model's fast
+``step(token, cache)``, drawing each token with ``sample_next`` (greedy at
+temperature 0, else top-k / top-p sampling from a seeded generator). Iterating
+it yields, per step, one ``TokenEvent`` per live row (a server streams
+these); when it ends, ``rows`` holds each prompt's ``Row``. On the way:
+
+- stop rules: a sampled token in ``cfg.stop_tokens`` or a text in
+  ``cfg.stop_strings`` (needs a ``tokenizer``) finishes its row; the stop
+  token stays in the row's ids and ``Row.stop`` says what stopped it;
+- forced tokens: ``on_token(row, token, forced)`` may return a list of ids
+  that the row takes on its next steps instead of sampling (a tool's output),
+  or ``True`` to finish the row; forced tokens never trigger stop rules;
+- rows that finish early leave the batch (``cache.keep``), so the others
+  decode at the speed of a smaller batch.
+
+A model needs ``new_cache``, ``run`` and ``step`` (week01's ``GPT`` and every
+subclass have them) for the cached path. Without a cache (``use_cache=False``,
+or prompt + new tokens longer than ``block_size``) every step recomputes the
+context, sliding a window of the last ``block_size`` tokens.
+``generate_ids`` is the tensor-in, tensor-out form behind ``model.generate``:
+the same loop without per-row bookkeeping.
+
+Left out: speculative decoding, beam search, and adding rows to a running
+batch (week12's server batches requests that arrive together).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+# ---------------------------------------------------------------- sampling
+
+
+def sampling_generator(idx: torch.Tensor, max_new_tokens: int, temperature: float,
+                       seed: int | None, generator: torch.Generator | None) -> torch.Generator:
+    """Check ``generate``'s arguments; the generator to draw from (a fresh one seeded with
+    ``seed``, 0 by default, unless one is given)."""
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if generator is None:
+        generator = torch.Generator(device=idx.device)
+        generator.manual_seed(0 if seed is None else seed)
+    return generator
+
+
+def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
+                generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row from logits (B, V): argmax at temperature 0, else a draw from the
+    top-k / top-p filtered softmax of ``logits / temperature``; (B, 1)."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+    logits = filter_logits(logits / temperature, top_k=top_k, top_p=top_p)
+    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)  # (B, 1)
+
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None = None,
+                  top_p: float | None = None) -> torch.Tensor:
+    """Set to ``-inf`` every logit outside the top-k and outside the top-p nucleus.
+
+    ``top_k`` keeps the k largest logits of each row (ties with the k-th are
+    kept too). ``top_p`` keeps the smallest set of most likely tokens whose
+    probabilities add up to at least ``top_p`` (always at least one token).
+    Both may be given; top-k is applied first, as Hugging Face does.
+    """
+    if top_k is not None:
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0:
+            raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
+        k = min(top_k, logits.size(-1))
+        kth = torch.topk(logits, k, dim=-1).values[..., -1:]  # (B, 1): the k-th largest
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None:
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
+        probs = F.softmax(sorted_logits, dim=-1)
+        mass_before = torch.cumsum(probs, dim=-1) - probs  # probability of the tokens ranked above
+        drop_sorted = mass_before >= top_p  # the nucleus already holds top_p without this token
+        drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+# ---------------------------------------------------------------- the loop
+
+
+@dataclass
+class DecodeConfig:
+    """How to decode: length, sampling, stop rules, cache."""
+
+    max_new_tokens: int = 64  # every appended token counts, forced ones too
+    temperature: float = 1.0  # 0 = greedy
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None  # the generator's seed (0 when None) unless one is passed
+    stop_tokens: Sequence[int] = ()
+    stop_strings: Sequence[str] = ()
+    use_cache: bool = True
+
+    def __post_init__(self):
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) \
+                or self.max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be an int >= 0, got {self.max_new_tokens!r}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        filter_logits(torch.zeros(1, 1), self.top_k, self.top_p)  # their own clear errors
+        self.stop_tokens = tuple(int(t) for t in self.stop_tokens)
+        self.stop_strings = tuple(self.stop_strings)
+        if any(not isinstance(s, str) or not s for s in self.stop_strings):
+            raise ValueError(f"stop_strings must be non-empty strings, got {self.stop_strings!r}")
+
+
+@dataclass
+class Row:
+    """One prompt's result: its new ids (sampled and forced) and why it ended."""
+
+    prompt: list[int]
+    ids: list[int] = field(default_factory=list)
+    forced: list[bool] = field(default_factory=list)  # True where the id was forced
+    finished: bool = False  # a stop rule or the hook ended it (else: out of tokens)
+    stop: int | str | None = None  # the stop token, the stop string, or "hook"
+
+
+@dataclass
+class TokenEvent:
+    row: int
+    token: int
+    forced: bool
+    done: bool  # this token finished its row
+
+
+OnToken = Callable[[int, int, bool], "list[int] | bool | None"]
+
+
+def _prompt_lists(prompts) -> list[list[int]]:
+    if isinstance(prompts, torch.Tensor):
+        if prompts.dim() != 2 or prompts.size(1) == 0:
+            raise ValueError(f"prompts must be a (B, T) tensor with T >= 1, got shape "
+                             f"{tuple(prompts.shape)}")
+        return prompts.tolist()
+    if isinstance(prompts, (list, tuple)) and prompts and all(isinstance(t, int) for t in prompts):
+        return [list(prompts)]
+    if not isinstance(prompts, (list, tuple)) or not prompts or not all(
+            isinstance(p, (list, tuple)) and p and all(isinstance(t, int) for t in p)
+            for p in prompts):
+        raise ValueError("prompts must be a (B, T) tensor, a list of token ids, or a list of "
+                         f"non-empty lists of token ids; got {prompts!r:.80}")
+    return [list(p) for p in prompts]
+
+
+class Decoding:
+    """One batched decode; iterate for per-step events, then read ``rows``."""
+
+    def __init__(self, model, prompts, cfg: DecodeConfig | None = None, *, tokenizer=None,
+                 on_token: OnToken | None = None, generator: torch.Generator | None = None):
+        self.model, self.cfg = model, cfg or DecodeConfig()
+        if self.cfg.stop_strings and tokenizer is None:
+            raise ValueError("stop_strings need a tokenizer to read the text")
+        self.tokenizer, self.on_token = tokenizer, on_token
+        prompts = _prompt_lists(prompts)
+        self.rows = [Row(p) for p in prompts]
+        self.device = next(model.parameters()).device
+        self.block = model.config.block_size
+        L = max(len(p) for p in prompts)
+        self.cached = (self.cfg.use_cache and hasattr(model, "new_cache")
+                       and L + self.cfg.max_new_tokens <= self.block)
+        if not hasattr(model, "run") and len({len(p) for p in prompts}) > 1:
+            raise ValueError(f"{type(model).__name__} has no run(idx, pad=...): give prompts of "
+                             "one length")
+        filler = prompts[0][0]  # any valid id: padding keys are never read
+        self.pad = torch.tensor([L - len(p) for p in prompts], device=self.device)
+        self.padded = L > min(len(p) for p in prompts)
+        self.seq = torch.tensor([[filler] * (L - len(p)) + p for p in prompts],
+                                device=self.device)  # (B, L)
+        if generator is None:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(0 if self.cfg.seed is None else self.cfg.seed)
+        self.generator = generator
+        self.active = list(range(len(prompts)))  # original index of each live batch row
+        self.cache = None
+
+    # -- the model side
+    def _prefill(self) -> torch.Tensor:
+        """The first logits (B, V); builds the cache."""
+        m = self.model
+        if hasattr(m, "check_input"):
+            m.check_input(self.seq[:, -self.block:])
+        if self.cached:
+            self.cache = m.new_cache(len(self.rows), self.seq.size(1) + self.cfg.max_new_tokens,
+                                     pad=self.pad if self.padded else None)
+            return m.run(self.seq, self.cache, last_only=True)[:, -1, :]
+        return self._recompute()
+
+    def _recompute(self) -> torch.Tensor:
+        """Next-token logits (B, V) from the last ``block_size`` tokens, no cache."""
+        ctx = self.seq[:, -self.block:]  # (B, <= block)
+        if not hasattr(self.model, "run"):
+            return self.model(ctx)[:, -1, :]
+        pad = (self.pad - (self.seq.size(1) - ctx.size(1))).clamp(min=0) if self.padded else None
+        return self.model.run(ctx, pad=pad, last_only=True)[:, -1, :]
+
+    def _feed(self, column: torch.Tensor) -> torch.Tensor:
+        """Logits (B, V) after appending ``column`` (B, 1)."""
+        if self.cached:
+            return self.model.step(column, self.cache)
+        self.seq = torch.cat([self.seq, column], dim=1)
+        return self._recompute()
+
+    def _drop(self, keep: list[int]) -> None:
+        """Keep only batch rows ``keep`` (positions in the current batch)."""
+        idx = torch.tensor(keep, device=self.device)
+        self.active = [self.active[j] for j in keep]
+        self.pad = self.pad.index_select(0, idx)
+        self.seq = self.seq.index_select(0, idx)
+        if self.cache is not None:
+            self.cache.keep(idx)
+
+    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
+        return sample_next(logits, c.temperature, c.top_k, c.top_p, self.generator)  # (B, 1)
+
+    # -- the loop
+    def _stops(self, row: Row, tok: int) -> int | str | None:
+        if tok in self.cfg.stop_tokens:
+            return tok
+        if self.cfg.stop_strings:
+            longest = max(len(s) for s in self.cfg.stop_strings)
+            tail = self.tokenizer.decode(row.ids[-(4 * longest + 4):])  # a char is <= 4 bytes
+            for s in self.cfg.stop_strings:
+                if s in tail:
+                    return s
+        return None
+
+    @torch.no_grad()
+    def __iter__(self) -> Iterator[list[TokenEvent]]:
+        steps = self.cfg.max_new_tokens
+        if steps == 0:
+            return
+        was_training = self.model.training
+        self.model.eval()
+        queues: dict[int, list[int]] = {}
+        try:
+            logits = self._prefill()
+            for step in range(steps):
+                sampled = self._sample(logits)[:, 0].tolist()
+                column, events, keep = [], [], []
+                for j, b in enumerate(self.active):
+                    row, queue = self.rows[b], queues.get(b)
+                    forced = bool(queue)
+                    tok = queue.pop(0) if forced else sampled[j]
+                    row.ids.append(tok)
+                    row.forced.append(forced)
+                    column.append(tok)
+                    stop = None if forced else self._stops(row, tok)
+                    if self.on_token is not None:
+                        said = self.on_token(b, tok, forced)
+                        if said is True:
+                            stop = "hook" if stop is None else stop
+                        elif said:
+                            queues.setdefault(b, []).extend(int(t) for t in said)
+                    if stop is not None:
+                        row.finished, row.stop = True, stop
+                    else:
+                        keep.append(j)
+                    events.append(TokenEvent(b, tok, forced, stop is not None))
+                yield events
+                if step + 1 == steps or not keep:
+                    break
+                if len(keep) < len(column):
+                    column = [column[j] for j in keep]
+                    self._drop(keep)
+                logits = self._feed(torch.tensor(column, device=self.device)[:, None])
+        finally:
+            self.model.train(was_training)
+
+    def run(self) -> list[Row]:
+        """Decode to the end; the rows."""
+        for _ in self:
+            pass
+        return self.rows
+
+
+def decode(model, prompts, cfg: DecodeConfig | None = None, **kwargs) -> list[Row]:
+    """``Decoding(model, prompts, cfg, **kwargs).run()``: every prompt's ``Row``."""
+    return Decoding(model, prompts, cfg, **kwargs).run()
+
+
+@torch.no_grad()
+def generate_ids(model, idx: torch.Tensor, cfg: DecodeConfig,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """``idx`` (B, T) followed by ``cfg.max_new_tokens`` new tokens, (B, T + new).
+
+    The loop of ``Decoding`` without stop rules or per-row bookkeeping: the
+    sampled column is fed straight back (the path of ``model.generate``).
+    """
+    if cfg.stop_tokens or cfg.stop_strings:
+        raise ValueError("generate_ids has no stop rules (every row gets max_new_tokens); use "
+                         "decode() for stop tokens and strings")
+    generator = sampling_generator(idx, cfg.max_new_tokens, cfg.temperature, cfg.seed, generator)
+    if cfg.max_new_tokens == 0:
+        return idx
+    d = Decoding(model, idx, cfg, generator=generator)
+    was_training = model.training
+    model.eval()
+    try:
+        out = [idx]
+        logits = d._prefill()
+        for step in range(cfg.max_new_tokens):
+            nxt = d._sample(logits)  # (B, 1)
+            out.append(nxt)
+            if step + 1 < cfg.max_new_tokens:
+                logits = d._feed(nxt)
+    finally:
+        model.train(was_training)
+    return torch.cat(out, dim=1)

@@ -1,0 +1,224 @@
+"""The Llama-style parts: RMSNorm, grouped-query attention with RoPE, SwiGLU / ReLU^2.
+
+Each subclasses week01's part and keeps its attribute names (``qkv``,
+``proj``, ``fc``), so week01's ``Block`` and ``GPT`` build them and week06's
+LoRA finds the same layers. Every module has the general ``forward`` over
+(B, T, C) and a lean one-token ``step`` over (B, C) rows: plain linears run
+as ``torch.mm`` (with a row-major weight copy on a CPU, see
+``linear_rows``), q and k are rotated in one go, and each kv group's query
+heads read the cache in one kernel call (the cache is never copied per head).
+A subclass that overrides ``forward`` (or the projection) but not ``step``
+gets week01's generic step, which runs its ``forward``; so a new module type
+is always correct, and fast as soon as it has a ``step``. ``step`` is an
+inference path: it applies no dropout.
+
+Left out: sliding-window attention, mixture-of-experts MLPs (week08) and
+quantised caches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from week01_transformer import MLP, Block, CausalSelfAttention, Context, attention_kernel
+from week01_transformer.modules import _overrides
+from week04_modern_arch_tools.config import LlamaConfig
+from week04_modern_arch_tools.rope import apply_rope, apply_rope_swapped
+
+_FUSED_RMS = hasattr(F, "rms_norm")
+
+# ---------------------------------------------------------------- fast rows
+
+
+_ROW_MAJOR = "_decode_row_major"  # where a layer keeps its (in, out) copy: (key, tensor)
+
+
+def _weight_key(w: torch.Tensor) -> tuple:
+    return (w.data_ptr(), w._version, w.dtype, w.shape)
+
+
+def row_major(layer: nn.Linear) -> torch.Tensor:
+    """``layer.weight.T`` laid out row-major, (in, out), kept on the layer (made again when
+    the weight changes: another tensor, or an in-place update that bumps its version)."""
+    w = layer.weight
+    key = _weight_key(w)
+    kept = layer.__dict__.get(_ROW_MAJOR)
+    if kept is None or kept[0] != key:
+        kept = (key, w.detach().t().contiguous())
+        layer.__dict__[_ROW_MAJOR] = kept
+    return kept[1]
+
+
+def linear_rows(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` for rows x (B, in): a plain bias-free ``nn.Linear`` runs as one
+    ``torch.mm``, on its row-major copy when it keeps one (``Llama.decode_weights``);
+    any other layer (LoRA, quantised) is called as its module."""
+    if type(layer) is nn.Linear and layer.bias is None and x.dim() == 2:
+        if _ROW_MAJOR in layer.__dict__:
+            return torch.mm(x, row_major(layer))  # (B, out)
+        return torch.mm(x, layer.weight.t())
+    return layer(x)
+
+
+# ---------------------------------------------------------------- norm
+
+
+class RMSNorm(nn.Module):
+    """``x / sqrt(mean(x^2) + eps) * weight``, computed in float32 like Hugging Face's."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _FUSED_RMS and x.dtype == torch.float32:  # one kernel, the same formula
+            return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)  # rows (B, C) are just another shape
+
+
+def rms_norm(config: LlamaConfig) -> RMSNorm:
+    return RMSNorm(config.n_embd, config.norm_eps)
+
+
+# ---------------------------------------------------------------- attention
+
+
+@dataclass
+class LlamaContext(Context):
+    """week01's ``Context`` plus the RoPE angles of the new tokens, (B or 1, 1, T, hd) each
+    (``sin_rot``: ``sin`` with rotate_half's sign folded in, for ``apply_rope_swapped``)."""
+
+    cos: torch.Tensor | None = None
+    sin: torch.Tensor | None = None
+    sin_rot: torch.Tensor | None = None
+
+
+class LlamaAttention(CausalSelfAttention):
+    """Grouped-query causal attention with RoPE and optional QK-norm.
+
+    week01 builds ``qkv`` (q heads, then ``n_kv_head`` k heads, then v heads)
+    and ``proj``, and runs the registered kernel; this class adds QK-norm and
+    RoPE to the projection and the lean ``step``.
+    """
+
+    def __init__(self, config: LlamaConfig, layer_idx: int = 0):
+        super().__init__(config, layer_idx)
+        self.q_norm = RMSNorm(config.head_dim, config.norm_eps) if config.qk_norm else None
+        self.k_norm = RMSNorm(config.head_dim, config.norm_eps) if config.qk_norm else None
+        # the lean step computes what forward computes only if the subclass kept our forward
+        self._lean = not _overrides(self, "step", LlamaAttention) and not any(
+            _overrides(self, name, LlamaAttention) for name in
+            ("forward", "project", "split_heads", "attend", "decode_attention"))
+
+    def project(self, x: torch.Tensor, ctx: LlamaContext | None):
+        if ctx is None or ctx.cos is None:
+            raise ValueError("LlamaAttention needs the model's context (RoPE angles): call the "
+                             "model, or pass Llama.context(T, cache) to the block")
+        q, k, v = self.split_heads(x)  # (B, H, T, hd), (B, Hkv, T, hd) x2
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        return apply_rope(q, ctx.cos, ctx.sin), apply_rope(k, ctx.cos, ctx.sin), v
+
+    def decode_attention(self, q, k, v, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """One query per row, (B, H, 1, hd), over every cached key (B, Hkv, Tk, hd).
+
+        The query heads of a group are stacked as the query rows of one kernel
+        call against their shared kv head, so the cache is read once and never
+        copied n_head / n_kv_head times (repeat_kv would copy it every step).
+        ``mask`` (B, 1, 1, Tk), if given, says which keys each row may read.
+        """
+        B, H, _, hd = q.shape
+        qg = q.view(B, self.n_kv_head, H // self.n_kv_head, hd)  # (B, Hkv, rep, hd)
+        y = attention_kernel(self.impl)(qg, k, v, mask=mask, causal=False)  # (B, Hkv, rep, hd)
+        return y.view(B, H, 1, hd)
+
+    def step(self, x: torch.Tensor, ctx: LlamaContext) -> torch.Tensor:
+        """One new token per row: x (B, C) -> (B, C), reading and extending the cache."""
+        if not self._lean:
+            return super().step(x, ctx)
+        B = x.size(0)
+        H, Hkv, hd = self.n_head, self.n_kv_head, self.head_dim
+        qkv = linear_rows(self.qkv, x).view(B, H + 2 * Hkv, hd)
+        qk = qkv[:, : H + Hkv]  # (B, H + Hkv, hd): q heads, then k heads
+        if self.q_norm is not None:
+            qk = torch.cat((self.q_norm(qk[:, :H]), self.k_norm(qk[:, H:])), dim=1)
+        qk = apply_rope_swapped(qk, ctx.cos[:, 0], ctx.sin_rot[:, 0])  # angles (B|1, 1, hd)
+        k_all, v_all = ctx.cache.update(self.layer_idx, qk[:, H:, None], qkv[:, H + Hkv:, None])
+        y = self.decode_attention(qk[:, :H, None], k_all, v_all, ctx.mask)  # (B, H, 1, hd)
+        return linear_rows(self.proj, y.reshape(B, H * hd))  # (B, C)
+
+
+# ---------------------------------------------------------------- MLPs
+
+
+class SwiGLU(MLP):
+    """``down(silu(gate(x)) * up(x))``: a gated MLP (Shazeer 2020), Llama's choice.
+
+    ``fc`` holds gate and up stacked, (2 * intermediate, C): one matmul for both.
+    """
+
+    def __init__(self, config: LlamaConfig, layer_idx: int = 0):
+        nn.Module.__init__(self)  # week01's MLP would build a 4C GELU MLP first
+        self.fc = nn.Linear(config.n_embd, 2 * config.intermediate_size, bias=False)  # [gate; up]
+        self.act = nn.SiLU()
+        self.proj = nn.Linear(config.intermediate_size, config.n_embd, bias=False)  # "down"
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.fc(x).chunk(2, dim=-1)  # (B, T, I) each
+        return self.dropout(self.proj(self.act(gate) * up))  # (B, T, C)
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        if _overrides(self, "forward", SwiGLU):
+            return self.forward(x)
+        gate, up = linear_rows(self.fc, x).chunk(2, dim=-1)  # (B, I) each
+        return linear_rows(self.proj, F.silu(gate) * up)  # (B, C)
+
+
+class ReLU2MLP(MLP):
+    """``proj(relu(fc(x))^2)``: nanochat's MLP (So et al. 2021, Primer)."""
+
+    def __init__(self, config: LlamaConfig, layer_idx: int = 0):
+        nn.Module.__init__(self)
+        self.fc = nn.Linear(config.n_embd, config.intermediate_size, bias=False)
+        self.act = nn.ReLU()
+        self.proj = nn.Linear(config.intermediate_size, config.n_embd, bias=False)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.proj(self.act(self.fc(x)).square()))  # (B, T, C)
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        if _overrides(self, "forward", ReLU2MLP):
+            return self.forward(x)
+        return linear_rows(self.proj, F.relu(linear_rows(self.fc, x)).square())  # (B, C)
+
+
+def llama_mlp(config: LlamaConfig, layer_idx: int = 0) -> MLP:
+    return SwiGLU(config, layer_idx) if config.mlp == "swiglu" else ReLU2MLP(config, layer_idx)
+
+
+# ---------------------------------------------------------------- the block
+
+
+class LlamaBlock(Block):
+    """Pre-RMSNorm block: x + attn(norm(x)), then x + mlp(norm(x)).
+
+    week01's ``Block`` builds it from the three class attributes below and
+    runs both its ``forward`` and its ``step``.
+    """
+
+    attention_cls = LlamaAttention
+    mlp_cls = staticmethod(llama_mlp)
+    norm = staticmethod(rms_norm)
