@@ -201,3 +201,89 @@ def test_help_documents_every_flag(capsys):
     assert "--resume" in out and "--model" in out and "--kill" not in out
     for action in make_parser()._actions:
         assert action.help, action.option_strings
+
+
+# ----------------------------------------------------------------------------- any model class
+
+SMALL = ["--steps", "3", "--batch-size", "2", "--block-size", "16", "--eval-every", "0",
+         "--warmup-steps", "0", "--no-progress"]
+
+
+def test_trains_week04_llama_by_import_path_and_load_model_rebuilds_it(data_dir, tmp_path,
+                                                                        monkeypatch, capsys):
+    """--model week04_modern_arch_tools:Llama --preset tiny: the class's config preset at the
+    tokenizer's vocab; shared.load_model rebuilds the checkpoint as a Llama with its weights;
+    --resume rebuilds it from the checkpoint's import path and continues."""
+    pytest.importorskip("week04_modern_arch_tools")
+    from shared import load_model
+    from week03_training.train import main
+    monkeypatch.setenv("NANOCHAT_RUNS", str(tmp_path / "runs"))
+    out = tmp_path / "llama"
+    assert main(["--model", "week04_modern_arch_tools:Llama", "--preset", "tiny", *SMALL,
+                 "--data", str(data_dir), "--out", str(out)]) == 0
+    ckpt = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["checkpoint"]
+    model = load_model(ckpt)
+    assert type(model).__name__ == "Llama" and model.config.n_layer == 2
+    state, _ = load_checkpoint(ckpt)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state["model"][k]), k
+    assert main(["--out", str(out), "--resume", "--steps", "5", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 5
+
+
+BAG = '''
+from __future__ import annotations
+from dataclasses import dataclass, replace
+import torch
+
+@dataclass
+class BagConfig:
+    vocab_size: int = 64
+    block_size: int = 16
+    n_embd: int = 8
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> BagConfig:
+        if name != "tiny":
+            raise ValueError(f"unknown preset {name!r}; valid: tiny")
+        return replace(cls(), **overrides)
+
+class Bag(torch.nn.Module):
+    """No config_class attribute: the CLI finds BagConfig from the annotation."""
+    def __init__(self, config: BagConfig):
+        super().__init__()
+        self.config = config
+        self.emb = torch.nn.Embedding(config.vocab_size, config.n_embd)
+        self.head = torch.nn.Linear(config.n_embd, config.vocab_size)
+
+    def forward(self, idx):
+        return self.head(self.emb(idx))
+'''
+
+
+def test_config_class_from_the_annotation_or_the_flag(data_dir, tmp_path, monkeypatch, capsys):
+    from shared import load_model
+    from week03_training.train import main
+    (tmp_path / "bagmodel.py").write_text(BAG)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("NANOCHAT_RUNS", str(tmp_path / "runs"))
+    for i, extra in enumerate(([], ["--config-class", "bagmodel:BagConfig"])):
+        assert main(["--model", "bagmodel:Bag", *extra, *SMALL, "--data", str(data_dir),
+                     "--out", str(tmp_path / f"bag{i}")]) == 0
+        ckpt = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["checkpoint"]
+        assert type(load_model(ckpt)).__name__ == "Bag"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "no_such_module:Model"], "cannot import 'no_such_module'"),
+    (["--model", "shared:Tokenizer"], "is not a torch.nn.Module class"),
+    (["--model", "torch.nn:Linear"], "no config class with a preset() table"),
+    (["--model", "week01_transformer:GPT", "--preset", "huge"], "--preset 'huge' for GPT"),
+    (["--model", "tiny", "--preset", "tiny"], "--preset is for --model package.module:Class"),
+])
+def test_bad_model_classes_are_one_clear_line(args, message, data_dir, tmp_path, monkeypatch,
+                                              capsys):
+    from week03_training.train import main
+    monkeypatch.setenv("NANOCHAT_RUNS", str(tmp_path / "runs"))
+    assert main([*args, *SMALL, "--data", str(data_dir), "--out", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err

@@ -48,22 +48,24 @@ def test_grad_accumulation_equals_one_big_batch(tiny_model, loaders, tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_negative_targets_are_masked_out(tiny_model, loaders, tmp_path):
-    """-1 (week01/week04's mask) and -100 (PyTorch's) both drop a target from the loss.
-
-    The expected value is the mean cross-entropy over the kept positions only.
-    """
+def test_ignore_index_targets_are_masked_out_and_others_refused(tiny_model, loaders, tmp_path):
+    """IGNORE_INDEX (-1) drops a target: the expected value is torch's mean cross-entropy
+    over the kept positions only. PyTorch's -100 is not a second mask: it is refused."""
+    from shared import IGNORE_INDEX
     train, _ = loaders(batch_size=2)
     x, y = train.next_batch()                                      # (2, 16)
     trainer = Trainer(tiny_model(dropout=0.0), train, _cfg(batch_size=2), run_dir=tmp_path)
     masked = y.clone()
-    masked[0, :5], masked[1, 3:] = -1, -100
+    masked[0, :5], masked[1, 3:] = IGNORE_INDEX, IGNORE_INDEX
     keep = masked >= 0
     with torch.no_grad():
         logits = trainer.raw_model(x)                              # (2, 16, V)
         want = torch.nn.functional.cross_entropy(logits[keep], y[keep])
         got = trainer.loss_on(x, masked)
     torch.testing.assert_close(got, want)
+    masked[1, 3:] = -100
+    with pytest.raises(ValueError, match=r"negative values \[-100\].*IGNORE_INDEX = -1"):
+        trainer.train_step([(x, masked)])
 
 
 def test_clip_grad_norm_matches_torch():

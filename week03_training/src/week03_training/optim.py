@@ -15,6 +15,11 @@ embeddings, the output head, norms and biases go to AdamW. One optimizer
 object handles both: each parameter group says ``use_muon=True`` or not, and
 ``muon_param_groups(model)`` builds the groups for a model.
 
+``build_optimizer(model, cfg, params=None)`` is what week03's Trainer calls:
+the optimizer ``cfg.optimizer`` names over every trainable parameter, or over
+``params`` (a list of parameters, or of parameter-group dicts) when only part
+of the model trains (LoRA adapters, a router).
+
 Left out: AMSGrad, ``maximize``, complex parameters, capturable/CUDA-graph
 state, and the distributed (sharded) Muon of the speedrun repositories.
 """
@@ -27,7 +32,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-__all__ = ["AdamW", "Muon", "newton_schulz", "muon_param_groups", "NS_COEFFS"]
+__all__ = ["AdamW", "Muon", "newton_schulz", "muon_param_groups", "build_optimizer", "clip_grad_norm",
+           "grad_norm", "NS_COEFFS"]
 
 # ----------------------------------------------------------------------------- AdamW
 
@@ -284,3 +290,95 @@ def muon_param_groups(model: nn.Module, lr: float = 0.02, adamw_lr: float = 3e-3
         {"params": adam_rest, "use_muon": False, "lr": adamw_lr, "weight_decay": 0.0},
     ]
     return [g for g in groups if g["params"]]
+
+
+# ----------------------------------------------------------------------------- clipping
+
+
+def clip_grad_norm(params, max_norm: float) -> torch.Tensor:
+    """Scale all gradients so their joint L2 norm is at most ``max_norm``; return the norm.
+
+    The norm is taken over every gradient as one long vector. Like
+    ``torch.nn.utils.clip_grad_norm_`` the scale is ``min(1, max_norm / (norm + 1e-6))``.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.tensor(0.0)
+    norms = torch.stack([g.detach().norm(2.0).float() for g in grads])   # (n_params,)
+    total = norms.norm(2.0)
+    scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for g in grads:
+        g.detach().mul_(scale.to(g.dtype))
+    return total
+
+
+def grad_norm(params) -> torch.Tensor:
+    grads = [p.grad.detach().float().norm() for p in params if p.grad is not None]
+    return torch.stack(grads).norm() if grads else torch.tensor(0.0)
+
+
+# ----------------------------------------------------------------------------- from a TrainConfig
+
+
+def _checked_params(model: nn.Module, params) -> list:
+    """``params`` as a list (of tensors or of group dicts), checked against ``model``."""
+    params = list(params)
+    if not params:
+        raise ValueError("params= is empty: nothing to train")
+    groups = params if isinstance(params[0], dict) else [{"params": params}]
+    if not all(isinstance(g, dict) and "params" in g for g in groups):
+        raise TypeError("params= must be a list of parameters or a list of param-group dicts "
+                        "(each with a 'params' key), not a mix")
+    owned = {id(p) for p in model.parameters()}
+    seen: set[int] = set()
+    for g in groups:
+        g["params"] = list(g["params"])
+        for p in g["params"]:
+            if id(p) not in owned:
+                raise ValueError(f"params= holds a tensor of shape {tuple(p.shape)} that is not a "
+                                 "parameter of the model")
+            if not p.requires_grad:
+                raise ValueError(f"params= holds a parameter of shape {tuple(p.shape)} with "
+                                 "requires_grad=False: it would never train")
+            if id(p) in seen:
+                raise ValueError("params= lists a parameter twice")
+            seen.add(id(p))
+    return params
+
+
+def build_optimizer(model: nn.Module, cfg, params=None) -> torch.optim.Optimizer:
+    """The optimizer ``cfg.optimizer`` names (a week03 ``TrainConfig``), decaying matrices only.
+
+    ``params=None`` trains every parameter with ``requires_grad``. A list of
+    parameters trains those: weight decay still goes to the matrices only,
+    and with Muon they keep the groups ``muon_param_groups(model)`` gives them.
+    A list of group dicts is used as given (missing ``lr``, ``weight_decay``...
+    come from ``cfg``; for Muon, mark matrix groups ``use_muon=True``).
+    """
+    if params is not None:
+        params = _checked_params(model, params)
+        if isinstance(params[0], dict):
+            return _from_groups(params, cfg)
+    if cfg.optimizer == "muon":
+        groups = muon_param_groups(model, lr=cfg.muon_lr, adamw_lr=cfg.lr,
+                                   weight_decay=0.0, adamw_weight_decay=cfg.weight_decay)
+        if params is not None:
+            chosen = {id(p) for p in params}
+            groups = [{**g, "params": [p for p in g["params"] if id(p) in chosen]} for g in groups]
+            groups = [g for g in groups if g["params"]]
+        return Muon(groups, lr=cfg.muon_lr, adamw_betas=cfg.betas, adamw_eps=cfg.eps)
+    if params is None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the model has no parameter with requires_grad: nothing to train")
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return _from_groups([g for g in groups if g["params"]], cfg)
+
+
+def _from_groups(groups: list[dict], cfg) -> torch.optim.Optimizer:
+    if cfg.optimizer == "muon":
+        return Muon(groups, lr=cfg.muon_lr, weight_decay=0.0, adamw_lr=cfg.lr,
+                    adamw_betas=cfg.betas, adamw_eps=cfg.eps, adamw_weight_decay=cfg.weight_decay)
+    kind = torch.optim.AdamW if cfg.optimizer == "torch-adamw" else AdamW
+    return kind(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)

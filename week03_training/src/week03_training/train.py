@@ -1,12 +1,21 @@
-"""Command line: train week01's GPT on week02 token shards with the week03 Trainer.
+"""Command line: train a language model on week02 token shards with the week03 Trainer.
 
     python -m week03_training.train --model tiny --data pydocs --steps 200
     python -m week03_training.train --model tiny --data data/pydocs --out runs/t1 --ckpt-every 50
     python -m week03_training.train --out runs/t1 --resume            # continue exactly
     python -m week03_training.train --model gpt2 --data data/fineweb --device cuda
+    python -m week03_training.train --model week04_modern_arch_tools:Llama --preset tiny --data pydocs
 
-``--model`` picks a preset: a GPT size plus training defaults (batch, context,
-learning rate, warmup, dtype) that any flag overrides. ``--data`` is a folder
+``--model`` is either a preset of week01's GPT (a size plus training defaults:
+batch, context, learning rate, warmup, dtype; any flag overrides them) or any
+model class by import path (``package.module:Class``, resolved with
+``shared.resolve``), built as ``Class(config)`` from its config class's
+``preset(--preset, vocab_size=..., block_size=...)``. The config class is
+``Class.config_class``, else ``--config-class``, else the annotation of the
+``config`` argument of ``Class.__init__``. Such a model takes the training
+defaults of the week03 preset of the same name (tiny, 20m, gpt2), else tiny's.
+Checkpoints record the model by import path (``shared.model_spec``), so
+``--resume`` and ``shared.load_model`` rebuild it. ``--data`` is a folder
 written by ``week02_bpe.prepare`` (``index.json`` + shards); ``pydocs`` or a
 local text file/folder is tokenized once into ``<runs>/data/`` with a BPE
 tokenizer of ``--vocab-size`` tokens trained on it.
@@ -30,7 +39,8 @@ from pathlib import Path
 import torch
 
 from shared import runs_root, seed_everything
-from shared.checkpoint import CheckpointError, read_meta
+from shared.checkpoint import CheckpointError, read_meta, resolve
+from shared.checkpoint import build_model as build_from_spec
 from week03_training.schedule import SCHEDULES
 from week03_training.trainer import (
     DTYPES,
@@ -78,6 +88,41 @@ def build_model(preset: str | Preset, vocab_size: int, block_size: int, dropout:
                     n_head=p.n_head, n_embd=p.n_embd,
                     dropout=p.dropout if dropout is None else dropout, attention="sdpa")
     return GPT(cfg)
+
+
+def model_classes(path: str, config_class: str | None = None) -> tuple[type, type]:
+    """(model class, config class) for an import path ``package.module:Class``."""
+    try:
+        cls = resolve(path)
+        cfg_cls = resolve(config_class) if config_class else getattr(cls, "config_class", None)
+    except CheckpointError as e:
+        raise ValueError(f"--model/--config-class: {e}") from None
+    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+        raise ValueError(f"--model {path!r} is not a torch.nn.Module class")
+    if cfg_cls is None:
+        import typing
+        try:
+            cfg_cls = typing.get_type_hints(cls.__init__).get("config")
+        except (NameError, TypeError):
+            cfg_cls = None
+    if not isinstance(cfg_cls, type) or not hasattr(cfg_cls, "preset"):
+        raise ValueError(f"--model {path!r}: no config class with a preset() table found "
+                         "(no config_class attribute, no annotated config argument); pass "
+                         "--config-class package.module:Config")
+    return cls, cfg_cls
+
+
+def build_model_class(cls: type, cfg_cls: type, preset: str, vocab_size: int, block_size: int,
+                      dropout: float | None = None) -> torch.nn.Module:
+    """``cls(cfg_cls.preset(preset, vocab_size=..., block_size=...[, dropout=...]))``."""
+    overrides = {"vocab_size": vocab_size, "block_size": block_size}
+    if dropout is not None:
+        overrides["dropout"] = dropout
+    try:
+        config = cfg_cls.preset(preset, **overrides)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"--preset {preset!r} for {cls.__name__}: {e}") from None
+    return cls(config)
 
 
 # ----------------------------------------------------------------------------- data
@@ -145,9 +190,10 @@ _nonneg_int, _pos_int = _number(int, 0, False), _number(int, 1, False)
 _pos_float, _nonneg_float = _number(float, 0.0, True), _number(float, 0.0, False)
 
 
-def _preset(text: str) -> str:
-    if text not in PRESETS:
-        raise argparse.ArgumentTypeError(f"unknown preset {text!r}; valid: {', '.join(PRESETS)}")
+def _model(text: str) -> str:
+    if text not in PRESETS and text.count(":") != 1:
+        raise argparse.ArgumentTypeError(f"unknown preset {text!r}; valid: {', '.join(PRESETS)}, "
+                                         "or a model class as package.module:Class")
     return text
 
 
@@ -156,9 +202,14 @@ def make_parser() -> argparse.ArgumentParser:
         prog="python -m week03_training.train", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     a = ap.add_argument
-    a("--model", type=_preset, default=None,
-      help=f"model + training preset: {', '.join(PRESETS)} (default tiny; taken from the "
-           "checkpoint with --resume)")
+    a("--model", type=_model, default=None,
+      help=f"a GPT + training preset ({', '.join(PRESETS)}; default tiny) or a model class "
+           "as package.module:Class (taken from the checkpoint with --resume)")
+    a("--preset", default=None,
+      help="with --model package.module:Class: the config preset (default tiny)")
+    a("--config-class", default=None,
+      help="with --model package.module:Class: its config class, when the class has no "
+           "config_class attribute")
     a("--data", default=None,
       help="prepared data folder (week02 index.json + shards), or 'pydocs' / a text file or "
            "folder to tokenize first")
@@ -236,10 +287,18 @@ def run(argv: list[str] | None = None) -> int:
                                   f"(kind {saved.get('kind')!r})")
         args.out = args.out or str(ckpt.parent.parent)
     cli = saved.get("train", {}).get("extra", {})
-    preset_name = args.model or cli.get("preset", "tiny")
-    if saved and args.model and args.model != cli.get("preset"):
-        raise ValueError(f"--model {args.model} but the checkpoint was a {cli.get('preset')} run")
-    preset = PRESETS[preset_name]
+    saved_model = cli.get("model", cli.get("preset"))
+    if saved and args.model and args.model != saved_model:
+        raise ValueError(f"--model {args.model} but the checkpoint was a {saved_model} run")
+    model_name = args.model or saved_model or "tiny"
+    by_class = model_name not in PRESETS
+    preset_name = (args.preset or cli.get("preset", "tiny")) if by_class else model_name
+    if args.preset and not by_class:
+        raise ValueError(f"--preset is for --model package.module:Class; {model_name!r} is "
+                         "already a preset of week01's GPT")
+    if by_class and not saved:
+        classes = model_classes(model_name, args.config_class)   # fails before any data work
+    preset = PRESETS.get(preset_name, PRESETS["tiny"])          # training defaults
     data_arg = args.data or cli.get("data")
     if data_arg is None:
         raise ValueError("--data is required: a week02 prepared folder, 'pydocs', or a text path")
@@ -250,9 +309,10 @@ def run(argv: list[str] | None = None) -> int:
     if saved:
         base = dict(saved["train"])
     cfg = _config_from_args(args, base)
-    cfg.extra = {"preset": preset_name, "data": str(data_dir),
-                 "dropout": args.dropout if args.dropout is not None
-                 else cli.get("dropout", preset.dropout)}
+    dropout = args.dropout if args.dropout is not None else cli.get(
+        "dropout", None if by_class else preset.dropout)
+    cfg.extra = {"model": model_name, "preset": preset_name, "data": str(data_dir),
+                 "dropout": dropout}
 
     from week02_bpe import TokenLoader
     seed_everything(cfg.seed)
@@ -264,9 +324,16 @@ def run(argv: list[str] | None = None) -> int:
     except ValueError as e:  # too little validation text for one window
         print(f"warning: no validation ({e})", file=sys.stderr)
         val_loader = None
-    model = build_model(preset, train_loader.vocab_size, cfg.block_size, cfg.extra["dropout"])
+    if saved:      # the checkpoint names its model by import path: rebuild that
+        model = build_from_spec(saved.get("model"), source=f"checkpoint {ckpt}")
+    elif by_class:
+        model = build_model_class(*classes, preset_name, train_loader.vocab_size, cfg.block_size,
+                                  dropout)
+    else:
+        model = build_model(preset, train_loader.vocab_size, cfg.block_size, dropout)
     from shared import new_run_dir
-    out = Path(args.out) if args.out else new_run_dir(f"week03-{preset_name}")
+    label = f"{type(model).__name__.lower()}-{preset_name}" if by_class else preset_name
+    out = Path(args.out) if args.out else new_run_dir(f"week03-{label}")
     if ckpt is None and latest_checkpoint(out / "checkpoints") is not None:
         raise ValueError(f"--out {out} already holds checkpoints (latest "
                          f"{latest_checkpoint(out / 'checkpoints').name}); add --resume to "
@@ -277,7 +344,7 @@ def run(argv: list[str] | None = None) -> int:
         step = trainer.resume(ckpt)
         print(f"resumed from {ckpt} at step {step}", file=sys.stderr)
     n = sum(p.numel() for p in model.parameters())
-    print(f"{preset_name}: {n / 1e6:.2f}M parameters, {cfg.tokens_per_step} tokens/step, "
+    print(f"{label}: {n / 1e6:.2f}M parameters, {cfg.tokens_per_step} tokens/step, "
           f"run folder {out}", file=sys.stderr)
     try:
         trainer.fit()
