@@ -2,8 +2,11 @@
 
 Every attack is bounded even if the sandbox failed: one fork (whose child exits at
 once), one allocation of 1.5 GiB, a signal the test itself catches instead of SIGKILL,
-short timeouts. Each test checks that the tool answered with an error string, that
-the attack had no effect outside, and that this (the parent) process is still here.
+short timeouts. Each test checks that the sandbox itself refused the attempt (its
+``SandboxViolation`` / ``SandboxImportViolation`` line naming the operation, read with
+``refusals``; a crash or any other error does not count), that the attack had no effect
+seen from outside (no file, no connection, no child process, no thread, the limit still
+in place, the same worker process), and that this (the parent) process is still here.
 """
 
 import os
@@ -15,17 +18,49 @@ import pytest
 
 from shared import Tool
 from week04_modern_arch_tools import PythonREPL
+from week04_modern_arch_tools.tools.repl import refusals
 
 
 @pytest.fixture
 def repl():
     r = PythonREPL(timeout=10.0, memory_mb=512, file_size_mb=1, max_output=2000)
+    assert r.run("1") == "1\n"  # start the worker, so tests can watch its process
     yield r
     r.close()
 
 
-def blocked(out: str) -> bool:
-    return "blocked by the sandbox" in out or out.startswith("Error")
+def refused(out: str, what: str) -> bool:
+    """Whether the sandbox itself refused an operation whose description starts with ``what``."""
+    return any(r.startswith(what) for r in refusals(out))
+
+
+def same_worker(repl, pid: int) -> bool:
+    """The worker neither died nor was replaced (an exec would replace it, a crash kill it)."""
+    return repl.alive and repl.proc.pid == pid and repl.restarts == 0
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (zombies included), read from /proc."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def test_refusals_reads_only_the_sandboxs_own_lines():
+    out = ("Traceback (most recent call last):\n  File \"<repl>\", line 1, in <module>\n"
+           "SandboxViolation: blocked by the sandbox: os.system\n")
+    assert refusals(out) == ["os.system"]
+    assert refusals("SandboxImportViolation: blocked by the sandbox: import pty\n") == ["import pty"]
+    for other in ("Error: timed out after 1 s", "PermissionError: [Errno 13] Permission denied",
+                  "MemoryError", "print: blocked by the sandbox: os.system"):
+        assert refusals(other) == []
 
 
 def test_a_working_repl_with_state(repl):
@@ -37,6 +72,7 @@ def test_a_working_repl_with_state(repl):
     assert repl.run("None") == ""
     out = repl.run("1 / 0")
     assert "ZeroDivisionError: division by zero" in out and "_sandbox_worker" not in out
+    assert refusals(out) == []
     assert "SyntaxError" in repl.run("def (")
     assert repl.run("x") == "6\n"  # errors keep the state
 
@@ -52,23 +88,31 @@ def test_reading_outside_is_blocked(repl, tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET-42")
     out = repl.run("print(open('/etc/passwd').read())")
-    assert blocked(out) and "root:" not in out
+    assert refused(out, "reading '/etc/passwd'") and "root:" not in out
     out = repl.run(f"open({str(secret)!r}).read()")
-    assert blocked(out) and "TOP-SECRET" not in out
-    assert blocked(repl.run("import os; os.listdir('/')"))
-    assert blocked(repl.run("open('../../etc/hostname').read()"))
-    assert blocked(repl.run("import pathlib; pathlib.Path('/proc/self/environ').read_bytes()"))
+    assert refused(out, f"reading {str(secret)!r}") and "TOP-SECRET" not in out
+    out = repl.run("import os; os.listdir('/')")
+    assert refused(out, "os.listdir outside") and "proc" not in out
+    assert refused(repl.run("open('../../etc/hostname').read()"), "reading '../../etc/hostname'")
+    out = repl.run("import pathlib; pathlib.Path('/proc/self/environ').read_bytes()")
+    assert refused(out, "reading '/proc/self/environ'") and "PATH=" not in out
 
 
 def test_writing_outside_is_blocked(repl, tmp_path):
     target = tmp_path / "pwned.txt"
-    assert blocked(repl.run(f"open({str(target)!r}, 'w').write('x')"))
-    assert blocked(repl.run(f"import os; os.open({str(target)!r}, os.O_WRONLY | os.O_CREAT)"))
-    assert blocked(repl.run(f"import pathlib; pathlib.Path({str(target)!r}).write_text('x')"))
-    assert blocked(repl.run(f"import os; os.symlink({str(target)!r}, 'link')"))
-    assert blocked(repl.run(f"import os; os.remove({str(tmp_path)!r})"))
-    assert blocked(repl.run(f"import shutil; shutil.rmtree({str(tmp_path)!r})"))
-    assert not target.exists() and tmp_path.exists()
+    pid = repl.proc.pid
+    assert refused(repl.run(f"open({str(target)!r}, 'w').write('x')"), f"writing {str(target)!r}")
+    assert refused(repl.run(f"import os; os.open({str(target)!r}, os.O_WRONLY | os.O_CREAT)"),
+                   f"writing {str(target)!r}")
+    assert refused(repl.run(f"import pathlib; pathlib.Path({str(target)!r}).write_text('x')"),
+                   f"writing {str(target)!r}")
+    assert refused(repl.run(f"import os; os.symlink({str(target)!r}, 'link')"), "os.symlink")
+    assert refused(repl.run(f"import os; os.remove({str(tmp_path)!r})"), "os.remove outside")
+    assert refused(repl.run(f"import shutil; shutil.rmtree({str(tmp_path)!r})"),
+                   "shutil.rmtree outside")
+    assert not target.exists() and tmp_path.is_dir()
+    assert not os.path.lexists(os.path.join(repl.workdir, "link"))
+    assert same_worker(repl, pid)
 
 
 def test_network_is_blocked(repl):
@@ -78,37 +122,51 @@ def test_network_is_blocked(repl):
     server.settimeout(0.5)
     port = server.getsockname()[1]
     try:
-        assert blocked(repl.run("import socket; socket.socket()"))
+        assert refused(repl.run("import socket; socket.socket()"), "socket.__new__")
         out = repl.run(f"import socket; socket.create_connection(('127.0.0.1', {port}))")
-        assert blocked(out)
-        assert blocked(repl.run("import urllib.request; urllib.request.urlopen('http://1.1.1.1')"))
+        assert refused(out, "socket.")
+        out = repl.run("import urllib.request; urllib.request.urlopen('http://1.1.1.1')")
+        assert refused(out, "socket.")  # wrapped in a URLError, still the sandbox's line
         with pytest.raises(socket.timeout):
             server.accept()  # nobody connected
     finally:
         server.close()
 
 
-@pytest.mark.parametrize("code", [
-    "import subprocess; subprocess.run(['true'])",
-    "import os; os.system('touch pwned')",
-    "import os; os.popen('touch pwned').read()",
-    "import os; os.execv('/bin/true', ['true'])",
-    "import os; os.posix_spawn('/bin/true', ['true'], {})",
-    "import os; os.spawnv(os.P_WAIT, '/bin/true', ['true'])",
-    "import pty; pty.spawn('true')",
-    "import multiprocessing; multiprocessing.Process(target=print).start()",
+@pytest.mark.parametrize("code,what", [
+    ("import subprocess; subprocess.run(['touch', {pwned!r}])", "import _posixsubprocess"),
+    ("import os; os.system('touch {pwned}')", "os.system"),
+    ("import os; os.popen('touch {pwned}').read()", "import _posixsubprocess"),
+    ("import os; os.execv('/usr/bin/touch', ['touch', {pwned!r}])", "os.exec"),
+    ("import os; os.posix_spawn('/usr/bin/touch', ['touch', {pwned!r}], {{}})", "os.posix_spawn"),
+    ("import os; os.spawnv(os.P_WAIT, '/usr/bin/touch', ['touch', {pwned!r}])", "os.fork"),
+    ("import pty; pty.spawn(['touch', {pwned!r}])", "import pty"),
+    ("import multiprocessing; multiprocessing.Process(target=print).start()",
+     "import _posixsubprocess"),
 ])
-def test_processes_are_blocked(repl, code):
-    assert blocked(repl.run(code))
-    assert repl.run("import os; os.path.exists('pwned')") == "False\n"
+def test_processes_are_blocked(repl, tmp_path, code, what):
+    """Each attempt would run ``touch`` outside the sandbox: had a process started, the file
+    would exist (a child is not under the audit hook)."""
+    pwned = str(tmp_path / "pwned")
+    pid = repl.proc.pid
+    assert refused(repl.run(code.format(pwned=pwned)), what)
+    assert not os.path.exists(pwned)
+    assert children(pid) == [] and same_worker(repl, pid)
 
 
 def test_fork_is_blocked_even_as_root(repl):
-    """One fork attempt; were it to succeed, the child exits at once (no bomb)."""
+    """One fork attempt; were it to succeed, the child exits at once (no bomb) and stays a
+    zombie child of the worker, which the /proc scan would see."""
+    pid = repl.proc.pid
     out = repl.run("import os\npid = os.fork()\nif pid == 0:\n    os._exit(0)\npid")
-    assert blocked(out)
-    assert blocked(repl.run("import posix\npid = posix.fork()\nif pid == 0:\n    posix._exit(0)"))
-    assert blocked(repl.run("import threading; threading.Thread(target=print).start()"))
+    assert refused(out, "os.fork")
+    out = repl.run("import posix\npid = posix.fork()\nif pid == 0:\n    posix._exit(0)")
+    assert refused(out, "posix.fork")
+    assert refused(repl.run("import threading; threading.Thread(target=print).start()"),
+                   "starting a thread")
+    assert children(pid) == [] and same_worker(repl, pid)
+    assert len(os.listdir(f"/proc/{pid}/task")) == 1  # no thread started either
+    assert repl.run("import threading; threading.active_count()") == "1\n"
 
 
 def test_signalling_the_parent_is_blocked(repl):
@@ -118,29 +176,52 @@ def test_signalling_the_parent_is_blocked(repl):
     old = signal.signal(signal.SIGUSR1, lambda *a: got.set())
     try:
         me = os.getpid()
-        assert blocked(repl.run(f"import os, signal; os.kill({me}, signal.SIGUSR1)"))
-        assert blocked(repl.run(f"import os, signal; os.killpg(os.getpgid({me}), signal.SIGUSR1)"))
-        assert blocked(repl.run("import signal; signal.pidfd_send_signal(0, signal.SIGUSR1)"))
-        assert blocked(repl.run("import os; os.kill(os.getppid(), 0)"))
+        assert refused(repl.run(f"import os, signal; os.kill({me}, signal.SIGUSR1)"), "os.kill")
+        assert refused(repl.run(f"import os, signal; os.killpg(os.getpgid({me}), signal.SIGUSR1)"),
+                       "os.killpg")
+        assert refused(repl.run("import signal; signal.pidfd_send_signal(0, signal.SIGUSR1)"),
+                       "signal.pidfd_send_signal")
+        assert refused(repl.run("import os; os.kill(os.getppid(), 0)"), "os.kill")
         assert not got.wait(0.3)
     finally:
         signal.signal(signal.SIGUSR1, old)
     assert os.getpid() == me
 
 
-def test_ctypes_escapes_are_blocked(repl):
-    assert blocked(repl.run("import ctypes; ctypes.CDLL(None).system(b'touch pwned')"))
-    assert blocked(repl.run("import _ctypes"))
-    assert blocked(repl.run("import resource; resource.setrlimit(resource.RLIMIT_AS, (-1, -1))"))
-    assert blocked(repl.run("import sys; sys.modules['__main__']._check.__code__ = (lambda: 0).__code__"))
-    assert blocked(repl.run("import gc; gc.get_objects()"))
-    assert repl.run("import os; os.path.exists('pwned')") == "False\n"
+def address_space_limit(pid: int) -> str:
+    for line in open(f"/proc/{pid}/limits"):
+        if line.startswith("Max address space"):
+            return line.split()[3]  # the soft limit, in bytes
+    raise AssertionError("no address-space line in /proc/<pid>/limits")
+
+
+def test_ctypes_escapes_are_blocked(repl, tmp_path):
+    pid = repl.proc.pid
+    pwned = str(tmp_path / "pwned")
+    assert refused(repl.run(f"import ctypes; ctypes.CDLL(None).system(b'touch {pwned}')"),
+                   "import ctypes")
+    assert refused(repl.run("import _ctypes"), "import _ctypes")
+    assert not os.path.exists(pwned)
+    assert address_space_limit(pid) == str(512 * 2**20)
+    out = repl.run("import resource; resource.setrlimit(resource.RLIMIT_AS, (-1, -1))")
+    assert refused(out, "resource.setrlimit")
+    assert address_space_limit(pid) == str(512 * 2**20)  # the limit is still in place
+    out = repl.run("import sys; sys.modules['__main__']._check.__code__ = (lambda: 0).__code__")
+    assert refused(out, "setting __code__ of a sandbox function")
+    # the hook still works after the attempt to rewrite it
+    assert refused(repl.run("open('/etc/passwd').read()"), "reading '/etc/passwd'")
+    out = repl.run("import gc; len(gc.get_objects())")
+    assert refused(out, "gc.get_objects")
+    assert same_worker(repl, pid)
 
 
 def test_memory_bomb_is_an_error(repl):
+    """RLIMIT_AS, not the audit hook: the allocation fails inside the worker, which lives on."""
+    pid = repl.proc.pid
+    assert repl.run("kept = 41") == ""
     out = repl.run("b = bytearray(1536 * 2**20)")  # 1.5 GiB > the 512 MiB limit
-    assert "MemoryError" in out or out.startswith("Error")
-    assert repl.run("2 + 2") == "4\n"
+    assert out.endswith("MemoryError\n") and refusals(out) == []
+    assert repl.run("kept + 1") == "42\n" and same_worker(repl, pid)
 
 
 def test_infinite_loop_times_out_and_the_worker_is_replaced():

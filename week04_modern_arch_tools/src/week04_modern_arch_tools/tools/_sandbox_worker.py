@@ -7,7 +7,7 @@ directory with a scrubbed environment. Before it reads any code it:
    so code that writes to the raw file descriptors cannot corrupt the replies;
 2. sets resource limits: CPU seconds, address space (memory), file size,
    open files, no core dumps, and RLIMIT_NPROC (ignored for root, hence 3.);
-3. installs an audit hook (PEP 578) that raises ``PermissionError`` for
+3. installs an audit hook (PEP 578) that refuses (see "Refusals" below)
    sockets, subprocesses, ``os.system``/exec/spawn/fork, signals to other
    processes, ctypes, new threads, changing rlimits, walking the heap with
    ``gc``, rewriting function code/defaults, and any file access outside the
@@ -17,6 +17,17 @@ directory with a scrubbed environment. Before it reads any code it:
 
 Then it answers one JSON line per request on the pipe: ``{"code": ...}`` ->
 ``{"output": ...}``. State (the namespace) persists between requests.
+
+Refusals. Everything the sandbox itself refuses raises ``SandboxViolation`` (a
+``PermissionError``) or, for a blocked import, ``SandboxImportViolation`` (an
+``ImportError``, so ``try: import x / except ImportError`` fallbacks still
+work); both messages start with ``blocked by the sandbox: `` and name what was
+refused. The reply's traceback shows the whole exception chain, so a refusal
+that library code wraps (urllib's ``URLError``) still shows up as its own line
+``SandboxViolation: blocked by the sandbox: ...``; ``repl.refusals(output)``
+reads those lines back. Other errors (the user's own, rlimits: ``MemoryError``,
+``File too large``) never carry the marker. The marker is text the code could
+also print: it says what the sandbox refused, not that nothing else happened.
 
 Left out: this is a guard against accidents and casual escapes by model
 output, not a security boundary against a determined attacker (a CPython
@@ -79,6 +90,17 @@ READ_FILES = ("/dev/null", "/dev/urandom", "/dev/random")
 
 # ---------------------------------------------------------------- the audit hook
 
+REFUSAL = "blocked by the sandbox: "  # every refusal's message starts with this (repl.py too)
+
+
+class SandboxViolation(PermissionError):
+    """An operation the sandbox refused (raised by the audit hook and the stubs)."""
+
+
+class SandboxImportViolation(ImportError):
+    """An import the sandbox refused."""
+
+
 BLOCKED_PREFIXES = ("socket.", "subprocess.", "os.exec", "os.spawn", "os.posix_spawn", "ctypes.",
                     "os.fork", "pty.", "winreg.", "_winapi.")
 BLOCKED_EVENTS = frozenset({
@@ -116,18 +138,18 @@ def _resolve(path):
 
 def _check(cfg, event, args):
     """The audit hook; ``cfg`` is an immutable tuple bound as the method's ``self``."""
-    _root, _read, _files, _prefixes, _events, _imports, _paths, _ro, _wflags = cfg
+    _root, _read, _files, _prefixes, _events, _imports, _paths, _ro, _wflags, _no, _no_import, \
+        _why = cfg
     if event in _events or event.startswith(_prefixes):
-        raise PermissionError(f"blocked by the sandbox: {event}")
+        raise _no(f"{_why}{event}")
     if event == "object.__setattr__":  # rewriting this worker's functions (this hook included)
         if callable(args[0]) and getattr(args[0], "__module__", None) == "__main__":
-            raise PermissionError(f"blocked by the sandbox: setting {args[1]} of a sandbox "
-                                  "function")
+            raise _no(f"{_why}setting {args[1]} of a sandbox function")
         return
     if event == "import":
         name = args[0] or ""
         if name in _imports or name.split(".")[0] in _imports:
-            raise ImportError(f"blocked by the sandbox: import {name}")
+            raise _no_import(f"{_why}import {name}")
         return
     if event == "open":
         path, mode, flags = (tuple(args) + (None, None, None))[:3]
@@ -135,14 +157,13 @@ def _check(cfg, event, args):
             return  # an already opened descriptor: its open went through this hook
         real = _resolve(path)
         if real is None:
-            raise PermissionError(f"blocked by the sandbox: open({path!r})")
+            raise _no(f"{_why}open({path!r})")
         writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or \
             (isinstance(flags, int) and flags & _wflags)
         if _inside(real, _root) or (not writing and (_inside(real, _read) or real in _files)):
             return
         what = "writing" if writing else "reading"
-        raise PermissionError(f"blocked by the sandbox: {what} {path!r} (outside the sandbox "
-                              f"directory)")
+        raise _no(f"{_why}{what} {path!r} (outside the sandbox directory)")
     if event in _paths:
         for arg in args[:2] if event in ("os.rename", "shutil.copyfile", "shutil.copytree",
                                          "shutil.move") else args[:1]:
@@ -150,17 +171,16 @@ def _check(cfg, event, args):
             if real is None:
                 if isinstance(arg, int):
                     continue
-                raise PermissionError(f"blocked by the sandbox: {event}({arg!r})")
+                raise _no(f"{_why}{event}({arg!r})")
             ok = _inside(real, _root) or (event in _ro and _inside(real, _read))
             if not ok:
-                raise PermissionError(f"blocked by the sandbox: {event} outside the sandbox "
-                                      f"directory ({arg!r})")
+                raise _no(f"{_why}{event} outside the sandbox directory ({arg!r})")
 
 
 # a method bound to a tuple: neither its configuration nor the binding can be reassigned
 _hook = types.MethodType(_check, ((ROOT,), READ_ROOTS, READ_FILES, BLOCKED_PREFIXES,
                                   BLOCKED_EVENTS, BLOCKED_IMPORTS, PATH_EVENTS, READ_ONLY_EVENTS,
-                                  WRITE_FLAGS))
+                                  WRITE_FLAGS, SandboxViolation, SandboxImportViolation, REFUSAL))
 sys.addaudithook(_hook)
 
 # functions that kill or start processes: replaced by stubs (some raise no audit event)
@@ -170,7 +190,7 @@ import posix  # noqa: E402
 
 def _stub(what):
     def blocked(*args, **kwargs):
-        raise PermissionError(f"blocked by the sandbox: {what}")
+        raise SandboxViolation(f"{REFUSAL}{what}")
 
     return blocked
 
@@ -212,14 +232,35 @@ class _Capped(io.TextIOBase):
         return out
 
 
-def format_error(e):
-    """The traceback of the user's code: the worker's own frames (and ast's) left out."""
+def _format_one(e):
     if isinstance(e, SyntaxError):
         return "".join(traceback.format_exception_only(type(e), e))
     frames = [f for f in traceback.extract_tb(e.__traceback__)
               if f.filename != __file__ and not f.filename.endswith("ast.py")]
     return ("Traceback (most recent call last):\n" + "".join(traceback.format_list(frames))
             + "".join(traceback.format_exception_only(type(e), e)))
+
+
+def format_error(e):
+    """The traceback of the user's code, the worker's own frames (and ast's) left out.
+
+    Exceptions it was chained to come first as their one-line summaries (Python
+    prints their whole tracebacks), so a refusal that library code wrapped keeps its
+    ``SandboxViolation: ...`` line without crowding out the final traceback.
+    """
+    chain, seen = [], set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        chain.append(e)
+        e = e.__cause__ if e.__cause__ is not None else \
+            (None if e.__suppress_context__ else e.__context__)
+    parts = []
+    for older, newer in zip(chain[:0:-1], chain[-2::-1]):   # oldest first
+        parts.append("".join(traceback.format_exception_only(type(older), older)))
+        parts.append("\nThe above exception was the direct cause of the following exception:\n\n"
+                     if newer.__cause__ is older else
+                     "\nDuring handling of the above exception, another exception occurred:\n\n")
+    return "".join(parts) + _format_one(chain[0])
 
 
 def run_cell(code, namespace):

@@ -17,6 +17,15 @@ worker that times out is killed; one that crashed, ran out of memory or CPU
 time, or exited is noticed; either way the next call gets a fresh worker and
 the reply says that the state was lost. ``run`` never raises.
 
+What the sandbox refuses comes back as a traceback line of its own exception
+types, ``SandboxViolation: blocked by the sandbox: <what>`` (a
+``PermissionError``) or ``SandboxImportViolation: blocked by the sandbox:
+import <name>`` (an ``ImportError``); ``refusals(output)`` lists the ``<what>``
+of each. The code's own errors, the rlimits' (``MemoryError``, ``File too
+large``) and the parent's ``Error: ...`` replies (timeout, crash) carry no such
+line. The line is text the code could print itself, so it tells what was
+refused, not that nothing else happened.
+
 Left out: real isolation. The audit hook shares the process with the code it
 guards, so this stops model mistakes and the usual escape attempts, not a
 determined attacker; for hostile code, add a container/VM and seccomp.
@@ -26,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -36,6 +46,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 WORKER = Path(__file__).with_name("_sandbox_worker.py")
+REFUSAL = "blocked by the sandbox: "  # the worker's refusal messages start with this
+_REFUSAL_LINE = re.compile(r"^(?:SandboxViolation|SandboxImportViolation): "
+                           + re.escape(REFUSAL) + r"(.*)$", re.MULTILINE)
+
+
+def refusals(output: str) -> list[str]:
+    """What the sandbox refused in one ``PythonREPL.run`` reply, in order (``[]``: nothing).
+
+    ``refusals("...SandboxViolation: blocked by the sandbox: os.system")`` -> ``["os.system"]``.
+    """
+    return _REFUSAL_LINE.findall(output)
 
 
 @dataclass
