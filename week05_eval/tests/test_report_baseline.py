@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from shared import read_metrics, save_checkpoint
+from shared import model_spec, read_metrics, save_checkpoint
 from shared.checkpoint import CheckpointError
 from week02_bpe import TokenizerFileError
 from week05_eval import loading, report
@@ -13,8 +13,7 @@ from week05_eval.loading import find_baseline, load_for_eval
 
 
 def _save_llama(path, tiny_llama, tokenizer_path=None):
-    from week03_training.trainer import model_config_of
-    meta = {"kind": "week03-train", "step": 7, "model": model_config_of(tiny_llama),
+    meta = {"kind": "week03-train", "step": 7, "model": model_spec(tiny_llama),
             "train": {"extra": {"tokenizer": str(tokenizer_path)} if tokenizer_path else {}}}
     return save_checkpoint(path, {"model": tiny_llama.state_dict(), "step": 7}, meta)
 
@@ -45,8 +44,8 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, tokenizer, tiny_llama):
 
 
 def test_wrong_shapes_and_missing_model_meta(tmp_path, tokenizer, tiny_llama):
-    from week03_training.trainer import model_config_of
-    meta = {"model": {**model_config_of(tiny_llama), "n_embd": 64, "n_head": 4}}
+    spec = model_spec(tiny_llama)
+    meta = {"model": {**spec, "config": {**spec["config"], "n_embd": 64, "n_head": 4}}}
     p = save_checkpoint(tmp_path / "w.safetensors", {"model": tiny_llama.state_dict()}, meta)
     with pytest.raises(CheckpointError, match="shape mismatch"):
         load_for_eval(p, tokenizer=tokenizer)

@@ -281,8 +281,8 @@ def test_inject_on_week04_llama(randomize):
 
 
 def test_week04_cached_decoding_runs_the_adapters(randomize):
-    """week04's lean decode step calls LoRA layers as modules: the cached step's logits equal
-    the full forward with the adapter on, and differ from the base with it off."""
+    """week04's lean one-token step calls LoRA layers as modules: the cached step's logits
+    equal the full forward with the adapter on, and differ from the base with it off."""
     week04 = pytest.importorskip("week04_modern_arch_tools")
     torch.manual_seed(0)
     model = week04.Llama(week04.LlamaConfig.preset("test")).eval()
@@ -293,9 +293,9 @@ def test_week04_cached_decoding_runs_the_adapters(randomize):
         want = model(idx)[:, -1]
         for active in (["a"], []):
             set_active_adapters(model, active)
-            cache = week04.KVCache.for_model(model, 2, 9)
+            cache = model.new_cache(2, 9)
             model(idx[:, :-1], cache=cache)
-            got = model.decode(idx[:, -1:], cache, model.decode_weights())
+            got = model.step(idx[:, -1:], cache)
             if active:
                 torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
             else:

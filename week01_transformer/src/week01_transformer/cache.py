@@ -68,8 +68,16 @@ class KVCache:
         return self.k.size(1)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
-        """Store the new (B, Hkv, T, hd) keys/values at ``pos``; return all of them so far,
-        (B, Hkv, pos + T, hd) views."""
+        """Store the new (B, Hkv, T, hd) keys/values at ``pos`` (one token may come as
+        (B, Hkv, hd)); return all of them so far, (B, Hkv, pos + T, hd) views."""
+        if k.dim() == 3:  # one token per row, as a decode step makes it
+            if torch.is_grad_enabled():
+                k, v = k[:, :, None], v[:, :, None]
+            elif self.pos < self.max_len:
+                k_all, v_all = self.layers[layer]
+                k_all.select(2, self.pos).copy_(k)
+                v_all.select(2, self.pos).copy_(v)
+                return k_all.narrow(2, 0, self.pos + 1), v_all.narrow(2, 0, self.pos + 1)
         T = k.size(2)
         if self.pos + T > self.max_len:
             raise ValueError(f"the cache holds {self.max_len} positions: {self.pos} are used and "

@@ -169,7 +169,7 @@ class Decoding:
         prompts = _prompt_lists(prompts)
         self.rows = [Row(p) for p in prompts]
         self.device = next(model.parameters()).device
-        self.block = model.config.block_size
+        self.block = getattr(model, "block_size", None) or model.config.block_size
         L = max(len(p) for p in prompts)
         self.cached = (self.cfg.use_cache and hasattr(model, "new_cache")
                        and L + self.cfg.max_new_tokens <= self.block)

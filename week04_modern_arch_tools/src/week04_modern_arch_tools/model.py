@@ -78,15 +78,16 @@ class Llama(GPT):
     def context(self, T: int, cache=None, pad: torch.Tensor | None = None) -> LlamaContext:
         """week01's context plus the RoPE angles of the ``T`` new tokens."""
         ctx = super().context(T, cache, pad)
-        rot = self.rotary
-        if ctx.pad is None:  # every row at the same positions: slice, (1, 1, T, hd)
-            span = slice(ctx.start, ctx.start + T)
-            ctx.cos, ctx.sin = rot.cos[span][None, None], rot.sin[span][None, None]
-            ctx.sin_rot = rot.sin_rot[span][None, None]
-        else:  # each row counts from its first real token: gather, (B, 1, T, hd)
-            pos = self.positions(ctx, T, rot.cos.device)  # (B, T)
-            ctx.cos, ctx.sin = rot.cos[pos][:, None], rot.sin[pos][:, None]
-            ctx.sin_rot = rot.sin_rot[pos][:, None]
+        rot = ctx.rotary = self.rotary
+        if ctx.pad is None:  # every row at the same positions
+            ctx.rows = slice(ctx.start, ctx.start + T)
+            if T == 1:
+                ctx.step_cos, ctx.step_sin_rot = rot.cos[ctx.start], rot.sin_rot[ctx.start]
+        else:  # each row counts from its first real token
+            ctx.rows = self.positions(ctx, T, rot.cos.device)  # (B, T)
+            if T == 1:
+                rows = ctx.rows[:, 0]
+                ctx.step_cos, ctx.step_sin_rot = rot.cos[rows][:, None], rot.sin_rot[rows][:, None]
         return ctx
 
     def head(self, x: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ quantised caches.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn as nn
@@ -38,7 +39,7 @@ _ROW_MAJOR = "_decode_row_major"  # where a layer keeps its (in, out) copy: (key
 
 
 def _weight_key(w: torch.Tensor) -> tuple:
-    return (w.data_ptr(), w._version, w.dtype, w.shape)
+    return (w.data_ptr(), w._version)  # another tensor, or the same one written in place
 
 
 def row_major(layer: nn.Linear) -> torch.Tensor:
@@ -96,12 +97,32 @@ def rms_norm(config: LlamaConfig) -> RMSNorm:
 
 @dataclass
 class LlamaContext(Context):
-    """week01's ``Context`` plus the RoPE angles of the new tokens, (B or 1, 1, T, hd) each
-    (``sin_rot``: ``sin`` with rotate_half's sign folded in, for ``apply_rope_swapped``)."""
+    """week01's ``Context`` plus the RoPE angles of the new tokens.
 
-    cos: torch.Tensor | None = None
-    sin: torch.Tensor | None = None
-    sin_rot: torch.Tensor | None = None
+    ``cos`` / ``sin`` (B or 1, 1, T, hd) for the forward pass, computed on first
+    use; ``step_cos`` / ``step_sin_rot`` (hd,) or (B, 1, hd) for a one-token step
+    (``sin_rot``: ``sin`` with rotate_half's sign folded in, for
+    ``apply_rope_swapped``). ``rotary`` holds the tables, ``rows`` the positions:
+    a ``slice`` when every row is at the same ones, else a (B, T) tensor.
+    """
+
+    rotary: nn.Module | None = None
+    rows: object = None
+    step_cos: torch.Tensor | None = None
+    step_sin_rot: torch.Tensor | None = None
+
+    def _angles(self, table: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.rows, slice):
+            return table[self.rows][None, None]  # (1, 1, T, hd)
+        return table[self.rows][:, None]  # (B, 1, T, hd)
+
+    @cached_property
+    def cos(self) -> torch.Tensor:
+        return self._angles(self.rotary.cos)
+
+    @cached_property
+    def sin(self) -> torch.Tensor:
+        return self._angles(self.rotary.sin)
 
 
 class LlamaAttention(CausalSelfAttention):
@@ -122,7 +143,7 @@ class LlamaAttention(CausalSelfAttention):
             ("forward", "project", "split_heads", "attend", "decode_attention"))
 
     def project(self, x: torch.Tensor, ctx: LlamaContext | None):
-        if ctx is None or ctx.cos is None:
+        if ctx is None or getattr(ctx, "rotary", None) is None:
             raise ValueError("LlamaAttention needs the model's context (RoPE angles): call the "
                              "model, or pass Llama.context(T, cache) to the block")
         q, k, v = self.split_heads(x)  # (B, H, T, hd), (B, Hkv, T, hd) x2
@@ -153,8 +174,8 @@ class LlamaAttention(CausalSelfAttention):
         qk = qkv[:, : H + Hkv]  # (B, H + Hkv, hd): q heads, then k heads
         if self.q_norm is not None:
             qk = torch.cat((self.q_norm(qk[:, :H]), self.k_norm(qk[:, H:])), dim=1)
-        qk = apply_rope_swapped(qk, ctx.cos[:, 0], ctx.sin_rot[:, 0])  # angles (B|1, 1, hd)
-        k_all, v_all = ctx.cache.update(self.layer_idx, qk[:, H:, None], qkv[:, H + Hkv:, None])
+        qk = apply_rope_swapped(qk, ctx.step_cos, ctx.step_sin_rot)  # angles (hd,) or (B, 1, hd)
+        k_all, v_all = ctx.cache.update(self.layer_idx, qk[:, H:], qkv[:, H + Hkv:])
         y = self.decode_attention(qk[:, :H, None], k_all, v_all, ctx.mask)  # (B, H, 1, hd)
         return linear_rows(self.proj, y.reshape(B, H * hd))  # (B, C)
 

@@ -4,8 +4,9 @@
 ``Trainer`` (``{"model": state_dict, ...}`` with the model's config in the
 meta) or by ``shared.save_model`` (a bare state dict with ``meta["model"]``),
 a run folder (its newest ``checkpoints/step_*.safetensors``), or a folder of
-checkpoints. It rebuilds the model class named in the meta (week04's
-``Llama`` or week01's ``GPT``), loads the weights strictly, and finds the
+checkpoints. It rebuilds the model with ``shared.load_model`` (any week's
+class, recorded by import path in the meta), loads the weights strictly, and
+finds the
 tokenizer: the ``tokenizer=`` argument, else the path recorded in the meta
 (``train.extra.tokenizer``), else a ``tokenizer.json`` in the checkpoint's
 folder or up to three folders above it.
@@ -30,8 +31,8 @@ from pathlib import Path
 
 import torch
 
-from shared import load_checkpoint, runs_root
-from shared.checkpoint import CheckpointError, check_state_dict
+from shared import load_model, read_meta, runs_root
+from shared.checkpoint import CheckpointError
 
 TOKENIZER_FILE = "tokenizer.json"
 BASELINE_FILE = "baseline.json"
@@ -57,29 +58,6 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
             return found[-1]
     raise CheckpointError(f"{path} is a folder without any .safetensors checkpoint (looked in "
                           f"{path} and {path / 'checkpoints'})")
-
-
-def build_model(model_meta: dict, source: str = "checkpoint") -> torch.nn.Module:
-    """The model class and config recorded in a checkpoint's ``meta["model"]``."""
-    if not isinstance(model_meta, dict) or "class" not in model_meta:
-        raise CheckpointError(f"{source} has no model description in its meta (expected "
-                              "meta['model'] = {'class': 'Llama' | 'GPT', ...config fields}); "
-                              "it was not written by week03's Trainer or shared.save_model "
-                              "with a model meta")
-    cfg = {k: v for k, v in model_meta.items() if k not in ("class", "n_params")}
-    kind = model_meta["class"]
-    try:
-        if kind == "Llama":
-            from week04_modern_arch_tools import Llama, LlamaConfig
-            return Llama(LlamaConfig(**cfg))
-        if kind == "GPT":
-            from week01_transformer import GPT, GPTConfig
-            return GPT(GPTConfig(**cfg))
-    except TypeError as e:
-        raise CheckpointError(f"{source}: the recorded {kind} config does not fit this code "
-                              f"({e})") from None
-    raise CheckpointError(f"{source} holds a {kind!r} model; this loader knows 'Llama' (week04) "
-                          "and 'GPT' (week01)")
 
 
 def find_tokenizer(ckpt: Path, meta: dict) -> Path:
@@ -110,15 +88,8 @@ def load_for_eval(path: str | os.PathLike, tokenizer=None, device: str | torch.d
     """``(model in eval mode on device, tokenizer, meta)`` for a checkpoint; see the docstring."""
     from week02_bpe import BPETokenizer
     ckpt = resolve_checkpoint(path)
-    state, meta = load_checkpoint(ckpt, map_location="cpu")
-    weights = state.get("model", state) if isinstance(state, dict) else None
-    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor)
-                                                 for v in weights.values()):
-        raise CheckpointError(f"checkpoint {ckpt} holds no model state dict (top-level keys: "
-                              f"{sorted(state)[:8] if isinstance(state, dict) else type(state)})")
-    model = build_model(meta.get("model"), source=f"checkpoint {ckpt}")
-    check_state_dict(model, weights, source=f"checkpoint {ckpt}")
-    model.load_state_dict(weights)
+    meta = read_meta(ckpt)
+    model = load_model(ckpt)
     if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
         tok_path = Path(tokenizer) if tokenizer is not None else find_tokenizer(ckpt, meta)
         if not tok_path.is_file():

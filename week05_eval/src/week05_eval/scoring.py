@@ -145,11 +145,10 @@ def continuation_logprobs(model, requests: Sequence[tuple[Sequence[int], Sequenc
 
 
 def has_kv_cache(model) -> bool:
-    """Whether ``model`` decodes with week04's key/value cache (``run`` + ``decode``)."""
-    return callable(getattr(model, "decode", None)) and callable(getattr(model, "run", None))
+    """Whether ``model`` decodes with a cache (``new_cache`` + the one-token ``step``)."""
+    return callable(getattr(model, "new_cache", None)) and callable(getattr(model, "step", None))
 
 
-@torch.no_grad()
 def greedy_ids(model, prompt_ids: Sequence[int], max_new_tokens: int = 32,
                stop_ids: Sequence[int] = (), temperature: float = 0.0, top_k: int | None = None,
                generator: torch.Generator | None = None, stop_check=None,
@@ -157,49 +156,24 @@ def greedy_ids(model, prompt_ids: Sequence[int], max_new_tokens: int = 32,
     """Up to ``max_new_tokens`` new ids after ``prompt_ids`` (see ``greedy_generate``).
 
     Stops before any id in ``stop_ids``, or after a token for which
-    ``stop_check(new_ids)`` is true. With ``use_cache`` a model that
-    ``has_kv_cache`` decodes one token per step (the same ids as without,
-    the tests check); past its ``block_size`` every model slides a window.
+    ``stop_check(new_ids)`` is true. Runs week01's decoding loop: with
+    ``use_cache`` a model that ``has_kv_cache`` prefills once and decodes one
+    token per step (the same ids as without, the tests check); past its
+    ``block_size`` every model slides a window.
     """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    from week01_transformer import DecodeConfig, Decoding
+
     if not prompt_ids:
         raise ValueError("prompt_ids is empty: give at least one token (a <|bos|>)")
-    block = model_block_size(model)
-    device = model_device(model)
-    model.eval()
-    ids, new = list(prompt_ids), []
-    stop_ids = set(stop_ids)
-    cached = use_cache and has_kv_cache(model) and len(ids) + max_new_tokens <= block
-    if cached and max_new_tokens > 0:
-        from week04_modern_arch_tools import KVCache
-
-        cache = KVCache.for_model(model, 1, len(ids) + max_new_tokens)
-        prompt = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
-        model.check_input(prompt)
-        logits = model.run(prompt, cache, last_only=True)[0, -1].float()  # (V,)
-        weights = model.decode_weights()
-    for step in range(max_new_tokens):
-        if not cached:
-            idx = torch.tensor([(ids + new)[-block:]], dtype=torch.long, device=device)  # (1, T)
-            logits = model(idx)[0, -1].float()                                            # (V,)
-        elif step > 0:
-            nxt_t = torch.tensor([[new[-1]]], dtype=torch.long, device=device)  # (1, 1)
-            logits = model.decode(nxt_t, cache, weights)[0].float()  # (V,)
-        if temperature == 0:
-            nxt = int(logits.argmax())
-        else:
-            logits = logits / temperature
-            if top_k is not None:
-                kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            nxt = int(torch.multinomial(F.softmax(logits, -1), 1, generator=generator))
-        if nxt in stop_ids:
-            break
-        new.append(nxt)
-        if stop_check is not None and stop_check(new):
-            break
-    return new
+    cfg = DecodeConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                       stop_tokens=tuple(stop_ids), use_cache=use_cache)
+    decoding = Decoding(model, [list(prompt_ids)], cfg, generator=generator,
+                        on_token=None if stop_check is None else
+                        lambda b, tok, forced: bool(stop_check(decoding.rows[b].ids)))
+    row = decoding.run()[0]
+    if isinstance(row.stop, int) and row.stop in cfg.stop_tokens:
+        return row.ids[:-1]  # the stop id itself is not part of the answer
+    return row.ids
 
 
 def greedy_generate(model, tokenizer, prompt_ids: Sequence[int], max_new_tokens: int = 32,
