@@ -13,6 +13,11 @@ A strategy is a ``+``-joined set of components, each composable with the others:
 - ``shared``: one LoRA adapter shared by all tasks (the base frozen), for
   e.g. ``ewc+replay+shared``.
 
+Each task trains through week03's ``Trainer`` (``train_task``): the EWC
+penalty is added by the loss_fn (``ewc_loss``) and logged as ``ewc_penalty``,
+replay is mixed in where batches are drawn (``TaskBatches``, a
+``shared.SampledBatches``), and nothing is written to disk.
+
 ``run_stream`` evaluates every task before training (``b``) and after each
 task (row i of ``R``), and measures wall time and the extra memory each
 method keeps (EWC's Fishers and anchors, the replay buffer, the adapters and
@@ -31,12 +36,14 @@ import random
 import re
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from week03_training import AdamW, clip_grad_norm
+from shared import SampledBatches
+from week03_training import TrainConfig as TrainConfig3
+from week03_training import Trainer
 from week06_lora import default_targets, inject_lora, mark_trainable, set_active_adapters
 from week07_continual.ewc import EWC
 from week07_continual.metrics import AccuracyMatrix
@@ -102,7 +109,7 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 1e-3  # full fine-tuning
     lora_lr: float = 3e-3
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # on matrices only (week03's rule), not on norms and biases
     grad_clip: float = 1.0
     eval_batch_size: int = 64
     max_len: int | None = None
@@ -144,36 +151,73 @@ def _adapter_name(task: Task, i: int) -> str:
     return f"t{i}_" + re.sub(r"[^A-Za-z0-9_]", "_", task.name)
 
 
+class TaskBatches(SampledBatches):
+    """Random batches of a task's training examples (with replacement, drawn from the stream's
+    ``rng``), with replayed examples of earlier tasks mixed in at ``replay_ratio``."""
+
+    def __init__(self, task: Task, cfg: TrainConfig, rng: random.Random,
+                 buffer: ReplayBuffer | None = None, replay_ratio: float = 0.0):
+        super().__init__(task.train, cfg.batch_size, partial(collate, max_len=cfg.max_len),
+                         rng=rng)
+        self.buffer, self.replay_ratio = buffer, replay_ratio
+
+    def sample(self) -> list[dict]:
+        batch = super().sample()
+        if self.buffer is not None and len(self.buffer):
+            batch = self.buffer.mix(batch, self.replay_ratio, self.rng)
+        return batch
+
+
+def ewc_loss(ewc: EWC | None):
+    """A week03 ``loss_fn``: the task's cross-entropy plus, once EWC holds a task, its
+    penalty; both logged (``lm_loss``, ``ewc_penalty``)."""
+
+    def loss_fn(model, batch):
+        x, y = batch
+        loss = lm_loss(model, x, y)
+        if ewc is None or not ewc.terms:
+            return loss, {}
+        penalty = ewc.penalty(model)
+        return loss + penalty, {"lm_loss": loss, "ewc_penalty": penalty}
+
+    return loss_fn
+
+
+class _StepOffset:
+    """Logs a task's steps after the steps of the tasks before it, in one metrics run."""
+
+    def __init__(self, logger, offset: int):
+        self.logger, self.offset = logger, offset
+
+    def log(self, step: int, **row) -> None:
+        self.logger.log(step=self.offset + step, **row)
+
+
 def train_task(model, task: Task, cfg: TrainConfig, rng: random.Random, ewc: EWC | None = None,
                buffer: ReplayBuffer | None = None, replay_ratio: float = 0.0, lr: float | None = None,
                logger=None, step0: int = 0, progress: bool = True, desc: str = "") -> int:
-    """``steps_per_task`` AdamW steps on ``task`` (plus the EWC penalty and replayed rows)."""
+    """``steps_per_task`` AdamW steps on ``task`` through week03's Trainer (plus the EWC
+    penalty in the loss and replayed rows in the batches); returns the next global step.
+
+    Constant learning rate, gradient clipping at ``cfg.grad_clip``, weight decay on
+    matrices only; every parameter with ``requires_grad`` trains (the base is frozen under
+    LoRA). Nothing is written to disk; with a ``logger`` every 10th step is logged at
+    ``step0 + step``.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
-    opt = AdamW(params, lr=lr or cfg.lr, weight_decay=cfg.weight_decay)
-    device = params[0].device
-    model.train()
-    bar = tqdm(range(cfg.steps_per_task), desc=desc or task.name, disable=not progress,
-               leave=False)
-    for step in bar:
-        batch = [task.train[rng.randrange(len(task.train))] for _ in range(cfg.batch_size)]
-        if buffer is not None and len(buffer):
-            batch = buffer.mix(batch, replay_ratio, rng)
-        x, y = collate(batch, cfg.max_len, device)
-        loss = lm_loss(model, x, y)
-        penalty = ewc.penalty(model) if ewc is not None and ewc.terms else None
-        total = loss + penalty if penalty is not None else loss
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        if cfg.grad_clip:
-            clip_grad_norm(params, cfg.grad_clip)
-        opt.step()
-        if step % 10 == 0 or step == cfg.steps_per_task - 1:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            if logger is not None:
-                extra = {} if penalty is None else {"ewc_penalty": penalty.item()}
-                logger.log(step=step0 + step, loss=loss.item(), **extra)
+    block = cfg.max_len or getattr(getattr(model, "config", None), "block_size", None) or 64
+    tc = TrainConfig3(steps=cfg.steps_per_task, batch_size=cfg.batch_size, block_size=block,
+                      optimizer="adamw", lr=lr or cfg.lr, weight_decay=cfg.weight_decay,
+                      betas=(0.9, 0.999), schedule="constant", warmup_steps=0,
+                      grad_clip=cfg.grad_clip, eval_every=0, log_every=10, ckpt_every=0,
+                      save_final=False, write_metrics=False, progress=progress,
+                      device=str(params[0].device), seed=cfg.seed)
+    trainer = Trainer(model, TaskBatches(task, cfg, rng, buffer, replay_ratio), tc,
+                      loss_fn=ewc_loss(ewc), params=params, desc=desc or task.name,
+                      logger=_StepOffset(logger, step0) if logger is not None else None)
+    trainer.fit()
     return step0 + cfg.steps_per_task
 
 
@@ -327,4 +371,4 @@ def train_separately(base_model, stream: Stream, cfg: TrainConfig | None = None,
 
 
 __all__ = ["StrategyConfig", "TrainConfig", "StreamResult", "run_stream", "train_separately",
-           "train_task", "mark_trainable"]
+           "train_task", "TaskBatches", "ewc_loss", "mark_trainable"]

@@ -8,9 +8,11 @@ conversations in week04's chat format that none of the skills tasks use (so
 the base knows the format and its head can emit every kind of token, while
 every task of both streams is still new to it), and caches both under
 ``<runs>/week07-tiny-base/`` in week05's checkpoint layout (a
-``shared.save_model`` file with ``meta["model"]`` and a ``tokenizer.json``),
-so ``week05_eval.load_for_eval`` reads it too. ``"auto"`` is the baseline
-when one exists, else the tiny model. Any other value is a checkpoint path.
+``shared.save_model`` file, whose ``meta["model"]`` names the model by import
+path, and a ``tokenizer.json``); ``shared.load_model`` rebuilds it. It trains
+through week03's ``Trainer`` on ``shared.SampledBatches``. ``"auto"`` is the
+baseline when one exists, else the tiny model. Any other value is a
+checkpoint path.
 
 Left out: pretraining at any real scale (week03/week05 do that).
 """
@@ -22,9 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from shared import runs_root, save_model
+from shared import SampledBatches, load_model, runs_root, save_model
 
 TINY_DIR = "week07-tiny-base"
 
@@ -62,13 +63,39 @@ def _format_conversations(n: int, seed: int) -> list[list[dict]]:
     return out
 
 
+class _BaseBatches(SampledBatches):
+    """A quarter of every batch from the format conversations, the rest pydocs windows."""
+
+    def __init__(self, chats: list[dict], ids: list[int], cfg: TinyBaseConfig):
+        from week07_continual.tasks import collate
+
+        super().__init__(chats, cfg.batch_size, collate, seed=cfg.seed)
+        self.ids, self.seq_len = ids, cfg.seq_len
+
+    def sample(self) -> list[dict]:
+        batch = []
+        for b in range(self.batch_size):
+            if b < self.batch_size // 4:
+                batch.append(self.rng.choice(self.examples))
+            else:
+                s = self.rng.randrange(len(self.ids) - self.seq_len - 1)
+                window = self.ids[s:s + self.seq_len + 1]
+                batch.append({"ids": window, "mask": [0] + [1] * self.seq_len})
+        return batch
+
+
 def train_tiny_base(out_dir: str | Path, cfg: TinyBaseConfig | None = None,
                     progress: bool = True) -> Path:
-    """Train and save the tiny tokenizer + model into ``out_dir``; returns the checkpoint path."""
+    """Train and save the tiny tokenizer + model into ``out_dir``; returns the checkpoint path.
+
+    week03's Trainer, constant lr, AdamW without weight decay, clipping at 1, no files of
+    its own; ``shared.save_model`` records the model's import path, so
+    ``shared.load_model`` (and week05's ``load_for_eval``) rebuild it.
+    """
     from week02_bpe import BPETokenizer
-    from week03_training import AdamW
+    from week03_training import TrainConfig, Trainer
     from week04_modern_arch_tools import Llama, LlamaConfig
-    from week07_continual.tasks import chat_example, collate, lm_loss, pretraining_text
+    from week07_continual.tasks import chat_example, pretraining_text
 
     cfg = cfg or TinyBaseConfig()
     out_dir = Path(out_dir)
@@ -81,32 +108,17 @@ def train_tiny_base(out_dir: str | Path, cfg: TinyBaseConfig | None = None,
                                     head_dim=cfg.head_dim)
     torch.manual_seed(cfg.seed)
     model = Llama(config)
-    ids = tok.encode(text)
     chats = [chat_example(tok, c) for c in _format_conversations(400, cfg.seed)]
-    rng = random.Random(cfg.seed)
-    opt = AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    model.train()
-    bar = tqdm(range(cfg.steps), desc="tiny base", disable=not progress)
-    for step in bar:
-        batch = []
-        for b in range(cfg.batch_size):
-            if b < cfg.batch_size // 4:
-                batch.append(rng.choice(chats))
-            else:
-                s = rng.randrange(len(ids) - cfg.seq_len - 1)
-                window = ids[s:s + cfg.seq_len + 1]
-                batch.append({"ids": window, "mask": [0] + [1] * cfg.seq_len})
-        x, y = collate(batch)
-        loss = lm_loss(model, x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    meta = {"model": {"class": "Llama", **asdict(config)}, "tokenizer": "tokenizer.json",
-            "week07_tiny_base": asdict(cfg), "final_loss": loss.item()}
-    return save_model(out_dir / "model.safetensors", model, meta)
+    loader = _BaseBatches(chats, tok.encode(text), cfg)
+    tc = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, block_size=cfg.seq_len,
+                     lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.999), schedule="constant",
+                     warmup_steps=0, grad_clip=1.0, eval_every=0, log_every=20, ckpt_every=0,
+                     save_final=False, write_metrics=False, progress=progress, seed=cfg.seed)
+    trainer = Trainer(model, loader, tc, desc="tiny base")
+    trainer.fit()
+    meta = {"tokenizer": "tokenizer.json", "week07_tiny_base": asdict(cfg),
+            "final_loss": trainer.history[-1]}
+    return save_model(out_dir / "model.safetensors", model.eval(), meta)
 
 
 def load_base(which: str = "auto", root: str | Path | None = None, progress: bool = True,
@@ -127,8 +139,10 @@ def load_base(which: str = "auto", root: str | Path | None = None, progress: boo
         ckpt = folder / "model.safetensors"
         if not ckpt.exists():
             train_tiny_base(folder, tiny, progress)
-        model, tok, _ = load_for_eval(ckpt)
-        return model.train(), tok, f"tiny base trained by week07 ({ckpt})"
+        from week02_bpe import BPETokenizer
+
+        return (load_model(ckpt).train(), BPETokenizer.load(folder / "tokenizer.json"),
+                f"tiny base trained by week07 ({ckpt})")
     if not Path(which).exists():
         raise ValueError(f"--model must be auto, baseline, tiny or a checkpoint path; got {which!r}")
     model, tok, _ = load_for_eval(which)

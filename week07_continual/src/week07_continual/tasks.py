@@ -51,6 +51,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from shared import pad_batch
+from week03_training import token_cross_entropy
+
 METRICS = ("exact_match", "bpb")
 
 # ---------------------------------------------------------------- tasks and streams
@@ -118,31 +121,17 @@ def prompt_ids(example: dict, max_tokens: int = 64) -> list[int]:
 
 
 def collate(examples: list[dict], max_len: int | None = None, device=None):
-    """(x, y) of shape (B, T): inputs and targets, y = -1 where the token is not scored."""
+    """(x, y) of shape (B, T): ``shared.pad_batch`` over the examples' ids and masks (right
+    padding; y is ``IGNORE_INDEX`` where the token is not scored)."""
     if not examples:
         raise ValueError("collate needs at least one example")
-    seqs = [(ex["ids"], ex["mask"]) for ex in examples]
-    if max_len is not None:
-        seqs = [(ids[:max_len + 1], m[:max_len + 1]) for ids, m in seqs]
-    T = max(len(ids) for ids, _ in seqs) - 1
-    x = torch.zeros(len(seqs), T, dtype=torch.long)
-    y = torch.full((len(seqs), T), -1, dtype=torch.long)
-    for b, (ids, m) in enumerate(seqs):
-        ids_t = torch.tensor(ids, dtype=torch.long)
-        x[b, :len(ids) - 1] = ids_t[:-1]
-        tgt = ids_t[1:].clone()
-        tgt[torch.tensor(m[1:], dtype=torch.bool).logical_not()] = -1
-        y[b, :len(ids) - 1] = tgt
-    if device is not None:
-        x, y = x.to(device), y.to(device)
-    return x, y
+    return pad_batch([ex["ids"] for ex in examples], [ex["mask"] for ex in examples],
+                     max_len=max_len, device=device)
 
 
 def lm_loss(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the scored positions (y >= 0)."""
-    logits = model(x)  # (B, T, V)
-    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
-                           ignore_index=-1)
+    """Mean cross-entropy over the scored positions (week03's ``token_cross_entropy``)."""
+    return token_cross_entropy(model(x), y)  # logits (B, T, V)
 
 
 @torch.no_grad()
