@@ -1,29 +1,30 @@
 """A short supervised fine-tune on tool-use conversations, and its evaluation.
 
 ``fit_tokenizer`` trains a small week02 BPE tokenizer on the conversations'
-text; ``collate`` renders a batch of conversations into (x, y) where y is -1
-on every position whose target token is masked (user turns, tool outputs,
-padding), so the loss only counts what the assistant writes; ``finetune``
-runs AdamW (week03's) with a constant learning rate and logs the loss
-through ``shared.MetricsLogger``; ``evaluate_tool_use`` generates with the
-tools on held-out conversations and scores the calls and the final answers
-by exact match.
+text; ``collate`` renders a batch of conversations and pads them with
+``shared.pad_batch`` into (x, y), where y is ``IGNORE_INDEX`` (-1) on every
+position whose target token is masked (user turns, tool outputs, padding), so
+the loss only counts what the assistant writes; ``finetune`` trains on random
+batches (``shared.SampledBatches``) through week03's ``Trainer`` (AdamW,
+constant learning rate, clipping at 1, the loss in a ``shared.MetricsLogger``
+run); ``evaluate_tool_use`` generates with the tools on held-out
+conversations and scores the calls and the final answers by exact match.
 
-Left out: packing several conversations into one row, learning-rate
-schedules and checkpoints (week03's Trainer does those for pretraining).
+Left out: packing several conversations into one row (our models have no
+document mask, so a packed conversation would see the ones before it),
+learning-rate schedules and checkpoints (the Trainer has them; this
+fine-tune is seconds to minutes long).
 """
 
 from __future__ import annotations
 
-import random
+from functools import partial
 
 import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from shared import MetricsLogger, new_run_dir
+from shared import SampledBatches, new_run_dir, pad_batch
 from week02_bpe import SPECIAL_TOKENS, BPETokenizer
-from week03_training import AdamW
+from week03_training import TrainConfig, Trainer
 from week04_modern_arch_tools.chat import generate_with_tools, render_conversation
 from week04_modern_arch_tools.model import Llama
 
@@ -44,52 +45,40 @@ def fit_tokenizer(conversations: list[list[dict]], vocab_size: int = 512) -> BPE
 
 
 def collate(conversations: list[list[dict]], tokenizer, block_size: int,
-            device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """(x, y) int64 (B, T): y[t] = ids[t + 1] where that token is trained, else -1."""
+            device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) int64 (B, T): y[t] = ids[t + 1] where that token is trained, else IGNORE_INDEX."""
     rows = [render_conversation(c, tokenizer, max_tokens=block_size + 1) for c in conversations]
-    T = max(len(ids) for ids, _ in rows) - 1
-    x = torch.zeros(len(rows), T, dtype=torch.long)
-    y = torch.full((len(rows), T), -1, dtype=torch.long)
-    for b, (ids, mask) in enumerate(rows):
-        ids_t = torch.tensor(ids)
-        n = len(ids) - 1
-        x[b, :n] = ids_t[:-1]
-        y[b, :n] = torch.where(torch.tensor(mask[1:]) == 1, ids_t[1:], -1)
-    return x.to(device), y.to(device)
+    return pad_batch([ids for ids, _ in rows], [mask for _, mask in rows], device=device)
 
 
 def finetune(model: Llama, tokenizer, conversations: list[list[dict]], steps: int,
              batch_size: int = 16, lr: float = 3e-3, seed: int = 0, log: bool = True,
              progress: bool = True) -> list[float]:
-    """Train on random batches of ``conversations`` for ``steps`` steps; the loss per step."""
+    """Train on random batches of ``conversations`` for ``steps`` steps; the loss per step.
+
+    Each batch holds ``batch_size`` distinct conversations; week03's Trainer
+    runs AdamW (betas 0.9/0.999, no weight decay) at a constant ``lr`` with
+    the gradient norm clipped at 1, and (``log=True``) writes the metrics to
+    a fresh ``runs/week04-tooluse-<time>`` folder. No checkpoints.
+    """
     if not conversations:
         raise ValueError("no conversations to train on")
-    rng = random.Random(seed)
-    opt = AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    logger = MetricsLogger(new_run_dir("week04-tooluse")) if log else None
-    device = model.tok_emb.weight.device
-    losses = []
-    model.train()
-    bar = tqdm(range(steps), desc="fine-tune", disable=not progress)
+    device = next(model.parameters()).device
+    loader = SampledBatches(conversations, batch_size,
+                            partial(collate, tokenizer=tokenizer,
+                                    block_size=model.config.block_size),
+                            seed=seed, replace=False)
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, block_size=model.config.block_size,
+                      lr=lr, weight_decay=0.0, betas=(0.9, 0.999), schedule="constant",
+                      warmup_steps=0, grad_clip=1.0, eval_every=0, ckpt_every=0,
+                      save_final=False, write_metrics=log, progress=progress,
+                      device=str(device), seed=seed)
+    trainer = Trainer(model, loader, cfg, run_dir=new_run_dir("week04-tooluse"),
+                      desc="fine-tune")
     try:
-        for step in bar:
-            x, y = collate(rng.sample(conversations, min(batch_size, len(conversations))),
-                           tokenizer, model.config.block_size, device)
-            logits = model(x)  # (B, T, V)
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1), ignore_index=-1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            if logger is not None:
-                logger.log(step, loss=losses[-1])
+        return trainer.fit()
     finally:
-        if logger is not None:
-            logger.close()
         model.eval()
-    return losses
 
 
 def evaluate_tool_use(model: Llama, tokenizer, conversations: list[list[dict]], tools: dict,
