@@ -1,8 +1,11 @@
 """The prototype router picks the right adapter for clearly separated tasks, without labels."""
 
+import copy
+
+import pytest
 import torch
 
-from week06_lora import inject_lora
+from week06_lora import inject_lora, lora_layers
 from week07_continual import PrototypeRouter, base_only, embed_sequences
 from week07_continual.tasks import prompt_ids
 
@@ -29,15 +32,27 @@ def test_embeddings_ignore_adapters_and_padding(tiny_llama):
     alone = embed_sequences(tiny_llama, seqs[1:])
     # right padding after a causal prefix changes nothing; batched vs single matmuls: rounding only
     torch.testing.assert_close(plain[1:], alone, rtol=1e-5, atol=1e-6)
+    base = copy.deepcopy(tiny_llama)  # the model without any adapter: what base_only must give
     inject_lora(tiny_llama, r=4, alpha=8, adapter="x")
     with torch.no_grad():
         for n, p in tiny_llama.named_parameters():
             if ".lora." in n:
                 p.add_(1.0)  # a large adapter that would move every hidden state
     torch.testing.assert_close(embed_sequences(tiny_llama, seqs), plain)  # base_only inside
-    with base_only(tiny_llama):
-        pass
-    out_with = tiny_llama(torch.tensor([seqs[0]]))
-    with base_only(tiny_llama):
-        out_base = tiny_llama(torch.tensor([seqs[0]]))
+    active = {n: list(layer.active) for n, layer in lora_layers(tiny_llama).items()}
+    assert all(a == ["x"] for a in active.values())
+    idx = torch.tensor([seqs[0]])
+    with torch.no_grad():
+        out_with = tiny_llama(idx)
+        with base_only(tiny_llama):
+            out_base = tiny_llama(idx)
+        want = base(idx)
+    # the same base weights through the LoRA wrapper's plain path: rounding at most
+    torch.testing.assert_close(out_base, want, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(out_with, out_base)  # the adapter is active again outside
+    # the adapters come back even when the block raises
+    with pytest.raises(RuntimeError, match="inside"):
+        with base_only(tiny_llama):
+            assert all(layer.active == [] for layer in lora_layers(tiny_llama).values())
+            raise RuntimeError("inside")
+    assert {n: list(layer.active) for n, layer in lora_layers(tiny_llama).items()} == active
