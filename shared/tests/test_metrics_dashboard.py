@@ -79,20 +79,23 @@ def test_truncate_metrics_for_a_resumed_run(tmp_path):
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["meta.json", "metrics.jsonl"]
 
 
-def test_best_time_returns_the_fastest_call_and_the_last_result():
-    import time
+def test_best_time_returns_the_fastest_call_and_the_last_result(monkeypatch):
+    """A fake clock (no wall-clock in tests): the three calls take 3, 1 and 2 ticks."""
+    from types import SimpleNamespace
 
+    import shared.metrics
     from shared import best_time
 
-    delays = iter([0.03, 0.0, 0.02])
+    ticks = iter([0.0, 3.0, 10.0, 11.0, 20.0, 22.0])  # (start, end) of each call
+    # the module's own `time`, not the global one that pytest and others also read
+    monkeypatch.setattr(shared.metrics, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
     calls = []
 
     def fn():
-        time.sleep(next(delays))
         calls.append(1)
         return len(calls)
 
     seconds, out = best_time(fn, 3)
-    assert out == 3 and seconds < 0.02
+    assert seconds == 1.0 and out == 3 and len(calls) == 3
     with pytest.raises(ValueError, match="repeats"):
         best_time(fn, 0)
