@@ -24,6 +24,13 @@ def test_train_throughput_script_saves_rows(tmp_path, monkeypatch, capsys):
     systems = [r["system"] for r in saved["rows"]]
     assert systems == ["ours-explicit", "ours-sdpa", "hf-eager", "hf-sdpa"]
     assert all(r["tokens_per_s"] > 0 and r["mfu"] > 0 for r in saved["rows"])
-    assert isinstance(saved["target_met"], bool) and saved["summary"]["ours_sdpa_over_hf_sdpa"] > 0
+    # the summary is the rows' own ratio (rounded to 4 places, tokens/s to integers) and the
+    # target flag follows it; the measured value itself is noise at this size
+    by = {r["system"]: r["tokens_per_s"] for r in saved["rows"]}
+    ratio = saved["summary"]["ours_sdpa_over_hf_sdpa"]
+    assert ratio == pytest.approx(by["ours-sdpa"] / by["hf-sdpa"], abs=1e-4, rel=1e-3)
+    assert saved["summary"]["ours_explicit_over_hf_eager"] == pytest.approx(
+        by["ours-explicit"] / by["hf-eager"], abs=1e-4, rel=1e-3)
+    assert saved["target_met"] is (ratio >= 1.0) or abs(ratio - 1.0) < 1e-3
     assert results["summary"]["flops_per_token"] == 6 * (12 * 32 * 32 + 64 * 32) + 12 * 16 * 32
     assert "ours-sdpa / hf-sdpa" in capsys.readouterr().out
