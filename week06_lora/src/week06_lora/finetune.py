@@ -1,16 +1,21 @@
 """A small fine-tuning harness: full fine-tuning vs LoRA vs QLoRA on a synthetic task.
 
 The task is character-level arithmetic, ``"7+8=15;"`` and ``"7-8=-1;"`` (one-digit
-operands by default: 100 facts per operation),
-packed into rows of ``T`` characters. The loss counts only the answer
-characters (after ``=`` up to ``;``): the operands are random and cannot be
-predicted. ``pretrain`` teaches a tiny GPT addition (our stand-in for the
-week05 baseline, which does not exist yet); ``finetune`` then teaches it
-subtraction with one of three methods and returns the loss curve, logging
-every run through ``shared.MetricsLogger``.
+operands by default: 100 facts per operation), written one after another into
+rows of ``T`` characters (a stream cut into rows, so a problem may straddle two
+rows). The loss counts only the answer characters (after ``=`` up to ``;``):
+the operands are random and cannot be predicted; ``shared.pad_batch`` turns
+each row and its answer mask into (x, y) with ``IGNORE_INDEX`` elsewhere.
+``pretrain`` teaches a tiny GPT addition (our stand-in for the week05
+baseline); ``finetune`` then teaches it subtraction with one of three methods
+and returns the loss curve. Both train through week03's ``Trainer``: every
+parameter for full fine-tuning, ``params=`` only the LoRA matrices for LoRA
+and QLoRA; ``torch.optim.AdamW`` at a constant learning rate, no clipping,
+each run logged through ``shared.MetricsLogger``.
 
 Left out: evaluation by exact-match generation (week05's harness), learning
-rate schedules and gradient accumulation (week03's Trainer has them).
+rate schedules and gradient accumulation (the Trainer has them; the
+comparison keeps the plain setting so the three methods differ in one thing).
 """
 
 from __future__ import annotations
@@ -20,11 +25,10 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from shared import MetricsLogger, new_run_dir
+from shared import new_run_dir, pad_batch
 from week01_transformer import GPT, GPTConfig
+from week03_training import TrainConfig, Trainer
 from week06_lora.lora import inject_lora, trainable_report
 from week06_lora.qlora import quantize_model
 
@@ -36,10 +40,10 @@ METHODS = ("full", "lora", "qlora")
 
 def arithmetic_batch(op: str, batch: int, T: int, gen: torch.Generator,
                      digits: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """(idx, targets), both (batch, T); targets are -1 except on answer characters."""
+    """(idx, targets), both (batch, T); targets are IGNORE_INDEX except on answer characters."""
     if op not in "+-" or len(op) != 1:
         raise ValueError(f"op must be '+' or '-', got {op!r}")
-    rows_x, rows_y = [], []
+    rows, masks = [], []
     hi = 10**digits
     for _ in range(batch):
         text, answer_mask = "", []
@@ -47,12 +51,27 @@ def arithmetic_batch(op: str, batch: int, T: int, gen: torch.Generator,
             a, b = (int(v) for v in torch.randint(0, hi, (2,), generator=gen))
             q, ans = f"{a}{op}{b}=", f"{a + b if op == '+' else a - b};"
             text += q + ans
-            answer_mask += [False] * len(q) + [True] * len(ans)
-        ids = torch.tensor([VOCAB.index(c) for c in text[: T + 1]])
-        mask = torch.tensor(answer_mask[1: T + 1])  # is target t an answer character?
-        rows_x.append(ids[:-1])
-        rows_y.append(torch.where(mask, ids[1:], torch.full_like(ids[1:], -1)))
-    return torch.stack(rows_x), torch.stack(rows_y)  # (B, T) each
+            answer_mask += [0] * len(q) + [1] * len(ans)
+        rows.append([VOCAB.index(c) for c in text[: T + 1]])
+        masks.append(answer_mask[: T + 1])  # is character i an answer character?
+    return pad_batch(rows, masks)  # (B, T) each
+
+
+class ArithmeticBatches:
+    """``arithmetic_batch`` as a week03 loader: ``next_batch`` and a resumable generator."""
+
+    def __init__(self, cfg: FinetuneConfig, op: str | None = None):
+        self.op, self.batch, self.T, self.digits = op or cfg.op, cfg.batch_size, cfg.T, cfg.digits
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return arithmetic_batch(self.op, self.batch, self.T, self.gen, digits=self.digits)
+
+    def state_dict(self) -> dict:
+        return {"gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["gen"])
 
 
 def tiny_config(**overrides) -> GPTConfig:
@@ -84,26 +103,21 @@ class FinetuneConfig:
 
 
 def _train(model: GPT, params, cfg: FinetuneConfig, name: str, progress: bool) -> dict:
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    losses, steps = [], []
-    model.train()
+    """``cfg.steps`` steps of ``params`` through week03's Trainer; the loss every ``log_every``."""
+    tc = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, block_size=cfg.T,
+                     optimizer="torch-adamw", lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.999),
+                     schedule="constant", warmup_steps=0, grad_clip=0.0, eval_every=0,
+                     log_every=cfg.log_every, ckpt_every=0, save_final=False, progress=progress,
+                     seed=cfg.seed, extra=asdict(cfg))
+    trainer = Trainer(model, ArithmeticBatches(cfg), tc, params=list(params),
+                      run_dir=new_run_dir(name), desc=name)
     t0 = time.perf_counter()
-    with MetricsLogger(new_run_dir(name), config=asdict(cfg), tensorboard=False) as log:
-        for step in tqdm(range(cfg.steps), desc=name, disable=not progress, leave=False):
-            x, y = arithmetic_batch(cfg.op, cfg.batch_size, cfg.T, gen, digits=cfg.digits)
-            logits = model(x)  # (B, T, V)
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if step % cfg.log_every == 0 or step == cfg.steps - 1:
-                losses.append(loss.item())
-                steps.append(step)
-                log.log(step=step, loss=loss.item())
+    trainer.fit()
+    seconds = time.perf_counter() - t0
     model.eval()
-    return {"steps": steps, "losses": losses, "seconds": time.perf_counter() - t0,
-            "run_dir": str(log.run_dir)}
+    steps = [s for s in range(cfg.steps) if s % cfg.log_every == 0 or s == cfg.steps - 1]
+    return {"steps": steps, "losses": [trainer.history[s] for s in steps], "seconds": seconds,
+            "run_dir": str(trainer.run_dir)}
 
 
 def pretrain(steps: int = 300, lr: float = 3e-3, seed: int = 0, progress: bool = True) -> GPT:
@@ -111,7 +125,7 @@ def pretrain(steps: int = 300, lr: float = 3e-3, seed: int = 0, progress: bool =
     torch.manual_seed(seed)
     model = GPT(tiny_config())
     cfg = FinetuneConfig(method="full", op="+", steps=steps, lr=lr, seed=seed + 1000)
-    _train(model, model.parameters(), cfg, "week06-pretrain", progress)
+    _train(model, list(model.parameters()), cfg, "week06-pretrain", progress)
     return model
 
 
@@ -126,7 +140,10 @@ def finetune(base: GPT, cfg: FinetuneConfig, progress: bool = True) -> dict:
             quantize_model(model, compute_dtype=getattr(torch, cfg.qlora_compute))
         inject_lora(model, r=cfg.r, alpha=cfg.alpha)
     report = trainable_report(model)
-    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.method == "full":
+        params = list(model.parameters())
+    else:  # only the adapters' matrices (inject_lora froze the rest)
+        params = [p for n, p in model.named_parameters() if ".lora." in n]
     out = _train(model, params, cfg, f"week06-{cfg.method}-lr{cfg.lr:g}", progress)
     out.update(method=cfg.method, lr=cfg.lr, trainable=report.trainable, model=model)
     return out
