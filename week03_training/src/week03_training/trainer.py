@@ -147,7 +147,8 @@ class Trainer:
         self._val_start = val_loader.state_dict() if val_loader is not None else None
         self.token_bytes = token_bytes.to(self.device) if token_bytes is not None else None
         self.optimizer = build_optimizer(self.raw_model, cfg, params)
-        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        trained = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
+        self.params = [p for p in self.raw_model.parameters() if id(p) in trained]  # model order
         self.scheduler = LRScheduler(self.optimizer, cfg.schedule_config())
         self.run_dir = Path(run_dir) if run_dir is not None else new_run_dir("week03-train")
         self.ckpt_dir = self.run_dir / "checkpoints"
