@@ -10,9 +10,9 @@ without them it has to do the arithmetic itself.
 ``TokenLoader``: each ``next_batch`` takes the base batch and replaces its
 last ``tool_rows`` rows with windows of the packed, rendered conversations
 (``week04.render_conversation``). Targets outside the trained spans (the
-user's turn, tool outputs, the prompt tokens) are ``-100``, the index
-``F.cross_entropy`` ignores by default, so week03's ``Trainer`` only learns
-the assistant's part of them. ``state_dict``/``load_state_dict`` resume
+user's turn, tool outputs, the prompt tokens) are ``shared.IGNORE_INDEX``
+(-1), the project's one mask value, so week03's ``Trainer`` only learns the
+assistant's part of them (it refuses any other negative target). ``state_dict``/``load_state_dict`` resume
 exactly, like the base loader.
 
 Left out: sampling by token budget per source and more than two sources.
@@ -23,7 +23,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-IGNORE = -100
+from shared import IGNORE_INDEX
+
+IGNORE = IGNORE_INDEX  # the target of a position that is not trained
 
 
 class ToolMixLoader:
