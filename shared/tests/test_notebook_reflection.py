@@ -1,13 +1,23 @@
 """The notebook runner and the reflection log, on small folders the tests write."""
 
+import base64
+import io
 from datetime import date
 
 import nbformat
 import pytest
 
 from shared import MetricsLogger, save_benchmark
+from shared.notebook import (
+    SAVED_RE,
+    clean_stream,
+    compact_notebook,
+    run_notebook,
+    shrink_png,
+    stamp_saved_outputs,
+    trim_text,
+)
 from shared.notebook import main as notebook_main
-from shared.notebook import run_notebook
 from shared.reflection import SuiteResult, find_week, reflect, suggest
 
 
@@ -31,19 +41,86 @@ def test_notebook_figures_are_kept_even_with_agg_in_the_environment(tmp_path, mo
     path = _notebook(tmp_path / "plot.ipynb",
                      "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()")
     run_notebook(path, smoke=False, inplace=True)
-    outputs = nbformat.read(path, as_version=4).cells[0].outputs
+    outputs = nbformat.read(path, as_version=4).cells[-1].outputs
     assert any("image/png" in o.get("data", {}) for o in outputs)
 
 
 def test_notebook_inplace_saves_outputs_and_failures_name_the_cell(tmp_path, capsys):
     path = _notebook(tmp_path / "nb.ipynb", "from shared import is_smoke\nprint('smoke', is_smoke())")
     assert notebook_main([str(path), "--inplace"]) == 0
-    assert "smoke False" in nbformat.read(path, as_version=4).cells[0].outputs[0]["text"]
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[0].cell_type == "markdown"  # the stamp, added because there was none
+    assert SAVED_RE.search(nb.cells[0].source).group(1) == "full"
+    assert "smoke False" in nb.cells[1].outputs[0]["text"]
+    assert notebook_main([str(path), "--inplace", "--smoke"]) == 0
+    nb = nbformat.read(path, as_version=4)
+    assert len(nb.cells) == 2 and SAVED_RE.search(nb.cells[0].source).group(1) == "smoke"
+    assert "smoke True" in nb.cells[1].outputs[0]["text"]
     bad = _notebook(tmp_path / "bad.ipynb", "x = 1", "raise ValueError('boom in cell two')")
     with pytest.raises(RuntimeError, match="bad.ipynb failed(.|\n)*boom in cell two"):
         run_notebook(bad)
     assert notebook_main([str(tmp_path / "missing.ipynb")]) == 1
     assert "no notebook" in capsys.readouterr().err
+
+
+
+def test_inplace_outputs_are_compact_and_free_of_machine_paths(tmp_path):
+    path = _notebook(tmp_path / "nb.ipynb",
+                     "import sys, tempfile\nfrom tqdm import tqdm\n"
+                     "for _ in tqdm(range(50), file=sys.stderr, mininterval=0): pass\n"
+                     "print(tempfile.mkdtemp(prefix='scratch-'))",
+                     "import matplotlib.pyplot as plt\nplt.figure(figsize=(6, 4))\n"
+                     "plt.plot(range(100), [i * i for i in range(100)])\nplt.show()",
+                     "for i in range(1000): print('line', i)")
+    run_notebook(path, smoke=True, inplace=True)
+    cells = nbformat.read(path, as_version=4).cells
+    first, plot, long = cells[1:]
+    assert [o["name"] for o in first.outputs] == ["stdout"]  # the bar's stderr is gone
+    assert first.outputs[0]["text"].startswith("$TMPDIR/scratch-")  # no absolute temp path
+    png = base64.b64decode(plot.outputs[0]["data"]["image/png"])
+    from PIL import Image
+    im = Image.open(io.BytesIO(png))
+    assert im.mode == "P" and im.width <= 6 * 80 + 20  # palette PNG at the runner's dpi
+    text = long.outputs[0]["text"]
+    assert "line 0\n" in text and "line 999" in text and "lines trimmed" in text
+    assert len(text.splitlines()) < 150
+    assert "execution" not in plot.metadata  # no timestamps to churn
+
+
+def test_shrink_png_is_smaller_deterministic_and_scales_wide_images():
+    from PIL import Image, ImageDraw
+    im = Image.new("RGB", (1600, 400), "white")
+    draw = ImageDraw.Draw(im)
+    for i in range(0, 1600, 7):
+        draw.line([(i, 0), (1600 - i, 400)], fill=(i % 256, 80, 255 - i % 256), width=2)
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    small = shrink_png(buf.getvalue(), max_width=800)
+    assert small == shrink_png(buf.getvalue(), max_width=800)
+    assert Image.open(io.BytesIO(small)).size == (800, 200)
+    tiny = io.BytesIO()
+    Image.new("P", (4, 4)).save(tiny, "PNG", optimize=True)
+    assert shrink_png(tiny.getvalue()) == tiny.getvalue()  # nothing to gain: kept as it was
+
+
+def test_progress_bars_and_long_text_are_trimmed():
+    bar = "train:  10%|#         | 1/10 [00:00<00:01, 9.1it/s]\rtrain: 100%|##########| 10/10 [00:01<00:00, 9.9it/s]\n"
+    assert clean_stream(bar, stderr=True).strip() == ""
+    assert clean_stream("warning: x\n" + bar, stderr=True).strip() == "warning: x"
+    assert clean_stream("step 1\rstep 2\rstep 3\ndone\n") == "step 3\ndone\n"
+    assert trim_text("short\ntext") == "short\ntext"
+    assert len(trim_text("x" * 50_000, max_chars=1000)) < 1100
+
+
+def test_stamp_replaces_itself_and_follows_the_title():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Week 3: loops\n\nBody.")])
+    stamp_saved_outputs(nb, smoke=False, seconds=130, name="week03_training", machine="a 2-core CPU")
+    stamp_saved_outputs(nb, smoke=True, seconds=42, name="week03_training", machine="a 2-core CPU")
+    src = nb.cells[0].source
+    assert src.startswith("# Week 3: loops\n\n> Saved outputs: smoke size, ran in 42 s on a 2-core CPU.")
+    assert src.count("Saved outputs") == 1 and src.endswith("\n\nBody.")
+    assert "make week03-notebook" in src
+    compact_notebook(nb)  # markdown only: nothing to do, nothing breaks
 
 
 def _week(root):
