@@ -144,6 +144,9 @@ def test_bad_loss_fn_results_and_reserved_metric_names(tiny_model, loaders, tmp_
         make(lambda m, b: (next_token_loss(m, b)[0], {"lr": 1.0})).train_step()
     with pytest.raises(TypeError, match="default loss_fn takes"):
         Trainer(tiny_model(), DictLoader(train), _cfg(), run_dir=tmp_path).train_step()
+    with pytest.raises(TypeError, match="default loss_fn takes"):
+        Trainer(tiny_model(), train, _cfg(), val_loader=DictLoader(train),
+                run_dir=tmp_path).evaluate()
 
 
 # ----------------------------------------------------------------------------- params=

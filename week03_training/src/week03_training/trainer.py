@@ -242,6 +242,8 @@ class Trainer:
             for _ in range(n):
                 batch = to_device(self.val_loader.next_batch(), self.device)
                 xy = _xy(batch)
+                if xy is None and self.loss_fn is next_token_loss:
+                    next_token_loss(self.model, batch)      # raises: not an (x, y) batch
                 if self.loss_fn is not next_token_loss:
                     loss, metrics = self.compute_loss(batch)
                     sums["val_loss"] += loss.item() / n
