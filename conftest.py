@@ -8,12 +8,20 @@ from the *folder* ``week01_transformer/``, which would shadow the installed
 package ``week01_transformer`` (it lives in ``week01_transformer/src/``).
 Importing each package first makes pytest attach the test modules to the real
 package instead.
+
+Every test also starts from the same random state (``_seed_every_test``), so a
+test's random inputs do not depend on which tests ran before it or on the
+selection (``-k``, one file, the whole suite).
 """
 
 import importlib
 import os
+import random
+import sys
 import tempfile
 from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -32,3 +40,15 @@ for src in sorted([*ROOT.glob("*/src/*/__init__.py"), *ROOT.glob("tracks/*/src/*
             importlib.import_module(name)
         except Exception:
             pass  # not installed or broken: its own tests will report that clearly
+
+
+@pytest.fixture(autouse=True)
+def _seed_every_test():
+    """Seed ``random``, NumPy and PyTorch (CPU) to 0 before each test. Tests should still
+    pass explicit generators for their inputs; this only makes the rest (module init,
+    library defaults) repeatable."""
+    random.seed(0)
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed(0)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(0)

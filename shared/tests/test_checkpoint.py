@@ -26,8 +26,9 @@ def _model():
 
 
 def test_nested_state_round_trip(tmp_path):
+    g = torch.Generator().manual_seed(0)
     opt_state = {
-        "state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.randn(2, 3)}},
+        "state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.randn(2, 3, generator=g)}},
         "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.95), "params": [0], "name": None}],
     }
     state = {"model": {"w": torch.arange(6.0).reshape(2, 3)}, "opt": opt_state, "step": 7,
@@ -71,7 +72,8 @@ def test_mismatched_model_names_the_problem(tmp_path):
 
 @pytest.mark.parametrize("keep", [0, 5, 100, -10])
 def test_truncated_file_raises_clear_error(tmp_path, keep):
-    path = save_checkpoint(tmp_path / "ck.safetensors", {"w": torch.randn(64, 64)})
+    w = torch.randn(64, 64, generator=torch.Generator().manual_seed(0))
+    path = save_checkpoint(tmp_path / "ck.safetensors", {"w": w})
     data = path.read_bytes()
     path.write_bytes(data[:keep] if keep >= 0 else data[:keep])
     with pytest.raises(CheckpointError, match=r"ck\.safetensors.*(truncated|corrupt)"):

@@ -13,7 +13,8 @@ from week01_transformer import attention_maps, plot_attention  # noqa: E402
 
 
 def test_maps_shape_rows_and_mask(tiny_model, tiny_config):
-    idx = torch.randint(0, tiny_config.vocab_size, (2, 9))
+    idx = torch.randint(0, tiny_config.vocab_size, (2, 9),
+                        generator=torch.Generator().manual_seed(0))
     maps = attention_maps(tiny_model, idx)
     L, H = tiny_config.n_layer, tiny_config.n_head
     assert maps.shape == (L, 2, H, 9, 9)
@@ -26,7 +27,8 @@ def test_maps_reproduce_every_layers_attention_output(tiny_model, tiny_config):
     """Recompute each layer's attention output as maps @ v -> merge heads -> proj: it must equal
     what the (SDPA) forward pass computes, so the maps are the weights actually used."""
     tiny_model.set_attention("sdpa")
-    idx = torch.randint(0, tiny_config.vocab_size, (2, 12))
+    idx = torch.randint(0, tiny_config.vocab_size, (2, 12),
+                        generator=torch.Generator().manual_seed(1))
     maps = attention_maps(tiny_model, idx)  # (L, B, H, T, T)
     with torch.no_grad():
         x = tiny_model.embed(idx)
