@@ -274,8 +274,10 @@ def pydocs_next_line(n: int = 200, seed: int = 0, corpus=None, context_lines: in
     lines_of = {d.name: [ln for ln in d.text.split("\n") if ln.strip()] for d in docs}
     pool = [(name, ln) for name, lines in lines_of.items() for ln in lines if len(ln.strip()) >= 20]
     usable = [d for d in docs if len(lines_of[d.name]) >= 3]
-    if not usable or len(pool) < 4:
-        raise ValueError("not enough multi-line validation documents for a next-line task")
+    if not usable or len({ln for _, ln in pool}) < 4:
+        raise ValueError("not enough multi-line validation documents for a next-line task: it "
+                         "needs at least 4 distinct lines of 20+ characters (one answer, three "
+                         "distractors from other documents)")
     examples = []
     attempts = 0
     while len(examples) < n and attempts < 50 * n:
@@ -286,11 +288,14 @@ def pydocs_next_line(n: int = 200, seed: int = 0, corpus=None, context_lines: in
         if len(lines[i].strip()) < 20:
             continue
         context = "\n".join(lines[max(0, i - context_lines):i]) + "\n"
-        others = set()
-        while len(others) < 3:
+        others, tries = set(), 0
+        while len(others) < 3 and tries < 100 * len(pool):  # bounded: repeated lines
+            tries += 1
             name, ln = rng.choice(pool)
             if name != doc.name and ln != lines[i]:
                 others.add(ln)
+        if len(others) < 3:  # too few distinct distractors for this line elsewhere
+            continue
         choices = [lines[i], *sorted(others)]
         rng.shuffle(choices)
         examples.append(MCExample(context, choices, choices.index(lines[i]),
