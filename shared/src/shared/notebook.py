@@ -12,12 +12,13 @@ without running it and a re-run does not churn the diff:
 - figures are drawn at a modest dpi (``FIGURE_DPI``), and every PNG output is
   re-encoded with Pillow (wider than ``MAX_PNG_WIDTH`` scaled down, then a
   256-colour palette, ``optimize``), keeping whichever file is smaller;
-- progress bars are dropped from stderr and carriage-return redraws collapsed
-  to their final line; text outputs longer than ``MAX_TEXT_LINES`` lines keep
+- progress bars (and tqdm's "IProgress not found" warning) are dropped from
+  stderr and carriage-return redraws collapsed to their final line; text outputs longer than ``MAX_TEXT_LINES`` lines keep
   their head and tail;
 - the kernel gets a fresh ``TMPDIR`` (deleted afterwards) and ``PYTHONHASHSEED=0``;
   that folder, the repository root and the home folder are written as
-  ``$TMPDIR``, ``<repo>`` and ``~`` in the outputs; no per-cell timestamps;
+  ``$TMPDIR``, ``<repo>`` and ``~`` in the outputs, and the random part of the
+  folders made in it as ``XXXXXXXX``; no per-cell timestamps;
 - the first cell (a markdown cell, added if missing) gets a line
   ``> Saved outputs: full size, ran in 2.1 min on a 2-core CPU. ...``, so the
   reader knows what the numbers are; tests/test_notebooks.py checks it is there.
@@ -52,6 +53,9 @@ _SAVED_LINE = re.compile(r"^.*Saved outputs:.*$\n?", re.MULTILINE)
 # a tqdm line: "desc:  40%|####      | 4/10 [00:01<00:02, 3.1it/s]" or "12it [00:00, 5.2it/s]"
 _BAR = re.compile(r"\d+%\|.*\||\d+(\.\d+)?[kMG]?it \[|[0-9.?]+ ?(it|s|[a-zA-Z]+)/(s|it)\]")
 
+# warnings that only say which optional packages this machine lacks
+_NOISE = re.compile(r"^.*TqdmWarning: IProgress not found.*\n(\s+from \.autonotebook import .*\n)?",
+                    re.MULTILINE)
 
 # ---------------------------------------------------------------- running
 
@@ -108,23 +112,36 @@ def run_notebook(path: str | os.PathLike, smoke: bool = True, inplace: bool = Fa
     except CellExecutionError as e:
         raise RuntimeError(f"notebook {path} failed:\n{e}") from None
     finally:
+        made = sorted(p.name for p in tmp.iterdir() if p.name != rc.name) if tmp.exists() else []
         shutil.rmtree(tmp, ignore_errors=True)
     seconds = time.time() - t0
     if inplace:
-        compact_notebook(nb, replacements=_replacements(tmp, path))
+        compact_notebook(nb, replacements=_replacements(tmp, path, made))
         stamp_saved_outputs(nb, smoke=smoke, seconds=seconds, name=path.parent.name)
         nbformat.write(nb, path)
     return seconds
 
 
-def _replacements(tmp: Path, path: Path) -> list[tuple[str, str]]:
-    """Machine-specific prefixes in outputs and what they become, longest first."""
-    pairs = [(str(tmp), "$TMPDIR"), (str(Path(tempfile.gettempdir()) / tmp.name), "$TMPDIR")]
+def _replacements(tmp: Path, path: Path, made: list[str] = ()) -> list[tuple[str, str]]:
+    """Machine-specific strings in outputs and what they become, in the order to apply them:
+    the kernel's TMPDIR, the random part of the folders the notebook made in it with
+    ``tempfile.mkdtemp(prefix=...)`` (``$TMPDIR/week01-char-XXXXXXXX``), the repository
+    root, the home folder."""
+    pairs = [(str(tmp.resolve()), "$TMPDIR"), (str(tmp), "$TMPDIR")]
+    for name in made:  # mkdtemp/mkstemp names: prefix + 8 random characters (+ suffix)
+        m = re.fullmatch(r"(tmp|.*[-_.])([a-z0-9_]{8})(\.\w+)?", name)
+        if m:
+            pairs.append((f"$TMPDIR/{name}", f"$TMPDIR/{m.group(1)}XXXXXXXX{m.group(3) or ''}"))
     root = next((p for p in path.resolve().parents if (p / ".git").exists()), None)
     if root is not None:
         pairs.append((str(root), "<repo>"))
     pairs.append((str(Path.home()), "~"))
-    return sorted({a: b for a, b in pairs if len(a) > 1}.items(), key=lambda ab: -len(ab[0]))
+    seen, out = set(), []
+    for old, new in pairs:
+        if len(old) > 1 and old not in seen:
+            seen.add(old)
+            out.append((old, new))
+    return out
 
 
 # ---------------------------------------------------------------- compacting outputs
@@ -163,6 +180,7 @@ def clean_stream(text: str, stderr: bool = False) -> str:
     lines = [line.rsplit("\r", 1)[-1] for line in text.replace("\r\n", "\n").split("\n")]
     if stderr:
         lines = [line for line in lines if not _BAR.search(line)]
+        lines = _NOISE.sub("", "\n".join(lines)).split("\n")
     return "\n".join(lines)
 
 
