@@ -116,11 +116,7 @@ def _declared(folder):
 
 # Known breaks of the rules below, each with the fix it waits for. An entry that no longer
 # matches an import fails test_known_breaks_still_exist, so the list only shrinks.
-KNOWN_BREAKS = {
-    # week03's CLI test trains week04's Llama by import path (issue 13, section 2); a model
-    # class defined in the test file (or week01's GPT) would show the same without a later week
-    ("week03_training/tests/test_cli.py", "week04_modern_arch_tools"),
-}
+KNOWN_BREAKS: set[tuple[str, str]] = set()  # (file, later week) pairs allowed for now: none
 
 
 def _week_number(name):

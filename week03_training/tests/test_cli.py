@@ -209,21 +209,41 @@ SMALL = ["--steps", "3", "--batch-size", "2", "--block-size", "16", "--eval-ever
          "--warmup-steps", "0", "--no-progress"]
 
 
-def test_trains_week04_llama_by_import_path_and_load_model_rebuilds_it(data_dir, tmp_path,
+RELU_GPT = '''
+import torch.nn as nn
+from week01_transformer import GPT, MLP, Block
+
+class ReluMLP(MLP):
+    def __init__(self, config, layer_idx=0):
+        super().__init__(config, layer_idx)
+        self.act = nn.ReLU()
+
+class ReluBlock(Block):
+    mlp_cls = ReluMLP
+
+class ReluGPT(GPT):
+    """A model class of its own (the way a later week writes one): week01's GPT, ReLU MLPs."""
+    block_cls = ReluBlock
+'''
+
+
+def test_trains_a_model_class_by_import_path_and_load_model_rebuilds_it(data_dir, tmp_path,
                                                                         monkeypatch, capsys):
-    """--model week04_modern_arch_tools:Llama --preset tiny: the class's config preset at the
-    tokenizer's vocab; shared.load_model rebuilds the checkpoint as a Llama with its weights;
-    --resume rebuilds it from the checkpoint's import path and continues."""
-    pytest.importorskip("week04_modern_arch_tools")
+    """--model relugpt:ReluGPT --preset char-tiny: the class's config preset at the
+    tokenizer's vocab; shared.load_model rebuilds the checkpoint as that class with its
+    weights; --resume rebuilds it from the checkpoint's import path and continues."""
     from shared import load_model
     from week03_training.train import main
+    (tmp_path / "relugpt.py").write_text(RELU_GPT)
+    monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("NANOCHAT_RUNS", str(tmp_path / "runs"))
-    out = tmp_path / "llama"
-    assert main(["--model", "week04_modern_arch_tools:Llama", "--preset", "tiny", *SMALL,
+    out = tmp_path / "relu"
+    assert main(["--model", "relugpt:ReluGPT", "--preset", "char-tiny", *SMALL,
                  "--data", str(data_dir), "--out", str(out)]) == 0
     ckpt = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["checkpoint"]
     model = load_model(ckpt)
-    assert type(model).__name__ == "Llama" and model.config.n_layer == 2
+    assert type(model).__name__ == "ReluGPT" and model.config.n_layer == 4
+    assert all(isinstance(b.mlp.act, torch.nn.ReLU) for b in model.blocks)
     state, _ = load_checkpoint(ckpt)
     for k, v in model.state_dict().items():
         assert torch.equal(v, state["model"][k]), k
