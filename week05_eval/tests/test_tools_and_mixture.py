@@ -46,7 +46,7 @@ def test_tool_task_from_week04():
 
 
 def test_mix_loader_rows_masks_and_resume(tmp_path, tokenizer):
-    """Tool rows replace the last rows of each batch; targets are -100 except on the
+    """Tool rows replace the last rows of each batch; targets are IGNORE_INDEX (-1) except on the
     assistant's trained tokens (week04's mask, shifted by one); state_dict resumes exactly."""
     from week02_bpe import TokenLoader, prepare
     from week04_modern_arch_tools import make_tool_dataset, render_conversation

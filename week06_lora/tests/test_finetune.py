@@ -90,9 +90,19 @@ def test_qlora_trains_only_the_adapters(base, tmp_path, monkeypatch):
     monkeypatch.setenv("NANOCHAT_RUNS", str(tmp_path))
     cfg = FinetuneConfig(method="qlora", steps=2, batch_size=2, T=16, r=4, alpha=8.0,
                          qlora_compute="float32")
+    from week06_lora.qlora import quantize_model
+
     out = finetune(base, cfg, progress=False)
-    trained = [n for n, p in out["model"].named_parameters() if p.requires_grad]
+    model = out["model"]
+    trained = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trained and all(".lora." in n for n in trained)
-    assert out["trainable"] == sum(p.numel() for p in out["model"].parameters()
-                                   if p.requires_grad)
-    assert len(out["losses"]) == 2 and all(v == v for v in out["losses"])
+    assert out["trainable"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert len(out["losses"]) == 2
+    # the adapters moved (B starts at zero), the 4-bit base did not: its codes and scales
+    # equal a fresh quantisation of the untouched base
+    assert all(p.abs().max() > 0 for n, p in model.named_parameters() if n.endswith(".B"))
+    fresh = copy.deepcopy(base)
+    quantize_model(fresh, compute_dtype=torch.float32)
+    frozen = dict(fresh.named_buffers())
+    nf4 = {n: b for n, b in model.named_buffers() if ".nf4_" in n}
+    assert nf4 and all(torch.equal(b, frozen[n]) for n, b in nf4.items())
