@@ -6,6 +6,9 @@
 - **ReLU^2**: Nemotron's MLP with ``hidden_act="relu2"`` (``ACT2FN["relu2"]``,
   ``relu(x)^2``, not gated) is our ``ReLU2MLP``; a Qwen3 whose MLPs are swapped
   for Nemotron's is our nanochat flavour (QK-norm + ReLU^2), logits equal.
+- **Local and global layers**: Qwen3's ``layer_types`` (sliding-window layers beside
+  full ones) is our ``sliding_window`` + ``window_pattern``, a per-layer choice read
+  through ``LlamaConfig.layer_config``: logits and cached greedy generation equal.
 - **Logit soft-cap**: Gemma 2's ``final_logit_softcapping``. Gemma 2 differs
   elsewhere (embeddings times sqrt(C), ``(1 + w)`` norms, GeGLU, four norms a block,
   attention-score capping), so no Llama equals it; instead our cap runs on Gemma 2's
@@ -44,7 +47,7 @@ def randomise(model, std=0.05):
 # ---------------------------------------------------------------- Qwen3: QK-norm
 
 
-def qwen3(n_kv_head=2, tie=False):
+def qwen3(n_kv_head=2, tie=False, **extra):
     import inspect
     rope = 1e6  # Qwen3's own base, so that a rope_base that is not copied shows
     kw = dict(rope_parameters={"rope_type": "default", "rope_theta": rope}) if "rope_parameters" \
@@ -53,8 +56,9 @@ def qwen3(n_kv_head=2, tie=False):
         vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=n_kv_head, head_dim=16,
         max_position_embeddings=48, rms_norm_eps=1e-6, tie_word_embeddings=tie,
-        attention_bias=False, use_sliding_window=False, attn_implementation="eager",
-        bos_token_id=None, eos_token_id=None, pad_token_id=None, **kw)
+        attention_bias=False, attn_implementation="eager",
+        bos_token_id=None, eos_token_id=None, pad_token_id=None,
+        **{**kw, "use_sliding_window": False, **extra})
     return randomise(transformers.Qwen3ForCausalLM(cfg))
 
 
@@ -70,9 +74,9 @@ def llama_config_of(hf_cfg, **kw) -> LlamaConfig:
                        tie_embeddings=bool(hf_cfg.tie_word_embeddings), **kw)
 
 
-def llama_from_qwen3(hf, mlp="swiglu", attention="sdpa") -> Llama:
+def llama_from_qwen3(hf, mlp="swiglu", attention="sdpa", **kw) -> Llama:
     """Our Llama(qk_norm=True) with a Qwen3ForCausalLM's weights (also with Nemotron MLPs)."""
-    model = Llama(llama_config_of(hf.config, qk_norm=True, mlp=mlp, attention=attention))
+    model = Llama(llama_config_of(hf.config, qk_norm=True, mlp=mlp, attention=attention, **kw))
     theirs, ours = hf.state_dict(), model.state_dict()
     with torch.no_grad():
         for a, b in name_map(model.config.n_layer):
@@ -123,6 +127,62 @@ def test_qk_norm_greedy_generation_equals_qwen3_generate():
     theirs = hf.generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=20,
                          min_new_tokens=20, do_sample=False, pad_token_id=0)
     assert torch.equal(ours, theirs)
+
+
+# ---------------------------------------------------------------- Qwen3: local and global layers
+
+
+WINDOW = 8  # far shorter than the 40-token sequences, so most keys fall outside it
+
+
+@pytest.fixture(scope="module")
+def windowed():
+    """Qwen3 with per-layer attention kinds (``layer_types``), and our Llama with the same
+    choice from its config (``sliding_window`` + ``window_pattern``, read per layer)."""
+    hf = qwen3(use_sliding_window=True, sliding_window=WINDOW,
+               layer_types=["sliding_attention", "full_attention"])
+    model = llama_from_qwen3(hf, sliding_window=WINDOW, window_pattern="SL")
+    assert [b.attn.window for b in model.blocks] == [WINDOW, None]
+    return hf, model
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "explicit"])
+def test_local_and_global_layers_equal_qwen3_layer_types(windowed, attention):
+    hf, model = windowed
+    model.set_attention(attention)
+    idx = torch.randint(0, 96, (2, 40), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        ours, theirs = model(idx), hf(idx).logits
+        torch.testing.assert_close(ours, theirs, atol=ATOL, rtol=0)
+        # the window matters: the same weights with every layer global are far from Qwen3's
+        full = llama_from_qwen3(hf)
+        assert (full(idx) - theirs).abs().max() > 100 * ATOL
+    model.set_attention("sdpa")
+
+
+def test_windowed_cached_generation_equals_qwen3_generate(windowed):
+    """Past the window, the one-token step masks old keys exactly as HF's cache does."""
+    hf, model = windowed
+    idx = torch.randint(0, 96, (2, 5), generator=torch.Generator().manual_seed(5))
+    ours = model.generate(idx, 30, temperature=0)
+    theirs = hf.generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=30,
+                         min_new_tokens=30, do_sample=False, pad_token_id=0)
+    assert torch.equal(ours, theirs)
+    assert torch.equal(ours, model.generate(idx, 30, temperature=0, use_cache=False))
+
+
+def test_window_settings_are_checked():
+    base = dict(vocab_size=96, block_size=16, n_layer=2, n_head=4, n_embd=64)
+    with pytest.raises(ValueError, match="sliding_window is None"):
+        LlamaConfig(**base, window_pattern="SL")
+    with pytest.raises(ValueError, match="'S' \\(local\\) and 'L'"):
+        LlamaConfig(**base, sliding_window=4, window_pattern="SX")
+    with pytest.raises(ValueError, match="positive int"):
+        LlamaConfig(**base, sliding_window=0)
+    every = LlamaConfig(**base, sliding_window=4)  # no pattern: every layer local (Mistral)
+    assert [every.layer_is_local(i) for i in range(2)] == [True, True]
+    with pytest.raises(ValueError, match="sliding_window=4"):
+        Llama(every).to_hf()
 
 
 # ---------------------------------------------------------------- Nemotron's MLP: ReLU^2

@@ -5,8 +5,8 @@ import math
 import pytest
 
 from week04_modern_arch_tools import Search, make_fact_store
-from week04_modern_arch_tools.tools.search import split_passages, tokenize
 from week04_modern_arch_tools.tooldata import make_world
+from week04_modern_arch_tools.tools.search import split_passages, tokenize
 
 DOCS = [("cats", "The cat sat on the mat. Cats like warm mats and milk."),
         ("dogs", "Dogs chase cats. A dog barks at the mailman every morning."),

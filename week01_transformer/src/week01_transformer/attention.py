@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -68,8 +69,10 @@ def attention_kernel(name: str) -> AttentionKernel:
 # ---------------------------------------------------------------- the two built-in kernels
 
 
+@lru_cache(maxsize=16)
 def causal_mask(Tq: int, Tk: int, device=None) -> torch.Tensor:
-    """(Tq, Tk) boolean: the last Tq of Tk positions, each reading itself and what came before."""
+    """(Tq, Tk) boolean: the last Tq of Tk positions, each reading itself and what came before
+    (kept for the last few shapes: a forward pass asks once per layer)."""
     return torch.ones(Tq, Tk, dtype=torch.bool, device=device).tril(Tk - Tq)
 
 

@@ -120,29 +120,36 @@ class KVCache:
 
 
 def attention_mask(start: int, T: int, pad: torch.Tensor | None = None,
-                   padded: bool | None = None) -> tuple[torch.Tensor | None, bool]:
+                   padded: bool | None = None, window: int | None = None, device=None
+                   ) -> tuple[torch.Tensor | None, bool]:
     """``(mask, causal)`` for ``T`` new queries at positions ``start..start+T-1``, shared by
     every layer of one forward pass (the attention kernels' contract):
 
     - ``(None, True)``: plain causal attention over the new tokens alone (``start == 0``);
     - ``(None, False)``: one new token per row that may read every key (a decode step);
     - ``(mask, False)``: a boolean (B or 1, 1, T, start + T) mask, True where a query may
-      read a key (left padding, or several new tokens after a filled cache).
+      read a key (left padding, several new tokens after a filled cache, or a window).
 
     ``pad`` (B,) counts each row's left-padding positions: they are never read, and a
     padding query reads only itself (its output is never used; this keeps softmax finite).
+    ``window``: a query reads only the ``window`` most recent positions, itself included
+    (``query - key < window``, Mistral's and Hugging Face's sliding window).
     """
     if padded is None:
         padded = pad is not None and bool(pad.any())
-    if not padded:
+    if window is not None and start + T <= window:
+        window = None  # every key is inside the window
+    if not padded and window is None:
         if start == 0:
             return None, True
         if T == 1:
             return None, False
-    dev = pad.device if pad is not None else None
+    dev = pad.device if pad is not None else device
     absolute = torch.arange(start, start + T, device=dev)  # (T,)
     keys = torch.arange(start + T, device=dev)  # (Tk,)
     causal = keys[None, None, :] <= absolute[None, :, None]  # (1, T, Tk)
+    if window is not None:
+        causal = causal & (absolute[None, :, None] - keys[None, None, :] < window)
     if not padded:
         return causal[:, None], False  # (1, 1, T, Tk)
     real = keys[None, None, :] >= pad[:, None, None]  # (B, 1, Tk): not a padding key

@@ -199,9 +199,10 @@ class GPT(nn.Module):
             padded = None
         if padded is None:
             padded = pad is not None and bool(pad.any())
-        mask, causal = attention_mask(start, T, pad, padded)
+        device = self.tok_emb.weight.device
+        mask, causal = attention_mask(start, T, pad, padded, device=device)
         return self.context_cls(cache=cache, mask=mask, causal=causal, start=start,
-                                pad=pad if padded else None)
+                                pad=pad if padded else None, length=T, device=device)
 
     def positions(self, ctx: Context, T: int, device) -> torch.Tensor:
         """Each new token's position: (T,), or (B, T) when rows are left-padded."""

@@ -11,12 +11,13 @@ Left out: RoPE, grouped-query projections, RMSNorm and gated MLPs (week04).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 
 from week01_transformer.attention import attention_kernel, attention_weights
+from week01_transformer.cache import attention_mask
 from week01_transformer.config import GPTConfig
 
 # ---------------------------------------------------------------- modules
@@ -28,7 +29,10 @@ class Context:
 
     ``cache``: the model's cache or None; ``mask`` / ``causal``: the attention
     kernels' mask contract (``attention_mask``); ``start``: the position of the
-    first new token. Subclasses add their own fields (week04: the RoPE angles).
+    first new token; ``length``: how many new tokens; ``pad``: each row's left
+    padding (None when there is none). ``mask_for(window)`` is the mask of a layer
+    that reads only a window of recent positions, made once per pass and window.
+    Subclasses add their own fields (week04: the RoPE angles).
     """
 
     cache: object | None = None
@@ -36,6 +40,18 @@ class Context:
     causal: bool = True
     start: int = 0
     pad: torch.Tensor | None = None  # (B,) left padding, None when no row is padded
+    length: int = 0
+    device: torch.device | None = None
+    _windows: dict = field(default_factory=dict, repr=False)
+
+    def mask_for(self, window: int | None) -> tuple[torch.Tensor | None, bool]:
+        """``(mask, causal)`` for a layer with this sliding ``window`` (None: the pass's own)."""
+        if window is None:
+            return self.mask, self.causal
+        if window not in self._windows:
+            self._windows[window] = attention_mask(self.start, self.length, self.pad,
+                                                   self.pad is not None, window, self.device)
+        return self._windows[window]
 
 
 def _overrides(obj, name: str, base: type) -> bool:
@@ -48,7 +64,9 @@ class CausalSelfAttention(nn.Module):
 
     ``n_kv_head`` key/value heads (``config.n_kv_head``, default ``n_head``)
     serve the ``n_head`` query heads; GPT-2 has as many of each. The kernel is
-    ``config.attention``, looked up in the registry at each call.
+    ``config.attention``, looked up in the registry at each call. A layer whose
+    config has a ``sliding_window`` reads only that many recent positions (the
+    cache still keeps them all).
     """
 
     def __init__(self, config: GPTConfig, layer_idx: int = 0):
@@ -58,6 +76,7 @@ class CausalSelfAttention(nn.Module):
         self.n_kv_head = getattr(config, "n_kv_head", None) or config.n_head
         self.dropout = config.dropout
         self.impl = config.attention
+        self.window = getattr(config, "sliding_window", None)
         qkv_out = (self.n_head + 2 * self.n_kv_head) * self.head_dim  # q heads, then k, then v
         self.qkv = nn.Linear(config.n_embd, qkv_out, bias=config.bias)
         self.proj = nn.Linear(self.n_head * self.head_dim, config.n_embd, bias=config.bias)
@@ -88,11 +107,14 @@ class CausalSelfAttention(nn.Module):
 
     def weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Causal softmax attention weights (B, H, T, T); row t sums to 1 over keys 0..t."""
-        return attention_weights(q, self.repeat_kv(k))
+        mask, _ = attention_mask(0, q.size(-2), window=self.window, device=q.device)
+        return attention_weights(q, self.repeat_kv(k), mask)
 
     def attend(self, q, k, v, ctx: Context | None) -> torch.Tensor:
         """The registered kernel on q (B, H, Tq, hd) and every key/value (B, Hkv, Tk, hd)."""
-        mask, causal = (None, True) if ctx is None else (ctx.mask, ctx.causal)
+        if ctx is None:
+            ctx = Context(length=q.size(-2), device=q.device)
+        mask, causal = ctx.mask_for(self.window)
         p = self.dropout if self.training else 0.0
         return attention_kernel(self.impl)(q, self.repeat_kv(k), self.repeat_kv(v), mask=mask,
                                            causal=causal, dropout_p=p)  # (B, H, Tq, hd)

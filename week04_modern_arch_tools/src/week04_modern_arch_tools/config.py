@@ -12,7 +12,7 @@ this config and vary layers through ``layer_config``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from week01_transformer import GPTConfig
 
@@ -31,6 +31,13 @@ class LlamaConfig(GPTConfig):
     64 for SwiGLU (same parameter count as a 4x GELU MLP) and 4 * n_embd for
     ReLU^2. ``rope_scaling`` is None or a dict such as
     ``{"rope_type": "linear", "factor": 2.0}``.
+
+    Local and global attention, a per-layer choice: ``sliding_window`` tokens
+    is what a local layer reads (itself and the ``window - 1`` positions before
+    it); ``window_pattern`` says which layers are local, ``"S"`` (short) or
+    ``"L"`` (long, full causal) per layer, repeated over the depth (``"SSSL"``:
+    three local layers, then a global one). With a window and no pattern every
+    layer is local (Mistral). ``layer_config(i)`` hands each layer its own view.
     """
 
     vocab_size: int = 32000
@@ -49,6 +56,8 @@ class LlamaConfig(GPTConfig):
     tie_embeddings: bool = False
     logit_softcap: float | None = None
     norm_eps: float = 1e-6
+    sliding_window: int | None = None
+    window_pattern: str | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -85,6 +94,32 @@ class LlamaConfig(GPTConfig):
         if self.logit_softcap is not None and not self.logit_softcap > 0:
             raise ValueError(f"LlamaConfig.logit_softcap must be None or > 0, "
                              f"got {self.logit_softcap!r}")
+        if self.sliding_window is not None and (isinstance(self.sliding_window, bool) or not
+                                                isinstance(self.sliding_window, int) or
+                                                self.sliding_window <= 0):
+            raise ValueError(f"LlamaConfig.sliding_window must be None or a positive int (tokens "
+                             f"a local layer reads), got {self.sliding_window!r}")
+        if self.window_pattern is not None:
+            if not isinstance(self.window_pattern, str) or not self.window_pattern or \
+                    set(self.window_pattern) - {"S", "L"}:
+                raise ValueError(f"LlamaConfig.window_pattern must be a string of 'S' (local) and "
+                                 f"'L' (global) layers, e.g. 'SSSL'; got {self.window_pattern!r}")
+            if "S" in self.window_pattern and self.sliding_window is None:
+                raise ValueError("LlamaConfig.window_pattern has local ('S') layers but "
+                                 "sliding_window is None: give the window size")
+
+    def layer_is_local(self, layer_idx: int) -> bool:
+        """Whether layer ``layer_idx`` reads only a sliding window."""
+        if self.sliding_window is None:
+            return False
+        p = self.window_pattern
+        return p is None or p[layer_idx % len(p)] == "S"
+
+    def layer_config(self, layer_idx: int) -> LlamaConfig:
+        """A global layer sees the config without a window; a local one sees it as it is."""
+        if self.sliding_window is None or self.layer_is_local(layer_idx):
+            return self
+        return replace(self, sliding_window=None, window_pattern=None)
 
     # -- sizes
     def num_params(self) -> int:

@@ -119,6 +119,8 @@ def hf_config(config: LlamaConfig, attn_implementation: str = "eager"):
         problems.append("qk_norm=True")
     if config.logit_softcap is not None:
         problems.append(f"logit_softcap={config.logit_softcap}")
+    if config.sliding_window is not None:
+        problems.append(f"sliding_window={config.sliding_window}")
     if config.mlp != "swiglu":
         problems.append(f"mlp={config.mlp!r}")
     if config.dropout:

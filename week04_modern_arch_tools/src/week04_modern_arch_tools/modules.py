@@ -176,7 +176,8 @@ class LlamaAttention(CausalSelfAttention):
             qk = torch.cat((self.q_norm(qk[:, :H]), self.k_norm(qk[:, H:])), dim=1)
         qk = apply_rope_swapped(qk, ctx.step_cos, ctx.step_sin_rot)  # angles (hd,) or (B, 1, hd)
         k_all, v_all = ctx.cache.update(self.layer_idx, qk[:, H:], qkv[:, H + Hkv:])
-        y = self.decode_attention(qk[:, :H, None], k_all, v_all, ctx.mask)  # (B, H, 1, hd)
+        mask = ctx.mask if self.window is None else ctx.mask_for(self.window)[0]
+        y = self.decode_attention(qk[:, :H, None], k_all, v_all, mask)  # (B, H, 1, hd)
         return linear_rows(self.proj, y.reshape(B, H * hd))  # (B, C)
 
 
