@@ -13,12 +13,14 @@ without running it and a re-run does not churn the diff:
   re-encoded with Pillow (wider than ``MAX_PNG_WIDTH`` scaled down, then a
   256-colour palette, ``optimize``), keeping whichever file is smaller;
 - progress bars (and tqdm's "IProgress not found" warning) are dropped from
-  stderr and carriage-return redraws collapsed to their final line; text outputs longer than ``MAX_TEXT_LINES`` lines keep
-  their head and tail;
-- the kernel gets a fresh ``TMPDIR`` (deleted afterwards) and ``PYTHONHASHSEED=0``;
-  that folder, the repository root and the home folder are written as
-  ``$TMPDIR``, ``<repo>`` and ``~`` in the outputs, and the random part of the
-  folders made in it as ``XXXXXXXX``; no per-cell timestamps;
+  stderr, carriage-return redraws collapse to their final line, and text
+  outputs longer than ``MAX_TEXT_LINES`` lines keep their head and tail;
+- the kernel gets a fresh ``TMPDIR`` (deleted afterwards), ``PYTHONHASHSEED=0``
+  and, unless set, ``NANOCHAT_RUNS`` = the repository's ``runs/`` (where
+  ``make dashboard`` and ``make baseline`` keep runs); in the outputs that
+  TMPDIR, the repository root and the home folder read ``$TMPDIR``, ``<repo>``
+  and ``~``, the random part of folders made in TMPDIR ``XXXXXXXX``; no
+  per-cell timestamps;
 - the first cell (a markdown cell, added if missing) gets a line
   ``> Saved outputs: full size, ran in 2.1 min on a 2-core CPU. ...``, so the
   reader knows what the numbers are; tests/test_notebooks.py checks it is there.
@@ -99,12 +101,17 @@ def run_notebook(path: str | os.PathLike, smoke: bool = True, inplace: bool = Fa
     tmp = Path(tempfile.mkdtemp(prefix="nanochat-nb-"))
     rc = tmp / "matplotlibrc"
     rc.write_text(f"figure.dpi: {FIGURE_DPI}\n")
+    root = _repo_root(path)
+    # runs go where `make dashboard` and week05's find_baseline look: the repository's runs/,
+    # not runs/ inside the notebook's folder (the kernel's working directory)
+    runs = os.environ.get("NANOCHAT_RUNS") or (str(root / "runs") if root else None)
     t0 = time.time()
     try:
         # the kernel must use ipykernel's inline backend so figures land in the outputs;
         # an inherited MPLBACKEND=Agg (set by the Makefile for scripts) would swallow them
         with _environ(NANOCHAT_SMOKE="1" if smoke else "0", MPLBACKEND=None,
-                      MATPLOTLIBRC=str(rc), TMPDIR=str(tmp), PYTHONHASHSEED="0"):
+                      MATPLOTLIBRC=str(rc), TMPDIR=str(tmp), PYTHONHASHSEED="0",
+                      NANOCHAT_RUNS=runs):
             client = nbclient.NotebookClient(
                 nb, timeout=timeout, kernel_name="python3", record_timing=False,
                 resources={"metadata": {"path": str(path.parent.resolve())}})
@@ -122,6 +129,10 @@ def run_notebook(path: str | os.PathLike, smoke: bool = True, inplace: bool = Fa
     return seconds
 
 
+def _repo_root(path: Path) -> Path | None:
+    return next((p for p in path.resolve().parents if (p / ".git").exists()), None)
+
+
 def _replacements(tmp: Path, path: Path, made: list[str] = ()) -> list[tuple[str, str]]:
     """Machine-specific strings in outputs and what they become, in the order to apply them:
     the kernel's TMPDIR, the random part of the folders the notebook made in it with
@@ -132,7 +143,7 @@ def _replacements(tmp: Path, path: Path, made: list[str] = ()) -> list[tuple[str
         m = re.fullmatch(r"(tmp|.*[-_.])([a-z0-9_]{8})(\.\w+)?", name)
         if m:
             pairs.append((f"$TMPDIR/{name}", f"$TMPDIR/{m.group(1)}XXXXXXXX{m.group(3) or ''}"))
-    root = next((p for p in path.resolve().parents if (p / ".git").exists()), None)
+    root = _repo_root(path)
     if root is not None:
         pairs.append((str(root), "<repo>"))
     pairs.append((str(Path.home()), "~"))
