@@ -219,7 +219,7 @@ class GPT(nn.Module):
         x = self.tok_emb(idx)  # (B, T, C)
         if self.pos_emb is not None:
             x = x + self.pos_emb(self.positions(ctx, idx.size(1), idx.device))
-        return self.drop(x)
+        return self.drop(x) if self.training and self.drop.p > 0 else x
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
         """Final norm and the language-model head: (..., C) -> (..., V)."""

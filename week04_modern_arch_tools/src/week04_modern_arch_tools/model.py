@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from week01_transformer import GPT, KVCache
+from week01_transformer import GPT, KVCache, module_step
 from week04_modern_arch_tools.config import LLAMA_PRESETS, MLP_KINDS, LlamaConfig, preset_table
 from week04_modern_arch_tools.modules import (
     _ROW_MAJOR,
@@ -92,7 +92,8 @@ class Llama(GPT):
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
         """Final RMSNorm, the head, and the optional soft-cap: (..., C) -> (..., V)."""
-        logits = linear_rows(self.lm_head, self.ln_f(x))
+        x = self.ln_f(x) if x.dim() == 3 else module_step(self.ln_f, x)  # rows in a step
+        logits = linear_rows(self.lm_head, x)
         if self.config.logit_softcap is not None:
             cap = self.config.logit_softcap
             logits = cap * torch.tanh(logits / cap)

@@ -25,7 +25,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from week01_transformer import MLP, Block, CausalSelfAttention, Context, attention_kernel
+from week01_transformer import (
+    ATTENTION_KERNELS,
+    MLP,
+    Block,
+    CausalSelfAttention,
+    Context,
+    attention_kernel,
+)
 from week01_transformer.modules import _overrides
 from week04_modern_arch_tools.config import LlamaConfig
 from week04_modern_arch_tools.rope import apply_rope, apply_rope_swapped
@@ -38,15 +45,11 @@ _FUSED_RMS = hasattr(F, "rms_norm")
 _ROW_MAJOR = "_decode_row_major"  # where a layer keeps its (in, out) copy: (key, tensor)
 
 
-def _weight_key(w: torch.Tensor) -> tuple:
-    return (w.data_ptr(), w._version)  # another tensor, or the same one written in place
-
-
 def row_major(layer: nn.Linear) -> torch.Tensor:
     """``layer.weight.T`` laid out row-major, (in, out), kept on the layer (made again when
     the weight changes: another tensor, or an in-place update that bumps its version)."""
     w = layer.weight
-    key = _weight_key(w)
+    key = (w.data_ptr(), w._version)  # another tensor, or the same one written in place
     kept = layer.__dict__.get(_ROW_MAJOR)
     if kept is None or kept[0] != key:
         kept = (key, w.detach().t().contiguous())
@@ -59,9 +62,13 @@ def linear_rows(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     ``torch.mm``, on its row-major copy when it keeps one (``Llama.decode_weights``);
     any other layer (LoRA, quantised) is called as its module."""
     if type(layer) is nn.Linear and layer.bias is None and x.dim() == 2:
-        if _ROW_MAJOR in layer.__dict__:
-            return torch.mm(x, row_major(layer))  # (B, out)
-        return torch.mm(x, layer.weight.t())
+        kept = layer.__dict__.get(_ROW_MAJOR)
+        if kept is None:
+            return torch.mm(x, layer.weight.t())  # (B, out)
+        w = layer.weight
+        if kept[0] != (w.data_ptr(), w._version):  # the weight changed: copy it again
+            return torch.mm(x, row_major(layer))
+        return torch.mm(x, kept[1])
     return layer(x)
 
 
@@ -85,7 +92,10 @@ class RMSNorm(nn.Module):
         return self.weight * x.to(dtype)
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward(x)  # rows (B, C) are just another shape
+        """Rows (B, C) are just another shape: ``forward`` without the module call."""
+        if _FUSED_RMS and x.dtype == torch.float32 and type(self).forward is RMSNorm.forward:
+            return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
+        return self.forward(x)
 
 
 def rms_norm(config: LlamaConfig) -> RMSNorm:
@@ -161,7 +171,8 @@ class LlamaAttention(CausalSelfAttention):
         """
         B, H, _, hd = q.shape
         qg = q.view(B, self.n_kv_head, H // self.n_kv_head, hd)  # (B, Hkv, rep, hd)
-        y = attention_kernel(self.impl)(qg, k, v, mask=mask, causal=False)  # (B, Hkv, rep, hd)
+        kernel = ATTENTION_KERNELS.get(self.impl) or attention_kernel(self.impl)
+        y = kernel(qg, k, v, mask=mask, causal=False)  # (B, Hkv, rep, hd)
         return y.view(B, H, 1, hd)
 
     def step(self, x: torch.Tensor, ctx: LlamaContext) -> torch.Tensor:
@@ -202,7 +213,7 @@ class SwiGLU(MLP):
         return self.dropout(self.proj(self.act(gate) * up))  # (B, T, C)
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
-        if _overrides(self, "forward", SwiGLU):
+        if type(self).forward is not SwiGLU.forward:
             return self.forward(x)
         gate, up = linear_rows(self.fc, x).chunk(2, dim=-1)  # (B, I) each
         return linear_rows(self.proj, F.silu(gate) * up)  # (B, C)
@@ -222,7 +233,7 @@ class ReLU2MLP(MLP):
         return self.dropout(self.proj(self.act(self.fc(x)).square()))  # (B, T, C)
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
-        if _overrides(self, "forward", ReLU2MLP):
+        if type(self).forward is not ReLU2MLP.forward:
             return self.forward(x)
         return linear_rows(self.proj, F.relu(linear_rows(self.fc, x)).square())  # (B, C)
 
