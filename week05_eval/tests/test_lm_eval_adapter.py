@@ -109,9 +109,6 @@ def test_loglikelihood_equals_lm_evals_hflm(tokenizer, tiny_llama, hflm):
         assert lp < 0
 
 
-@pytest.mark.xfail(strict=True, reason="scoring.encode_pair moves only trailing spaces to the "
-                   "continuation; lm-eval's _encode_pair moves all trailing whitespace "
-                   "(context.rstrip()), so a context ending in a newline is split differently")
 def test_a_context_ending_in_a_newline_is_split_like_lm_eval(tokenizer, tiny_llama, hflm):
     reqs = [_req("loglikelihood", ("Question: What colour is the sky?\nAnswer:\n", "blue"))]
     (got,) = NanochatLM(tiny_llama, tokenizer).loglikelihood(reqs)

@@ -29,6 +29,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from shared import IGNORE_INDEX
+from shared.batching import pad_batch
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -62,15 +65,15 @@ def encode_pair(tokenizer, context: str, continuation: str, add_bos: bool = True
                 ) -> tuple[list[int], list[int]]:
     """``(context_ids, continuation_ids)`` with the continuation tokenized in context.
 
-    Trailing spaces of ``context`` move to the front of ``continuation`` (as in
-    lm-eval); then ``context + continuation`` is encoded once and split after
+    Trailing whitespace of ``context`` (spaces and newlines, ``str.rstrip()``)
+    moves to the front of ``continuation``, as lm-eval's ``_encode_pair`` does; then ``context + continuation`` is encoded once and split after
     the context's own tokens. If the tokenizer merges across that boundary
     (the joint encoding does not start with the context's tokens), the two
     parts are encoded separately instead.
     """
     if not continuation:
         raise ValueError("continuation is empty: there is nothing to score")
-    n_spaces = len(context) - len(context.rstrip(" "))
+    n_spaces = len(context) - len(context.rstrip())
     if n_spaces:
         context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
     bos = bos_of(tokenizer) if add_bos else []
@@ -117,23 +120,20 @@ def continuation_logprobs(model, requests: Sequence[tuple[Sequence[int], Sequenc
         for j in range(0, len(cont), block):
             full = (ctx + cont[:j + block])[-(block + 1):]
             n = min(block, len(cont) - j)
-            prepared.append((i, full[:-1], full[-n:]))
+            prepared.append((i, full, n))  # score the last n tokens of full given the rest
     order = sorted(range(len(prepared)), key=lambda k: -len(prepared[k][1]))
     sums = [0.0] * len(requests)
     greedy_all = [True] * len(requests)
     counts = [0] * len(requests)
     for start in range(0, len(order), batch_size):
         chunk = [prepared[k] for k in order[start:start + batch_size]]
-        T = max(len(inp) for _, inp, _ in chunk)
-        idx = torch.zeros(len(chunk), T, dtype=torch.long)                 # (B, T)
-        for b, (_, inp, _) in enumerate(chunk):
-            idx[b, :len(inp)] = torch.tensor(inp, dtype=torch.long)
-        logits = model(idx.to(device))                                      # (B, T, V)
-        logp = F.log_softmax(logits.float(), dim=-1)
-        for b, (i, inp, cont) in enumerate(chunk):
-            n = len(cont)
-            rows = logp[b, len(inp) - n:len(inp)]                           # (n, V)
-            target = torch.tensor(cont, dtype=torch.long, device=rows.device)
+        # shared's one batching helper: y holds the scored tokens, IGNORE_INDEX elsewhere
+        x, y = pad_batch([full for _, full, _ in chunk],
+                         [[0] * (len(full) - n) + [1] * n for _, full, n in chunk], device=device)
+        logp = F.log_softmax(model(x).float(), dim=-1)                      # (B, T, V)
+        for b, (i, _, n) in enumerate(chunk):
+            scored = y[b] != IGNORE_INDEX                                   # (T,): n positions
+            rows, target = logp[b, scored], y[b, scored]                    # (n, V), (n,)
             sums[i] += rows.gather(1, target[:, None]).sum().item()
             greedy_all[i] &= bool((rows.argmax(-1) == target).all().item())
             counts[i] += n
