@@ -1,7 +1,6 @@
 """The command line on a custom stream and a tiny checkpoint written by the test."""
 
 import json
-from dataclasses import asdict
 
 import pytest
 import torch
@@ -19,8 +18,7 @@ def test_cli_writes_table_json_and_heatmaps(tmp_path, capsys, monkeypatch):
     config = LlamaConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2,
                          n_embd=16)
     torch.manual_seed(0)
-    ckpt = save_model(tmp_path / "model.safetensors", Llama(config),
-                      {"model": {"class": "Llama", **asdict(config)}})
+    ckpt = save_model(tmp_path / "model.safetensors", Llama(config))  # records model_spec
     stream = tmp_path / "stream"
     stream.mkdir()
     for t, word in enumerate(("alpha", "beta")):
