@@ -20,10 +20,7 @@ import math
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # drawn without pyplot: no backend switch, no globals
 
 from shared.metrics import META_FILE, list_runs, load_benchmarks, read_metrics  # noqa: E402
 
@@ -53,7 +50,8 @@ def plot_run(run_dir: Path, title: str | None = None) -> Path | None:
     keys = sorted(series)[:MAX_PANELS]
     cols = min(3, len(keys))
     nrows = math.ceil(len(keys) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.0 * nrows), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 3.0 * nrows))
+    axes = fig.subplots(nrows, cols, squeeze=False)
     for ax, key in zip(axes.flat, keys):
         xs, ys = series[key]
         ax.plot(xs, ys, marker="." if len(xs) < 30 else None, lw=1.2)
@@ -69,7 +67,6 @@ def plot_run(run_dir: Path, title: str | None = None) -> Path | None:
     fig.tight_layout()
     out = run_dir / "metrics.png"
     fig.savefig(out, dpi=90)
-    plt.close(fig)
     return out
 
 
@@ -85,7 +82,8 @@ def plot_comparisons(root: Path, runs: list[Path]) -> list[Path]:
             by_key.setdefault(key, []).append((mtime, str(run.relative_to(root)), xs, ys))
     outs = []
     for key in sorted(k for k, v in by_key.items() if len(v) >= 2)[:MAX_PANELS]:
-        fig, ax = plt.subplots(figsize=(10, 4))
+        fig = Figure(figsize=(10, 4))
+        ax = fig.subplots()
         for _, name, xs, ys in sorted(by_key[key])[-MAX_OVERLAY:]:
             ax.plot(xs, ys, label=name, lw=1.2)
         ax.set_title(f"{key} (newest {min(len(by_key[key]), MAX_OVERLAY)} of {len(by_key[key])} runs)")
@@ -96,7 +94,6 @@ def plot_comparisons(root: Path, runs: list[Path]) -> list[Path]:
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in key)
         out = root / f"compare_{safe}.png"
         fig.savefig(out, dpi=90)
-        plt.close(fig)
         outs.append(out)
     return outs
 

@@ -75,10 +75,7 @@ def to_dot(root: Value, rankdir: str = "LR") -> str:
 
 def _draw_with_matplotlib(root: Value, path: Path) -> None:
     """A layered drawing: column = depth from the inputs, one box per Value."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a notebook's inline backend stays
 
     order = root.topo()
     depth: dict[int, int] = {}
@@ -94,7 +91,8 @@ def _draw_with_matplotlib(root: Value, path: Path) -> None:
 
     width = 2.2 * (max(columns) + 1)
     height = 1.2 * max(len(c) for c in columns.values()) + 1
-    fig, ax = plt.subplots(figsize=(min(1 + 0.9 * width, 40), min(1 + 0.8 * height, 40)))
+    fig = Figure(figsize=(min(1 + 0.9 * width, 40), min(1 + 0.8 * height, 40)))
+    ax = fig.subplots()
     for v in order:
         x1, y1 = pos[id(v)]
         for c in v._prev:
@@ -111,7 +109,6 @@ def _draw_with_matplotlib(root: Value, path: Path) -> None:
     ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def draw_graph(root: Value, path: str | Path, renderer: str = "auto") -> str:
@@ -149,11 +146,8 @@ def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Seq
     ``model`` maps a list of two numbers to a Value (or number) score; ``y``
     holds labels in {-1, +1}.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure  # no pyplot: a notebook's inline backend stays
 
     if grid < 2:
         raise ValueError(f"grid must be >= 2, got {grid}")
@@ -167,7 +161,8 @@ def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Seq
         for j, xv in enumerate(xs):
             s = model([float(xv), float(yv)])
             zz[i, j] = s.data if isinstance(s, Value) else float(s)
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig = Figure(figsize=(5.5, 4.5))
+    ax = fig.subplots()
     ax.contourf(xs, ys, zz > 0, levels=[-0.5, 0.5, 1.5], colors=["#f4b6b6", "#b6cdf4"], alpha=0.8)
     ax.contour(xs, ys, zz, levels=[0.0], colors="k", linewidths=1)
     labels = np.asarray(y)
@@ -179,5 +174,4 @@ def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Seq
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -35,16 +35,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure  # no pyplot: the backend stays the user's
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from shared import MetricsLogger, load_corpus, new_run_dir, read_metrics  # noqa: E402
-from shared.checkpoint import CheckpointError  # noqa: E402
-from week05_eval.generative import evaluate_generative  # noqa: E402
-from week05_eval.loading import load_for_eval  # noqa: E402
-from week05_eval.metrics import (  # noqa: E402
+from shared import MetricsLogger, load_corpus, new_run_dir, read_metrics
+from shared.checkpoint import CheckpointError
+from week05_eval.generative import evaluate_generative
+from week05_eval.loading import load_for_eval
+from week05_eval.metrics import (
     UnigramLM,
     encode_docs,
     evaluate_data_dir,
@@ -53,8 +50,8 @@ from week05_eval.metrics import (  # noqa: E402
     token_bytes_of,
     unigram_bpb,
 )
-from week05_eval.multiple_choice import core_score, evaluate_mc  # noqa: E402
-from week05_eval.tasks import TOOL_KINDS, pydocs_cloze, pydocs_next_line, tool_task  # noqa: E402
+from week05_eval.multiple_choice import core_score, evaluate_mc
+from week05_eval.tasks import TOOL_KINDS, pydocs_cloze, pydocs_next_line, tool_task
 
 # --------------------------------------------------------------------------- configuration
 
@@ -196,7 +193,8 @@ def plot_loss_curve(run_dir: Path, path: Path) -> Path | None:
     val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
     if not train:
         return None
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig = Figure(figsize=(6.5, 3.8))
+    ax = fig.subplots()
     ax.plot(*zip(*train), lw=1, label="train loss")
     if val:
         ax.plot(*zip(*val), "o-", ms=3, label="val loss")
@@ -207,13 +205,13 @@ def plot_loss_curve(run_dir: Path, path: Path) -> Path | None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
 def plot_tasks(results: dict, path: Path) -> Path:
     names = [r["task"] for r in results["mc"]] + [r["task"] for r in results["gen"]]
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(names) + 2), 3.8))
+    fig = Figure(figsize=(max(5.0, 1.2 * len(names) + 2), 3.8))
+    ax = fig.subplots()
     xs = range(len(names))
     accs = [r["acc_norm"] for r in results["mc"]] + [r["accuracy"] for r in results["gen"]]
     ax.bar([x - 0.2 for x in xs], accs, width=0.4, label="accuracy (acc_norm for choice tasks)")
@@ -232,7 +230,6 @@ def plot_tasks(results: dict, path: Path) -> Path:
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 

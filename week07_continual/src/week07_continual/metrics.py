@@ -166,16 +166,18 @@ class AccuracyMatrix:
 
 def plot_heatmap(matrix: AccuracyMatrix, title: str = "", path=None, ax=None):
     """Draw R (rows: after training on task i; columns: evaluated on task j); returns the figure."""
-    import matplotlib
-
-    if path is not None and ax is None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     fig = None
     if ax is None:
-        n = matrix.T
-        fig, ax = plt.subplots(figsize=(1.2 * n + 2.5, 1.0 * n + 1.5))
+        size = (1.2 * matrix.T + 2.5, 1.0 * matrix.T + 1.5)
+        if path is None:  # to look at: a pyplot figure, which a notebook shows by itself
+            import matplotlib.pyplot as plt
+
+            fig, ax = plt.subplots(figsize=size)
+        else:  # to save: no pyplot, so the caller's backend is left alone
+            from matplotlib.figure import Figure
+
+            fig = Figure(figsize=size)
+            ax = fig.subplots()
     cmap = "viridis" if matrix.higher_is_better else "viridis_r"
     scale = dict(vmin=0.0, vmax=1.0) if matrix.unit == "exact_match" else {}
     im = ax.imshow(matrix.R, cmap=cmap, aspect="auto", **scale)
@@ -194,5 +196,4 @@ def plot_heatmap(matrix: AccuracyMatrix, title: str = "", path=None, ax=None):
         fig.tight_layout()
         if path is not None:
             fig.savefig(path, dpi=100)
-            plt.close(fig)
     return fig or ax.figure
