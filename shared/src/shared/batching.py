@@ -99,17 +99,16 @@ def pad_batch(seqs: Sequence[Sequence[int]], masks: Sequence[Sequence[int]] | No
     if T < longest:
         raise ValueError(f"pad_to={pad_to} is shorter than the longest row ({longest} "
                          "positions); raise it or pass max_len to cut the sequences")
-    x = torch.full((len(rows), T), pad_id, dtype=torch.long)
-    y = torch.full((len(rows), T), IGNORE_INDEX, dtype=torch.long)
-    for b, (ids, mask) in enumerate(rows):
-        ids_t = torch.tensor(ids, dtype=torch.long)                  # (n,)
-        keep = torch.tensor(mask[1:], dtype=torch.bool)              # (n - 1,)
+    xs, ys = [], []  # built as lists, made tensors once: a batch of short rows stays cheap
+    for ids, mask in rows:
         n = len(ids) - 1
-        cols = slice(0, n) if side == "right" else slice(T - n, T)
-        x[b, cols] = ids_t[:-1]
-        y[b, cols] = torch.where(keep, ids_t[1:], IGNORE_INDEX)
-    if device is not None:
-        x, y = x.to(device), y.to(device)
+        x_row = list(ids[:-1])
+        y_row = [t if m else IGNORE_INDEX for t, m in zip(ids[1:], mask[1:])]
+        fill_x, fill_y = [pad_id] * (T - n), [IGNORE_INDEX] * (T - n)
+        xs.append(x_row + fill_x if side == "right" else fill_x + x_row)
+        ys.append(y_row + fill_y if side == "right" else fill_y + y_row)
+    x = torch.tensor(xs, dtype=torch.long, device=device).view(len(rows), T)  # (B, T)
+    y = torch.tensor(ys, dtype=torch.long, device=device).view(len(rows), T)  # (B, T)
     return x, y
 
 

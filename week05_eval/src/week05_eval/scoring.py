@@ -131,11 +131,13 @@ def continuation_logprobs(model, requests: Sequence[tuple[Sequence[int], Sequenc
         x, y = pad_batch([full for _, full, _ in chunk],
                          [[0] * (len(full) - n) + [1] * n for _, full, n in chunk], device=device)
         logp = F.log_softmax(model(x).float(), dim=-1)                      # (B, T, V)
-        for b, (i, _, n) in enumerate(chunk):
-            scored = y[b] != IGNORE_INDEX                                   # (T,): n positions
-            rows, target = logp[b, scored], y[b, scored]                    # (n, V), (n,)
-            sums[i] += rows.gather(1, target[:, None]).sum().item()
-            greedy_all[i] &= bool((rows.argmax(-1) == target).all().item())
+        scored = y != IGNORE_INDEX                                          # (B, T)
+        target = y.clamp(min=0)                                             # (B, T)
+        lp = logp.gather(-1, target[..., None])[..., 0].masked_fill(~scored, 0.0)
+        greedy = ((logp.argmax(-1) == target) | ~scored).all(-1)            # (B,)
+        for (i, _, n), s, g in zip(chunk, lp.sum(-1).tolist(), greedy.tolist()):
+            sums[i] += s
+            greedy_all[i] &= g
             counts[i] += n
     out = [(float(s), g, c) for s, g, c in zip(sums, greedy_all, counts)]
     return out
