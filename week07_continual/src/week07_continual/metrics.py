@@ -189,7 +189,9 @@ def plot_heatmap(matrix: AccuracyMatrix, title: str = "", path=None, ax=None):
         for j in range(matrix.T):
             v = matrix.R[i, j]
             if not math.isnan(v):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="w", fontsize=8)
+                r, g, b, _ = im.cmap(im.norm(v))  # dark text on bright cells, light on dark
+                ink = "k" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "w"
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", color=ink, fontsize=8)
     ax.set_title(title)
     (fig or ax.figure).colorbar(im, ax=ax)
     if fig is not None:
