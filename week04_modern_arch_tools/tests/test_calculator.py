@@ -48,6 +48,25 @@ def test_huge_numbers_are_refused_before_they_are_computed(expr):
                                         or "large" in out)
 
 
+def test_round_digits_are_bounded_before_round_runs(monkeypatch):
+    """``round(x, n)`` computes ``10**|n|`` inside; with n = -10**7 that took minutes in the
+    calling process. The refusal must come before round is called at all."""
+    from week04_modern_arch_tools.tools import calculator as calc_mod
+
+    calls = []
+    real_round = calc_mod._FUNCTIONS["round"]
+    monkeypatch.setitem(calc_mod._FUNCTIONS, "round",
+                        lambda *a: calls.append(a) or real_round(*a))
+    calc = Calculator()
+    for expr in ("round(7, -10**7)", "round(7, 10**6)", "round(2.5, 101)"):
+        out = calc.run(expr)
+        assert out.startswith("Error") and "digits" in out, (expr, out)
+    assert calls == []  # refused before computing
+    assert calc.run("round(1234.5678, 2)") == "1234.57" and calc.run("round(1234, -2)") == "1200"
+    assert calc.run("round(7, 0.5)").startswith("Error")
+    assert len(calls) == 2
+
+
 @pytest.mark.parametrize("expr", [
     "__import__('os')", "__import__('os').system('echo pwned')", "open('/etc/passwd')",
     "(1).__class__.__bases__", "[x for x in range(10)]", "lambda: 1", "'a' * 10", "a",

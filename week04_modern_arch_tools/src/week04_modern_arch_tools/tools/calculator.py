@@ -13,8 +13,9 @@ Every operation is checked *before* it is computed, so work stays small:
 integers are capped at ``max_digits`` decimal digits (a product's size is
 bounded by the sum of its factors' bit lengths, a power's by
 ``exponent * log2(base)``, a factorial's by ``log10(n!)`` from lgamma), and
-exponents by ``max_exponent``. ``9**9**9`` or ``factorial(3249)`` (10,000
-digits) answer with an error string immediately. As people write them,
+exponents by ``max_exponent``, ``round``'s digits by ``max_digits``.
+``9**9**9``, ``factorial(3249)`` (10,000 digits) or ``round(7, -10**7)``
+answer with an error string immediately. As people write them,
 ``x``, ``×``, ``÷`` and ``^`` are read as ``*``, ``*``, ``/`` and ``**``
 (so ``^`` is a power here, not Python's xor).
 
@@ -128,6 +129,8 @@ class Calculator:
             name = node.func.id
             if name == "factorial":
                 self._check_factorial(args)
+            elif name == "round":
+                self._check_round(args)
             return self._check_int(_FUNCTIONS[name](*args))
         raise CalculatorError(f"{type(node).__name__} is not allowed in arithmetic")
 
@@ -137,6 +140,16 @@ class Calculator:
         if base not in (0, 1, -1) and exp > 0 and \
                 exp * math.log10(abs(base)) > self.max_digits + 1:
             raise CalculatorError(f"result has more than {self.max_digits} digits")
+
+    def _check_round(self, args):
+        """``round(x, n)`` builds ``10**|n|`` inside: ``round(7, -10**7)`` would take minutes."""
+        if len(args) == 2:
+            n = args[1]
+            if not isinstance(n, int):
+                raise CalculatorError("round's second argument (the digits) must be an integer")
+            if abs(n) > self.max_digits:
+                raise CalculatorError(f"round to {n} digits is beyond the limit of "
+                                      f"{self.max_digits} digits")
 
     def _check_factorial(self, args):
         if len(args) != 1 or not isinstance(args[0], int) or args[0] < 0:
