@@ -134,14 +134,28 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """Position-wise feed-forward: C -> 4C -> GELU -> C."""
+    """Position-wise feed-forward: C -> 4C -> GELU -> C.
+
+    Its sizes and activation are parts too: ``hidden_size(config)``, ``fc_width(hidden)``
+    (what ``fc`` outputs: a gated MLP stacks gate and up) and ``make_act()``.
+    """
 
     def __init__(self, config: GPTConfig, layer_idx: int = 0):
         super().__init__()
-        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.act = nn.GELU(approximate="tanh")  # GPT-2's "gelu_new"
-        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        hidden = self.hidden_size(config)
+        self.fc = nn.Linear(config.n_embd, self.fc_width(hidden), bias=config.bias)
+        self.act = self.make_act()
+        self.proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
+
+    def hidden_size(self, config: GPTConfig) -> int:
+        return 4 * config.n_embd
+
+    def fc_width(self, hidden: int) -> int:
+        return hidden
+
+    def make_act(self) -> nn.Module:
+        return nn.GELU(approximate="tanh")  # GPT-2's "gelu_new"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.proj(self.act(self.fc(x))))  # (B, T, C)

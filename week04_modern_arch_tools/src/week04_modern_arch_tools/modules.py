@@ -201,12 +201,14 @@ class SwiGLU(MLP):
     ``fc`` holds gate and up stacked, (2 * intermediate, C): one matmul for both.
     """
 
-    def __init__(self, config: LlamaConfig, layer_idx: int = 0):
-        nn.Module.__init__(self)  # week01's MLP would build a 4C GELU MLP first
-        self.fc = nn.Linear(config.n_embd, 2 * config.intermediate_size, bias=False)  # [gate; up]
-        self.act = nn.SiLU()
-        self.proj = nn.Linear(config.intermediate_size, config.n_embd, bias=False)  # "down"
-        self.dropout = nn.Dropout(config.dropout)
+    def hidden_size(self, config: LlamaConfig) -> int:
+        return config.intermediate_size
+
+    def fc_width(self, hidden: int) -> int:
+        return 2 * hidden  # [gate; up]; proj is "down"
+
+    def make_act(self) -> nn.Module:
+        return nn.SiLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.fc(x).chunk(2, dim=-1)  # (B, T, I) each
@@ -222,12 +224,11 @@ class SwiGLU(MLP):
 class ReLU2MLP(MLP):
     """``proj(relu(fc(x))^2)``: nanochat's MLP (So et al. 2021, Primer)."""
 
-    def __init__(self, config: LlamaConfig, layer_idx: int = 0):
-        nn.Module.__init__(self)
-        self.fc = nn.Linear(config.n_embd, config.intermediate_size, bias=False)
-        self.act = nn.ReLU()
-        self.proj = nn.Linear(config.intermediate_size, config.n_embd, bias=False)
-        self.dropout = nn.Dropout(config.dropout)
+    def hidden_size(self, config: LlamaConfig) -> int:
+        return config.intermediate_size
+
+    def make_act(self) -> nn.Module:
+        return nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.proj(self.act(self.fc(x)).square()))  # (B, T, C)
