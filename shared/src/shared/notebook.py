@@ -62,23 +62,24 @@ _NOISE = re.compile(r"^.*TqdmWarning: IProgress not found.*\n(\s+from \.autonote
 # ---------------------------------------------------------------- running
 
 
+def _set_environ(values: dict[str, str | None]) -> None:
+    """Set each variable (None removes it)."""
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @contextlib.contextmanager
 def _environ(**values: str | None):
     """Set (or, for None, remove) environment variables for the kernel, then restore them."""
     old = {k: os.environ.get(k) for k in values}
     try:
-        for k, v in values.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _set_environ(values)
         yield
     finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _set_environ(old)
 
 
 def run_notebook(path: str | os.PathLike, smoke: bool = True, inplace: bool = False,
