@@ -1,38 +1,32 @@
 """The worker process behind ``PythonREPL`` (run as a script, never imported by the parent).
 
-Started as ``python -I _sandbox_worker.py '<json config>'`` in a fresh temp
-directory with a scrubbed environment. Before it reads any code it:
+Started as ``python -I _sandbox_worker.py '<json config>'`` (inside bubblewrap when the
+parent found it) with an empty environment. Before it reads any code it:
 
-1. moves its protocol pipes off fds 0/1 and points fds 0, 1, 2 at /dev/null,
-   so code that writes to the raw file descriptors cannot corrupt the replies;
-2. sets resource limits: CPU seconds, address space (memory), file size,
-   open files, no core dumps, and RLIMIT_NPROC (ignored for root, hence 3.);
-3. installs an audit hook (PEP 578) that refuses (see "Refusals" below)
-   sockets, subprocesses, ``os.system``/exec/spawn/fork, signals to other
-   processes, ctypes, new threads, changing rlimits, walking the heap with
-   ``gc``, rewriting function code/defaults, and any file access outside the
-   sandbox directory (reads are also allowed under the Python installation
-   and ``sys.path``, so imports work);
-4. deletes the few process-control functions that raise no audit event.
+1. moves its protocol pipes off fds 0/1 and points fds 0, 1, 2 at /dev/null, so code
+   that writes to the raw file descriptors cannot corrupt the replies;
+2. ``kernel`` mode as root: its own mount, network, IPC and UTS namespaces and a
+   size-capped tmpfs on the work dir (``_confine.private_mounts``; bubblewrap does this in
+   ``bwrap`` mode);
+3. as root: drops to the unprivileged uid the parent chose (``_confine.drop_privileges``);
+4. marks itself not dumpable, then applies Landlock and the seccomp filter
+   (``_confine.landlock``, ``_confine.seccomp``); mode ``none`` skips 2-4 (unsafe);
+5. sets resource limits: CPU seconds, address space, file size, open files, no core
+   dumps, no new processes;
+6. installs the audit hook (PEP 578) unless told not to: not a boundary (it shares the
+   process with the code), a layer that turns what the kernel would refuse anyway into a
+   readable ``SandboxViolation`` (see "Refusals" below).
 
-Then it answers one JSON line per request on the pipe: ``{"code": ...}`` ->
-``{"output": ...}``. State (the namespace) persists between requests.
+Then it answers one JSON line per request on the pipe: ``{"id": n, "code": ...}`` ->
+``{"id": n, "output": ...}``, the ``id`` the parent's nonce for that request. State (the
+namespace) persists between requests.
 
-Refusals. Everything the sandbox itself refuses raises ``SandboxViolation`` (a
+Refusals. Everything the audit hook refuses raises ``SandboxViolation`` (a
 ``PermissionError``) or, for a blocked import, ``SandboxImportViolation`` (an
-``ImportError``, so ``try: import x / except ImportError`` fallbacks still
-work); both messages start with ``blocked by the sandbox: `` and name what was
-refused. The reply's traceback shows the whole exception chain, so a refusal
-that library code wraps (urllib's ``URLError``) still shows up as its own line
-``SandboxViolation: blocked by the sandbox: ...``; ``repl.refusals(output)``
-reads those lines back. Other errors (the user's own, rlimits: ``MemoryError``,
-``File too large``) never carry the marker. The marker is text the code could
-also print: it says what the sandbox refused, not that nothing else happened.
-
-Left out: this is a guard against accidents and casual escapes by model
-output, not a security boundary against a determined attacker (a CPython
-audit hook runs in the same process as the code it watches). Run untrusted
-users' code in a container or VM with seccomp as well.
+``ImportError``, so ``try: import x / except ImportError`` fallbacks still work); both
+messages start with ``blocked by the sandbox: `` and name what was refused; the reply's
+traceback keeps them even when library code wraps them, and ``repl.refusals(output)``
+reads them back. What the kernel refuses is a plain ``PermissionError`` (EPERM/EACCES).
 """
 
 import ast
@@ -49,7 +43,6 @@ import types
 # ---------------------------------------------------------------- setup
 
 CONFIG = json.loads(sys.argv[1])
-ROOT = os.path.realpath(os.getcwd())
 PROTO_IN = os.fdopen(os.dup(0), "rb", buffering=0)
 PROTO_OUT = os.fdopen(os.dup(1), "wb", buffering=0)
 _null = os.open(os.devnull, os.O_RDWR)
@@ -57,6 +50,59 @@ for _fd in (0, 1, 2):
     os.dup2(_null, _fd)
 os.close(_null)
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-big write raises OSError instead of killing
+
+_read_roots = set()
+for _key in ("stdlib", "platstdlib", "purelib", "platlib"):
+    _p = sysconfig.get_paths().get(_key)
+    if _p and os.path.isdir(_p):
+        _read_roots.add(os.path.realpath(_p))
+for _p in sys.path:
+    if _p and os.path.exists(_p) and os.path.realpath(_p) != "/":
+        _read_roots.add(os.path.realpath(_p))
+READ_ROOTS = tuple(sorted(_read_roots))  # what imports need; the audit hook reads it too
+LIBRARY_ROOTS = ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/etc/ld.so.cache",
+                 "/usr/share/zoneinfo", "/etc/localtime")  # dlopen and time zones
+DEVICES = ["/dev/null", "/dev/urandom", "/dev/random"]
+MODE = CONFIG["mode"]
+
+
+def _confine_self():
+    """Steps 2-4 of the module doc; any failure is reported to the parent, then exit."""
+    global _confine
+    if MODE != "none":
+        _here = os.path.dirname(os.path.realpath(__file__))
+        _spec = __import__("importlib.util").util.spec_from_file_location(
+            "_confine", os.path.join(_here, "_confine.py"))
+        _confine = __import__("importlib.util").util.module_from_spec(_spec)
+        _spec.loader.exec_module(_confine)
+        import landlock  # noqa: E402,F401  (both load their C libraries now, while that is allowed)
+        import pyseccomp  # noqa: E402,F401
+
+        if MODE == "kernel" and os.geteuid() == 0:
+            _confine.private_mounts(CONFIG["workdir"], int(CONFIG["disk_bytes"]),
+                                    [p for p in READ_ROOTS + (_here,)], int(CONFIG["uid"]))
+        elif MODE == "bwrap" and os.geteuid() == 0:
+            os.chown(CONFIG["workdir"], int(CONFIG["uid"]), int(CONFIG["uid"]))
+        if os.geteuid() == 0:
+            _confine.drop_privileges(int(CONFIG["uid"]))
+        _confine.not_dumpable()
+        _work = os.path.realpath(CONFIG["workdir"])
+        _roots = [r for r in READ_ROOTS + LIBRARY_ROOTS + (_here,)  # none that holds the work dir
+                  if os.path.exists(r) and not (_work + "/").startswith(os.path.realpath(r) + "/")]
+        _confine.landlock(_roots, CONFIG["workdir"], DEVICES)
+        _confine.seccomp(os.getpid())
+
+
+try:
+    _confine_self()
+except BaseException as _e:  # the parent shows this instead of a bare "did not start"
+    PROTO_OUT.write(json.dumps({"failed": f"{type(_e).__name__}: {_e}"}).encode() + b"\n")
+    os._exit(1)
+for _name in [m for m in sys.modules if m.split(".")[0] in (
+        "ctypes", "_ctypes", "subprocess", "_posixsubprocess", "landlock", "pyseccomp")]:
+    del sys.modules[_name]  # what confinement loaded; the code's own imports are audited
+os.chdir(CONFIG["workdir"])
+ROOT = os.path.realpath(os.getcwd())
 
 
 def _limit(kind, value):
@@ -76,17 +122,7 @@ _limit(resource.RLIMIT_FSIZE, int(CONFIG["file_size_mb"]) * 2**20)
 _limit(resource.RLIMIT_NOFILE, int(CONFIG["max_open_files"]))
 _limit(resource.RLIMIT_CORE, 0)
 _limit(resource.RLIMIT_NPROC, 0)
-
-_read_roots = {ROOT}
-for _key in ("stdlib", "platstdlib", "purelib", "platlib"):
-    _p = sysconfig.get_paths().get(_key)
-    if _p:
-        _read_roots.add(os.path.realpath(_p))
-for _p in sys.path:
-    if _p and os.path.exists(_p) and os.path.realpath(_p) != "/":
-        _read_roots.add(os.path.realpath(_p))
-READ_ROOTS = tuple(sorted(_read_roots))
-READ_FILES = ("/dev/null", "/dev/urandom", "/dev/random")
+READ_FILES = tuple(DEVICES)
 
 # ---------------------------------------------------------------- the audit hook
 
@@ -181,7 +217,8 @@ def _check(cfg, event, args):
 _hook = types.MethodType(_check, ((ROOT,), READ_ROOTS, READ_FILES, BLOCKED_PREFIXES,
                                   BLOCKED_EVENTS, BLOCKED_IMPORTS, PATH_EVENTS, READ_ONLY_EVENTS,
                                   WRITE_FLAGS, SandboxViolation, SandboxImportViolation, REFUSAL))
-sys.addaudithook(_hook)
+if CONFIG.get("audit_hook", True):
+    sys.addaudithook(_hook)
 
 # functions that kill or start processes: replaced by stubs (some raise no audit event)
 import _thread  # noqa: E402
@@ -195,14 +232,16 @@ def _stub(what):
     return blocked
 
 
-for _mod in (os, posix, signal):
+for _mod in (os, posix, signal) if CONFIG.get("audit_hook", True) else ():
     for _name in ("pidfd_open", "pidfd_send_signal", "kill", "killpg", "fork", "forkpty",
                   "setuid", "setgid", "setresuid", "setresgid"):
         if hasattr(_mod, _name):
             setattr(_mod, _name, _stub(f"{_mod.__name__}.{_name}"))
 for _name in ("start_new_thread", "start_joinable_thread", "start_new"):
-    if hasattr(_thread, _name):
+    if hasattr(_thread, _name) and CONFIG.get("audit_hook", True):
         setattr(_thread, _name, _stub("starting a thread"))
+if "threading" in sys.modules and CONFIG.get("audit_hook", True):  # imported during setup
+    sys.modules["threading"]._start_new_thread = _stub("starting a thread")
 
 # ---------------------------------------------------------------- the REPL loop
 
@@ -279,7 +318,7 @@ def run_cell(code, namespace):
 def main():
     namespace = {"__name__": "__repl__", "__builtins__": __builtins__}
     limit = int(CONFIG["max_output"])
-    PROTO_OUT.write(b'{"ready": true}\n')
+    PROTO_OUT.write(json.dumps({"ready": CONFIG["nonce"]}).encode() + b"\n")
     buf = b""
     while True:
         chunk = PROTO_IN.read(65536)
@@ -288,7 +327,8 @@ def main():
         buf += chunk
         while b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
-            code = json.loads(line)["code"]
+            request = json.loads(line)
+            rid, code = request["id"], request["code"]
             out = _Capped(limit)
             sys.stdout = sys.stderr = out
             try:
@@ -301,7 +341,7 @@ def main():
                 sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
             text = out.text()
             out = None
-            PROTO_OUT.write(json.dumps({"output": text}).encode() + b"\n")
+            PROTO_OUT.write(json.dumps({"id": rid, "output": text}).encode() + b"\n")
 
 
 main()

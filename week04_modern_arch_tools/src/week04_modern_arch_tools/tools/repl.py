@@ -1,43 +1,45 @@
-"""``PythonREPL``: a sandboxed, persistent Python interpreter the model can call.
+"""``PythonREPL``: a persistent Python interpreter the model can call, held by the kernel.
 
-Each ``PythonREPL`` owns one worker process (``_sandbox_worker.py``) started
-with ``python -I`` (isolated: no PYTHON* variables, no user site) in a fresh
-temp directory, with a scrubbed environment (no secrets inherited: only PATH,
-HOME/TMPDIR pointing at the sandbox, and a UTF-8 locale), in its own session.
-The worker applies resource limits (CPU seconds over its lifetime, address
-space, file size, open files) and an audit hook that blocks network,
-processes, signals, ctypes, threads and file access outside its directory;
-see the worker's docstring for the full list.
+Each ``PythonREPL`` owns one worker process (``_sandbox_worker.py``, ``python -I``) in a
+fresh work dir with an empty environment, in its own session. Where the walls come from
+(``isolation.py`` has the details, ``SandboxConfig.isolation`` the choice):
 
-``run(code)`` sends the code over a pipe and waits at most ``timeout``
-seconds of wall-clock time. The reply is what the code printed (stdout and
-stderr together), then the value of a final expression, or the traceback,
-truncated to ``max_output`` characters. Variables persist between calls. A
-worker that times out is killed; one that crashed, ran out of memory or CPU
-time, or exited is noticed; either way the next call gets a fresh worker and
-the reply says that the state was lost. ``run`` never raises.
+- bubblewrap, when installed: own pid/network/IPC/UTS namespaces, a read-only view of the
+  interpreter and nothing else, a size-capped tmpfs work dir, no ``/proc``;
+- always (modes ``bwrap`` and ``kernel``): an unprivileged uid when the parent is root
+  (and, without bubblewrap, private namespaces and a capped tmpfs made by the worker),
+  Landlock (read the interpreter, read/write only the work dir) and a seccomp filter (no
+  sockets, processes, exec, ptrace, device nodes, or signals/priority changes to others);
+- rlimits: CPU seconds, address space, file size, open files;
+- the audit hook, a courtesy layer: what the kernel would refuse anyway comes back as a
+  ``SandboxViolation: blocked by the sandbox: <what>`` line (``refusals(output)`` lists
+  them). It shares the process with the code, so it is no boundary; ``audit_hook=False``
+  shows the kernel layers alone.
 
-What the sandbox refuses comes back as a traceback line of its own exception
-types, ``SandboxViolation: blocked by the sandbox: <what>`` (a
-``PermissionError``) or ``SandboxImportViolation: blocked by the sandbox:
-import <name>`` (an ``ImportError``); ``refusals(output)`` lists the ``<what>``
-of each. The code's own errors, the rlimits' (``MemoryError``, ``File too
-large``) and the parent's ``Error: ...`` replies (timeout, crash) carry no such
-line. The line is text the code could print itself, so it tells what was
-refused, not that nothing else happened.
+Without Landlock and seccomp ``PythonREPL()`` raises ``SandboxUnavailable`` naming what to
+install, unless ``isolation="none"`` (rlimits and the audit hook only: unsafe, for code
+you trust).
 
-Left out: real isolation. The audit hook shares the process with the code it
-guards, so this stops model mistakes and the usual escape attempts, not a
-determined attacker; for hostile code, add a container/VM and seccomp.
+``run(code)`` returns what the code printed (stdout and stderr together), then the value
+of a final expression, or the traceback, truncated to ``max_output`` characters, or an
+``Error: ...`` line; it never raises and returns within ``timeout`` seconds (plus
+``start_timeout`` when it must start a worker, plus about a second to stop one).
+Variables persist between calls. Each request carries a fresh nonce: a reply without it,
+a second reply, or a line nobody asked for means the worker was tampered with; it is
+killed with everything it started and the next call gets a fresh one, as after a
+timeout, crash or limit. ``close()`` never raises either, and leaves no process and no
+work dir behind.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import re
+import secrets
 import select
-import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,10 +47,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from week04_modern_arch_tools.tools.isolation import (SandboxUnavailable, bwrap_argv,
+                                                      choose_mode, remove_tree)
+
 WORKER = Path(__file__).with_name("_sandbox_worker.py")
 REFUSAL = "blocked by the sandbox: "  # the worker's refusal messages start with this
 _REFUSAL_LINE = re.compile(r"^(?:SandboxViolation|SandboxImportViolation): "
                            + re.escape(REFUSAL) + r"(.*)$", re.MULTILINE)
+UID_RANGE = (100_000, 165_535)  # unprivileged uids a root parent gives its workers
 
 
 def refusals(output: str) -> list[str]:
@@ -59,23 +65,34 @@ def refusals(output: str) -> list[str]:
     return _REFUSAL_LINE.findall(output)
 
 
+
 @dataclass
 class SandboxConfig:
-    """Limits of one REPL worker."""
+    """Limits and walls of one REPL worker."""
 
     timeout: float = 5.0  # wall-clock seconds per call; the worker is killed after that
     cpu_seconds: int = 60  # CPU seconds over the worker's life (RLIMIT_CPU); then it is replaced
     memory_mb: int = 512  # address space (RLIMIT_AS)
     file_size_mb: int = 16  # largest file it may write (RLIMIT_FSIZE)
+    disk_mb: int = 64  # all of its work dir together (a tmpfs of this size)
     max_open_files: int = 64  # RLIMIT_NOFILE
     max_output: int = 4000  # characters of output returned per call
     start_timeout: float = 20.0  # seconds for a fresh worker to report ready
+    isolation: str = "auto"  # "auto" | "bwrap" | "kernel" | "none" (unsafe); see isolation.py
+    audit_hook: bool = True  # the friendly-refusal layer (False: the kernel layers alone)
+    uid: int | None = None  # the worker's uid when the parent is root (None: a random one)
 
     def __post_init__(self):
-        for name in ("timeout", "cpu_seconds", "memory_mb", "file_size_mb", "max_open_files",
-                     "max_output", "start_timeout"):
+        for name in ("timeout", "cpu_seconds", "memory_mb", "file_size_mb", "disk_mb",
+                     "max_open_files", "max_output", "start_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"SandboxConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if self.uid is not None and not (isinstance(self.uid, int) and self.uid > 0):
+            raise ValueError(f"SandboxConfig.uid must be a positive int (not root), got {self.uid!r}")
+
+
+class _Tampered(Exception):
+    """The worker broke the protocol: it no longer speaks for the parent."""
 
 
 class PythonREPL:
@@ -85,49 +102,115 @@ class PythonREPL:
 
     def __init__(self, config: SandboxConfig | None = None, **limits):
         self.config = config or SandboxConfig(**limits)
+        self.isolation = choose_mode(self.config.isolation)  # may raise SandboxUnavailable
         self.proc: subprocess.Popen | None = None
         self.workdir: str | None = None
-        self.restarts = 0  # workers replaced after a crash or timeout
+        self.restarts = 0  # workers replaced after a crash, timeout, limit or tampering
+        self._worker_pid: int | None = None
 
     # -- worker lifecycle
     def _env(self) -> dict:
         return {"PATH": "/usr/bin:/bin", "HOME": self.workdir, "TMPDIR": self.workdir,
-                "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
+                "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 
-    def _start(self) -> None:
+    def _start(self, deadline: float) -> None:
         self.workdir = tempfile.mkdtemp(prefix="nanochat-repl-")
-        cfg = {k: v for k, v in asdict(self.config).items() if k not in ("timeout",)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-I", str(WORKER), json.dumps(cfg)], cwd=self.workdir,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=self._env(), start_new_session=True, close_fds=True)
-        reply = self._read_line(self.config.start_timeout)
-        if reply is None or not reply.get("ready"):
+        root = os.geteuid() == 0
+        uid = self.config.uid or (random.randint(*UID_RANGE) if root else os.getuid())
+        nonce = secrets.token_hex(16)
+        cfg = {k: v for k, v in asdict(self.config).items() if k not in ("timeout", "uid")}
+        cfg.update(mode=self.isolation, workdir=self.workdir, uid=uid, nonce=nonce,
+                   disk_bytes=self.config.disk_mb * 2**20)
+        argv = [sys.executable, "-I", str(WORKER), json.dumps(cfg)]
+        env = self._env()
+        if self.isolation == "bwrap":
+            from week04_modern_arch_tools.tools.isolation import support
+            sets = [a for k, v in env.items() for a in ("--setenv", k, v)]
+            argv = bwrap_argv(support().bwrap, self.workdir, cfg["disk_bytes"]) + sets + argv
+        self.proc = subprocess.Popen(argv, cwd=self.workdir, env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     start_new_session=True, close_fds=True)
+        os.set_blocking(self.proc.stdin.fileno(), False)
+        self._buf = b""
+        reply = self._read_line(deadline)
+        if not isinstance(reply, dict) or reply.get("ready") != nonce or set(reply) != {"ready"}:
             self._kill()
-            raise RuntimeError("the sandbox worker did not start")
+            why = reply.get("failed") if isinstance(reply, dict) else None
+            raise RuntimeError(f"the sandbox worker did not start ({why or 'no reply'}; "
+                               f"isolation={self.isolation!r})")
+
+    def _descendants(self) -> list[int]:
+        """Host pids of every process under the worker's launcher, parents first."""
+        if self.proc is None:
+            return []
+        parent_of = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat", "rb") as f:
+                        parent_of[int(entry)] = int(f.read().rsplit(b")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    pass
+        out, frontier = [], [self.proc.pid]
+        while frontier:
+            kids = [p for p, pp in parent_of.items() if pp in frontier]
+            out += kids
+            frontier = kids
+        return out
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The host pid of the Python worker itself (inside bubblewrap: its innermost process)."""
+        if not self.alive:
+            return None
+        if self.isolation != "bwrap":
+            return self.proc.pid
+        if self._worker_pid is None:
+            kids = self._descendants()
+            self._worker_pid = kids[-1] if kids else None
+        return self._worker_pid
 
     def _kill(self) -> None:
-        if self.proc is not None:
+        proc, self.proc, self._worker_pid = self.proc, None, None
+        if proc is not None:
+            others = self._descendants_of(proc)
+            for kill in ([lambda: os.killpg(proc.pid, signal.SIGKILL), proc.kill]
+                         + [lambda p=p: os.kill(p, signal.SIGKILL) for p in others]):
+                try:
+                    kill()
+                except OSError:
+                    pass
             try:
-                self.proc.kill()
-            except ProcessLookupError:
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
                 pass
-            self.proc.wait()
-            for f in (self.proc.stdin, self.proc.stdout):
-                if f is not None:
+            for f in (proc.stdin, proc.stdout):
+                try:
                     f.close()
-            self.proc = None
+                except OSError:
+                    pass
+            self._last_returncode = proc.returncode
         if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            remove_tree(self.workdir)
             self.workdir = None
 
+    def _descendants_of(self, proc) -> list[int]:
+        saved, self.proc = self.proc, proc
+        try:
+            return self._descendants()
+        finally:
+            self.proc = saved
+
     def close(self) -> None:
-        """Stop the worker and delete its directory."""
-        self._kill()
+        """Stop the worker and everything it started, delete its directory; never raises."""
+        try:
+            self._kill()
+        except Exception:
+            pass
 
     def reset(self) -> None:
         """Forget all state: the next call starts a fresh worker."""
-        self._kill()
+        self.close()
 
     def __enter__(self) -> PythonREPL:
         return self
@@ -136,47 +219,53 @@ class PythonREPL:
         self.close()
 
     def __del__(self):
-        try:
-            self._kill()
-        except Exception:
-            pass
+        self.close()
 
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     # -- the pipe
-    def _read_line(self, timeout: float) -> dict | None:
-        """One JSON reply, or None on timeout / EOF / garbage / a reply too large.
+    def _write(self, data: bytes, deadline: float) -> bool:
+        """All of ``data`` to the worker before ``deadline``; False if it would not take it."""
+        fd = self.proc.stdin.fileno()
+        view = memoryview(data)
+        while view:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([], [fd], [], left)[1]:
+                return False
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                continue
+        return True
 
-        On EOF the worker is reaped (so ``returncode`` says why it died).
-        """
+    def _read_line(self, deadline: float):
+        """One JSON line; None on timeout or EOF. ``_Tampered`` for garbage, a line too long,
+        or anything after the line (one request, one reply)."""
         fd = self.proc.stdout.fileno()
         limit = 8 * self.config.max_output + 4096  # JSON escapes can grow text up to 6x
-        deadline = time.monotonic() + timeout
-        data = b""
-        while b"\n" not in data:
+        while b"\n" not in self._buf:
             left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
                 return None
             chunk = os.read(fd, 65536)
             if not chunk:  # the worker died
                 try:
-                    self.proc.wait(timeout=5)
+                    self.proc.wait(timeout=2)
                 except subprocess.TimeoutExpired:
                     pass
                 return None
-            data += chunk
-            if len(data) > limit:
-                return None
+            self._buf += chunk
+            if len(self._buf) > limit:
+                raise _Tampered("a reply longer than any the worker writes")
+        line, self._buf = self._buf.split(b"\n", 1)
+        if self._buf or select.select([fd], [], [], 0)[0]:
+            raise _Tampered("more than one reply")
         try:
-            reply = json.loads(data.split(b"\n", 1)[0])
+            return json.loads(line)
         except ValueError:
-            return None
-        return reply if isinstance(reply, dict) else None
+            raise _Tampered("a reply that is not JSON") from None
 
     # -- the tool
     def run(self, text: str) -> str:
@@ -184,27 +273,45 @@ class PythonREPL:
         if not isinstance(text, str):
             return f"Error: code must be a string, got {type(text).__name__}"
         try:
-            if not self.alive:
-                lost = self.proc is not None
-                self._kill()
-                self._start()
-                if lost:
-                    self.restarts += 1
-            self.proc.stdin.write(json.dumps({"code": text}).encode() + b"\n")
-            self.proc.stdin.flush()
-        except (OSError, RuntimeError, ValueError) as e:
-            self._kill()
-            return f"Error: could not reach the Python sandbox ({e})"
-        reply = self._read_line(self.config.timeout)
-        if reply is not None and isinstance(reply.get("output"), str):
+            return self._run(text)
+        except _Tampered as e:
+            self.close()
+            self.restarts += 1
+            return (f"Error: the interpreter broke the reply protocol ({e}), so it was stopped; "
+                    "the session was restarted and its state lost")
+        except Exception as e:  # noqa: BLE001  (run never raises)
+            self.close()
+            return f"Error: could not reach the Python sandbox ({type(e).__name__}: {e})"
+
+    def _run(self, text: str) -> str:
+        if not self.alive:
+            lost = self.proc is not None
+            self.close()
+            self._start(time.monotonic() + self.config.start_timeout)
+            if lost:
+                self.restarts += 1
+        if select.select([self.proc.stdout.fileno()], [], [], 0)[0] and self.proc.poll() is None:
+            raise _Tampered("a line nobody asked for")
+        nonce = secrets.token_hex(16)
+        deadline = time.monotonic() + self.config.timeout
+        request = json.dumps({"id": nonce, "code": text}).encode() + b"\n"
+        reply = self._read_line(deadline) if self._write(request, deadline) else None
+        if isinstance(reply, dict):
+            if reply.get("id") != nonce or not isinstance(reply.get("output"), str):
+                raise _Tampered("a reply without this request's nonce")
             return reply["output"]
         timed_out = self.proc.poll() is None
         code = self.proc.returncode
-        self._kill()
+        self.close()
         self.restarts += 1
         if timed_out:
             return (f"Error: timed out after {self.config.timeout:g} s; the interpreter was "
                     "restarted and its state lost")
+        if self.isolation == "bwrap" and code is not None and code > 128:
+            code = 128 - code  # bubblewrap exits 128 + N when its child died of signal N
         why = {-9: "killed (CPU time or memory limit)", -24: "CPU time limit exceeded",
                -11: "crashed (segmentation fault)"}.get(code, f"exited with status {code}")
         return f"Error: the interpreter {why}; it was restarted and its state lost"
+
+
+__all__ = ["PythonREPL", "SandboxConfig", "SandboxUnavailable", "refusals"]
