@@ -2,7 +2,9 @@
 
 import ast
 import builtins
+import math
 import random
+import time
 
 import pytest
 
@@ -101,3 +103,33 @@ def test_satisfies_the_tool_protocol():
 
     assert isinstance(Calculator(), Tool) and Calculator.name == "calculator"
     assert Calculator().run(None).startswith("Error")
+
+
+def test_a_deadline_is_checked_before_every_step(monkeypatch):
+    """The walk stops at ``time_limit`` even if each step were slow: here every sqrt sleeps
+    20 ms (a stand-in for a slow operation), and 40 of them meet a 0.1 s limit."""
+    from week04_modern_arch_tools.tools import calculator as calc
+
+    calls = []
+
+    def slow_sqrt(x):
+        calls.append(x)
+        time.sleep(0.02)
+        return math.sqrt(x)
+
+    monkeypatch.setitem(calc._FUNCTIONS, "sqrt", slow_sqrt)
+    c = Calculator(time_limit=0.1)
+    out = c.run(" + ".join(["sqrt(4)"] * 40))
+    assert out == "Error: took longer than the time limit of 0.1 s"
+    assert 1 <= len(calls) < 40  # it stopped part-way, not after doing all the work
+    assert c.run("sqrt(16)") == "4"  # a fresh deadline for the next expression
+    with pytest.raises(ValueError, match="time_limit must be > 0"):
+        Calculator(time_limit=0)
+
+
+@pytest.mark.parametrize("expr", ["1 << 10**9", "2 >> 1", "5 & 3", "5 | 3", "~5",
+                                  "((((((((((" * 30 + "1" + "))))))))))" * 30,
+                                  "1" * 499])
+def test_shifts_bitwise_and_deep_nesting_are_errors(expr):
+    out = Calculator().run(expr)
+    assert out.startswith("Error"), out

@@ -1,6 +1,8 @@
-"""The Python REPL sandbox: a REPL that works, and real escape attempts that are contained.
+"""The Python REPL sandbox with its default layers: a REPL that works, the friendly refusals.
 
-Every attack is bounded even if the sandbox failed: one fork (whose child exits at
+Here the audit hook is on (the default), so each refusal comes back as its own
+``SandboxViolation`` line; ``test_sandbox_attacks.py`` turns the hook off and judges the
+kernel layers by harm alone. Every attack is bounded even if the sandbox failed: one fork (whose child exits at
 once), one allocation of 1.5 GiB, a signal the test itself catches instead of SIGKILL,
 short timeouts. Each test checks that the sandbox itself refused the attempt (its
 ``SandboxViolation`` / ``SandboxImportViolation`` line naming the operation, read with
@@ -18,7 +20,18 @@ import pytest
 
 from shared import Tool
 from week04_modern_arch_tools import PythonREPL
+from week04_modern_arch_tools.tools.isolation import SandboxUnavailable, support
 from week04_modern_arch_tools.tools.repl import refusals
+
+MODES = [pytest.param("bwrap", marks=pytest.mark.skipif(
+             support().bwrap is None, reason="bubblewrap missing: apt-get install bubblewrap")),
+         pytest.param("kernel", marks=pytest.mark.skipif(
+             not support().kernel, reason="no Landlock/seccomp: " + "; ".join(support().why)))]
+
+
+@pytest.fixture(params=MODES)
+def repl_mode(request):
+    return request.param
 
 
 @pytest.fixture
@@ -36,7 +49,7 @@ def refused(out: str, what: str) -> bool:
 
 def same_worker(repl, pid: int) -> bool:
     """The worker neither died nor was replaced (an exec would replace it, a crash kill it)."""
-    return repl.alive and repl.proc.pid == pid and repl.restarts == 0
+    return repl.alive and repl.worker_pid == pid and repl.restarts == 0
 
 
 def children(pid: int) -> list[int]:
@@ -61,6 +74,34 @@ def test_refusals_reads_only_the_sandboxs_own_lines():
     for other in ("Error: timed out after 1 s", "PermissionError: [Errno 13] Permission denied",
                   "MemoryError", "print: blocked by the sandbox: os.system"):
         assert refusals(other) == []
+
+
+def test_each_mode_runs_the_same_repl(repl_mode):
+    """bubblewrap and the kernel layers alone give the same interpreter to well-behaved code."""
+    with PythonREPL(isolation=repl_mode, timeout=10.0) as r:
+        assert r.isolation == repl_mode
+        assert r.run("import json, math, re, fractions, decimal, datetime\nmath.factorial(6)") == "720\n"
+        assert r.run("open('n.txt', 'w').write('ok'); open('n.txt').read()") == "'ok'\n"
+        assert r.run("import os; os.getuid() != 0, os.environ['HOME'] == os.getcwd()") == \
+            "(True, True)\n"
+
+
+def test_no_kernel_isolation_means_no_repl(monkeypatch):
+    """Without Landlock and seccomp the REPL refuses to start and says what to install;
+    ``isolation="none"`` is the explicit, documented way round it."""
+    from week04_modern_arch_tools.tools import isolation
+    bare = isolation.Support(bwrap=None, landlock_abi=0, seccomp=False, root=os.geteuid() == 0,
+                             why=("the Python package 'landlock' (pip install landlock)",
+                                  "the Python package 'pyseccomp' (pip install pyseccomp)"))
+    monkeypatch.setattr(isolation, "support", lambda: bare)
+    with pytest.raises(SandboxUnavailable, match="landlock.*pyseccomp.*isolation='none'"):
+        PythonREPL()
+    with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):
+        PythonREPL(isolation="bwrap")
+    with pytest.raises(ValueError, match="isolation must be one of"):
+        PythonREPL(isolation="docker")
+    with PythonREPL(isolation="none") as r:
+        assert r.isolation == "none" and r.run("6 * 7") == "42\n"
 
 
 def test_a_working_repl_with_state(repl):
@@ -100,7 +141,7 @@ def test_reading_outside_is_blocked(repl, tmp_path):
 
 def test_writing_outside_is_blocked(repl, tmp_path):
     target = tmp_path / "pwned.txt"
-    pid = repl.proc.pid
+    pid = repl.worker_pid
     assert refused(repl.run(f"open({str(target)!r}, 'w').write('x')"), f"writing {str(target)!r}")
     assert refused(repl.run(f"import os; os.open({str(target)!r}, os.O_WRONLY | os.O_CREAT)"),
                    f"writing {str(target)!r}")
@@ -148,7 +189,7 @@ def test_processes_are_blocked(repl, tmp_path, code, what):
     """Each attempt would run ``touch`` outside the sandbox: had a process started, the file
     would exist (a child is not under the audit hook)."""
     pwned = str(tmp_path / "pwned")
-    pid = repl.proc.pid
+    pid = repl.worker_pid
     assert refused(repl.run(code.format(pwned=pwned)), what)
     assert not os.path.exists(pwned)
     assert children(pid) == [] and same_worker(repl, pid)
@@ -157,7 +198,7 @@ def test_processes_are_blocked(repl, tmp_path, code, what):
 def test_fork_is_blocked_even_as_root(repl):
     """One fork attempt; were it to succeed, the child exits at once (no bomb) and stays a
     zombie child of the worker, which the /proc scan would see."""
-    pid = repl.proc.pid
+    pid = repl.worker_pid
     out = repl.run("import os\npid = os.fork()\nif pid == 0:\n    os._exit(0)\npid")
     assert refused(out, "os.fork")
     out = repl.run("import posix\npid = posix.fork()\nif pid == 0:\n    posix._exit(0)")
@@ -177,7 +218,7 @@ def test_signalling_the_parent_is_blocked(repl):
     try:
         me = os.getpid()
         assert refused(repl.run(f"import os, signal; os.kill({me}, signal.SIGUSR1)"), "os.kill")
-        assert refused(repl.run(f"import os, signal; os.killpg(os.getpgid({me}), signal.SIGUSR1)"),
+        assert refused(repl.run(f"import os, signal; os.killpg({os.getpgid(me)}, signal.SIGUSR1)"),
                        "os.killpg")
         assert refused(repl.run("import signal; signal.pidfd_send_signal(0, signal.SIGUSR1)"),
                        "signal.pidfd_send_signal")
@@ -196,7 +237,7 @@ def address_space_limit(pid: int) -> str:
 
 
 def test_ctypes_escapes_are_blocked(repl, tmp_path):
-    pid = repl.proc.pid
+    pid = repl.worker_pid
     pwned = str(tmp_path / "pwned")
     assert refused(repl.run(f"import ctypes; ctypes.CDLL(None).system(b'touch {pwned}')"),
                    "import ctypes")
@@ -217,7 +258,7 @@ def test_ctypes_escapes_are_blocked(repl, tmp_path):
 
 def test_memory_bomb_is_an_error(repl):
     """RLIMIT_AS, not the audit hook: the allocation fails inside the worker, which lives on."""
-    pid = repl.proc.pid
+    pid = repl.worker_pid
     assert repl.run("kept = 41") == ""
     out = repl.run("b = bytearray(1536 * 2**20)")  # 1.5 GiB > the 512 MiB limit
     assert out.endswith("MemoryError\n") and refusals(out) == []
