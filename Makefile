@@ -23,7 +23,7 @@ export PYTHONHASHSEED ?= 0
 export MPLBACKEND ?= Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast lint format dashboard reflect bench baseline clean
+.PHONY: help setup setup-sandbox test test-fast lint format dashboard reflect bench baseline clean
 
 help: ## list every target
 	@echo "nanochat curriculum: make <target>"
@@ -46,6 +46,14 @@ $(STAMP): $(addsuffix /pyproject.toml,$(PKGS)) requirements-dev.txt
 	set -o pipefail; $(PY) -m pip install $(PIP_FLAGS) "$(TORCH)" $(foreach p,$(PKGS),-e "./$(p)[dev]") \
 	  -r requirements-dev.txt 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 	@touch $@
+
+setup-sandbox: ## bubblewrap + libseccomp for the REPL sandbox (apt-get, as root; optional layer)
+	@if command -v bwrap >/dev/null && ldconfig -p | grep -q libseccomp.so.2; then \
+	  echo "sandbox: $$(bwrap --version), libseccomp present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap libseccomp2 >/dev/null \
+	  && echo "sandbox: installed $$(bwrap --version)"; \
+	else echo "sandbox: bubblewrap missing (optional; the REPL then runs on Landlock + seccomp): sudo apt-get install bubblewrap"; fi
 
 test: setup ## every package's tests + every notebook in smoke mode
 	$(PY) -m pytest tests shared/tests $(addsuffix /tests,$(WEEKS) $(TRACKS))

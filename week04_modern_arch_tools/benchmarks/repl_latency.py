@@ -1,12 +1,14 @@
-"""Tool latency: the sandboxed Python REPL's start-up and round trip, the calculator, search.
+"""Tool latency: the sandboxed Python REPL per isolation mode, the calculator, search.
 
     python week04_modern_arch_tools/benchmarks/repl_latency.py
 
-Round trip = ``PythonREPL.run("x + 1")`` from the parent: JSON over a pipe to
-the worker, exec under the audit hook, the reply back (median of
-``--calls``). For scale it also times a fresh worker's start-up, an
-in-process ``exec`` of the same code (no sandbox: the floor), the
-calculator, and a BM25 search over the synthetic fact store.
+For each isolation mode this machine has (``none``: rlimits and the audit hook, the design
+before the kernel layers; ``kernel``: + unprivileged uid, namespaces when root, Landlock,
+seccomp; ``bwrap``: + bubblewrap's namespaces and file system), in one run: a fresh
+worker's start-up (first call, median of ``--starts``) and the round trip of
+``run("x + 1")`` (JSON over a pipe, exec, the reply; median of ``--calls``). The cost of
+isolation is each mode minus ``none``, per call and per worker start. For scale: an
+in-process ``exec`` of the same code (the floor), the calculator, a BM25 search.
 """
 
 from __future__ import annotations
@@ -34,18 +36,25 @@ def main():
     p.add_argument("--starts", type=int, default=5)
     args = p.parse_args()
 
-    starts = []
-    for _ in range(args.starts):
-        r = PythonREPL()
-        t0 = time.perf_counter()
-        r.run("x = 1")
-        starts.append(time.perf_counter() - t0)
-        r.close()
-    with PythonREPL() as repl:
-        repl.run("x = 1")
-        assert repl.run("x + 1") == "2\n"
-        round_trip = median_ms(lambda: repl.run("x + 1"), args.calls)
-        printing = median_ms(lambda: repl.run("for i in range(100): print(i)"), args.calls)
+    from week04_modern_arch_tools.tools.isolation import support
+
+    modes = ["none"] + (["kernel"] if support().kernel else []) + \
+        (["bwrap"] if support().bwrap and support().kernel else [])
+    per_mode = {}
+    for mode in modes:
+        starts = []
+        for _ in range(args.starts):
+            r = PythonREPL(isolation=mode)
+            t0 = time.perf_counter()
+            r.run("x = 1")
+            starts.append(time.perf_counter() - t0)
+            r.close()
+        with PythonREPL(isolation=mode) as repl:
+            repl.run("x = 1")
+            assert repl.run("x + 1") == "2\n", mode
+            trip = median_ms(lambda: repl.run("x + 1"), args.calls)
+            printing = median_ms(lambda: repl.run("for i in range(100): print(i)"), args.calls)
+        per_mode[mode] = (statistics.median(starts) * 1e3, trip, printing)
     ns = {"x": 1}
     in_process = median_ms(lambda: exec("x + 1", ns), args.calls)
     calc = Calculator()
@@ -54,11 +63,12 @@ def main():
     search.run("warm up")
     searching = median_ms(lambda: search.run("capital of Zorvania"), args.calls)
 
-    rows = [
-        {"what": "PythonREPL start-up (fresh worker, first call)",
-         "ms": round(statistics.median(starts) * 1e3, 2)},
-        {"what": "PythonREPL round trip: run('x + 1')", "ms": round(round_trip, 3)},
-        {"what": "PythonREPL: print 100 lines", "ms": round(printing, 3)},
+    rows = []
+    for mode, (start, trip, printing) in per_mode.items():
+        rows += [{"what": f"[{mode}] start-up (fresh worker, first call)", "ms": round(start, 2)},
+                 {"what": f"[{mode}] round trip: run('x + 1')", "ms": round(trip, 3)},
+                 {"what": f"[{mode}] print 100 lines", "ms": round(printing, 3)}]
+    rows += [
         {"what": "in-process exec('x + 1') (no sandbox)", "ms": round(in_process, 4)},
         {"what": "Calculator.run('(37 * 48) / 3 + 2 ** 10')", "ms": round(calculator, 4)},
         {"what": "Search.run over 120 fact documents", "ms": round(searching, 3)},
@@ -66,10 +76,17 @@ def main():
     print(f"{'what':<50} {'median ms':>10}")
     for r in rows:
         print(f"{r['what']:<50} {r['ms']:>10}")
-    summary = {"repl_round_trip_ms": rows[1]["ms"], "repl_startup_ms": rows[0]["ms"],
-               "sandbox_overhead_x": round(round_trip / in_process, 1)}
-    print(f"\nREPL round trip {summary['repl_round_trip_ms']} ms; "
-          f"start-up {summary['repl_startup_ms']} ms")
+    best = modes[-1]
+    start, trip, _ = per_mode[best]
+    summary = {"mode": best, "repl_round_trip_ms": round(trip, 3),
+               "repl_startup_ms": round(start, 2),
+               "isolation_cost_per_call_ms": round(trip - per_mode["none"][1], 3),
+               "isolation_cost_per_start_ms": round(start - per_mode["none"][0], 2),
+               "sandbox_overhead_x": round(trip / in_process, 1)}
+    print(f"\n[{best}] REPL round trip {summary['repl_round_trip_ms']} ms, start-up "
+          f"{summary['repl_startup_ms']} ms; isolation costs "
+          f"{summary['isolation_cost_per_call_ms']} ms per call and "
+          f"{summary['isolation_cost_per_start_ms']} ms per worker start over 'none'")
     path = save_benchmark("week04_repl_latency", {"rows": rows, "summary": summary})
     print(f"saved {path}")
 

@@ -1,14 +1,15 @@
 """week04_modern_arch_tools.tools: the tools a model may call, each a ``shared.Tool``.
 
 - ``Calculator``: arithmetic parsed with ``ast`` (no ``eval``), exact integers and fractions
-- ``PythonREPL`` + ``SandboxConfig``: a persistent interpreter in a contained worker process
+- ``PythonREPL`` + ``SandboxConfig``: a persistent interpreter in a worker the kernel holds
+  (bubblewrap when installed, Landlock + seccomp always; ``SandboxUnavailable`` without them)
 - ``Search``: BM25 over pydocs passages or your own files
 
 ``default_tools()`` is the ``{name: tool}`` table ``generate_with_tools`` takes.
 """
 
 from week04_modern_arch_tools.tools.calculator import Calculator
-from week04_modern_arch_tools.tools.repl import PythonREPL, SandboxConfig
+from week04_modern_arch_tools.tools.repl import PythonREPL, SandboxConfig, SandboxUnavailable
 from week04_modern_arch_tools.tools.search import Search
 
 
@@ -19,4 +20,5 @@ def default_tools(search: Search | None = None, repl: PythonREPL | None = None) 
             "search": search or Search()}
 
 
-__all__ = ["Calculator", "PythonREPL", "SandboxConfig", "Search", "default_tools"]
+__all__ = ["Calculator", "PythonREPL", "SandboxConfig", "SandboxUnavailable", "Search",
+           "default_tools"]
