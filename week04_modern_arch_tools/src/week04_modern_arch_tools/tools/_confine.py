@@ -168,7 +168,8 @@ def seccomp(pid: int) -> None:
         f.add_rule(eperm, name, sc.Arg(0, sc.NE, pid))
     for name in NOT_NONZERO_ARG0:
         f.add_rule(eperm, name, sc.Arg(0, sc.NE, 0))
-    f.add_rule(eperm, "setpriority", sc.Arg(1, sc.NE, 0))  # (which, who=0: this process)
+    f.add_rule(eperm, "setpriority", sc.Arg(0, sc.NE, 0))  # which: only PRIO_PROCESS (0),
+    f.add_rule(eperm, "setpriority", sc.Arg(1, sc.NE, 0))  # who: only 0, this process
     f.add_rule(eperm, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, 0))  # a new process
     for flag in (CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWUSER,
                  CLONE_NEWPID, CLONE_NEWCGROUP, CLONE_NEWTIME):

@@ -47,8 +47,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from week04_modern_arch_tools.tools.isolation import (SandboxUnavailable, bwrap_argv,
-                                                      choose_mode, remove_tree)
+from week04_modern_arch_tools.tools.isolation import (
+    SandboxUnavailable,
+    bwrap_argv,
+    choose_mode,
+    remove_tree,
+)
 
 WORKER = Path(__file__).with_name("_sandbox_worker.py")
 REFUSAL = "blocked by the sandbox: "  # the worker's refusal messages start with this
@@ -310,7 +314,8 @@ class PythonREPL:
         if self.isolation == "bwrap" and code is not None and code > 128:
             code = 128 - code  # bubblewrap exits 128 + N when its child died of signal N
         why = {-9: "killed (CPU time or memory limit)", -24: "CPU time limit exceeded",
-               -11: "crashed (segmentation fault)"}.get(code, f"exited with status {code}")
+               -11: "crashed (segmentation fault)",
+               -31: "was killed by the seccomp filter (a system call of another ABI)"}.get(code, f"exited with status {code}")
         return f"Error: the interpreter {why}; it was restarted and its state lost"
 
 
