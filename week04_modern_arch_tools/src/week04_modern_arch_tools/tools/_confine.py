@@ -7,6 +7,8 @@ parent. In the order the worker calls them:
   network, IPC and UTS namespace; a size-capped tmpfs on the work dir; any directory on the
   way to ``keep`` (the interpreter, its libraries) that an unprivileged uid cannot enter is
   covered by a 0755 tmpfs with those paths bound back read-only.
+- ``recap_tmpfs(workdir, disk_bytes)`` (root, bubblewrap): the inode cap bubblewrap's
+  ``--size`` leaves out.
 - ``drop_privileges(uid)`` (root): no supplementary groups, then gid and uid; the kernel
   clears every capability when the last root uid goes.
 - ``landlock(read_roots, workdir, devices)``: reads only under ``read_roots``, reads and
@@ -41,6 +43,7 @@ CLONE_THREAD = 0x10000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE, MS_REMOUNT = \
     1, 2, 4, 8, 4096, 16384, 1 << 18, 32
 PR_SET_DUMPABLE = 4
+INODES = 4096  # files and directories a work dir may hold (each costs kernel memory)
 TIOCSTI, TIOCLINUX = 0x5412, 0x541C
 
 
@@ -85,8 +88,14 @@ def private_mounts(workdir: str, disk_bytes: int, keep: list[str], uid: int) -> 
             _mount(None, p, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
             os.close(fd)
     _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV,
-           f"size={disk_bytes},nr_inodes=4096,mode=0700,uid={uid},gid={uid}")
+           f"size={disk_bytes},nr_inodes={INODES},mode=0700,uid={uid},gid={uid}")
     os.chdir(workdir)  # the old cwd is the host directory under the new mount
+
+
+def recap_tmpfs(workdir: str, disk_bytes: int) -> None:
+    """bubblewrap's ``--size`` caps bytes only: remount (as root) with an inode cap too."""
+    _mount(None, workdir, None, MS_REMOUNT | MS_NOSUID | MS_NODEV,
+           f"size={disk_bytes},nr_inodes={INODES}")
 
 
 def drop_privileges(uid: int) -> None:

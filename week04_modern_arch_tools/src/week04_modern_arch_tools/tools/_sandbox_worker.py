@@ -82,6 +82,7 @@ def _confine_self():
             _confine.private_mounts(CONFIG["workdir"], int(CONFIG["disk_bytes"]),
                                     [p for p in READ_ROOTS + (_here,)], int(CONFIG["uid"]))
         elif MODE == "bwrap" and os.geteuid() == 0:
+            _confine.recap_tmpfs(CONFIG["workdir"], int(CONFIG["disk_bytes"]))
             os.chown(CONFIG["workdir"], int(CONFIG["uid"]), int(CONFIG["uid"]))
         if os.geteuid() == 0:
             _confine.drop_privileges(int(CONFIG["uid"]))

@@ -136,12 +136,12 @@ def outermost(paths) -> list[str]:
 
 
 def bwrap_prefix(path: str) -> list[str]:
-    """bubblewrap's namespace options: as root no user namespace (the worker drops to its
-    uid itself, keeping only the capabilities that needs); else everything unshared."""
+    """bubblewrap's namespace options: as root no user namespace (the worker caps its tmpfs,
+    then drops to its uid itself, which clears these capabilities); else all unshared."""
     if os.geteuid() == 0:
         return [path, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
                 "--unshare-cgroup-try", "--cap-drop", "ALL", "--cap-add", "CAP_SETUID",
-                "--cap-add", "CAP_SETGID", "--cap-add", "CAP_CHOWN"]
+                "--cap-add", "CAP_SETGID", "--cap-add", "CAP_CHOWN", "--cap-add", "CAP_SYS_ADMIN"]
     return [path, "--unshare-all", "--cap-drop", "ALL"]
 
 
