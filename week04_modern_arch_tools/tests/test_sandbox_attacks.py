@@ -57,25 +57,11 @@ def read_other(pid, addr, n):  # process_vm_readv of n bytes at addr
     buf = ctypes.create_string_buffer(n)
     return sys_(310, pid, iov(ctypes.addressof(buf), n), 1, iov(addr, n), 1, 0), buf.raw
 """
-HOLES = {  # variant -> (modes where it gets out, how)
-    "F_SETOWN SIGIO": ("kernel", "fcntl(F_SETOWN, pid) + O_ASYNC on a pipe has the kernel send "
-                       "SIGIO (default: terminate) to a process of the worker's uid: seccomp lets "
-                       "fcntl through, Landlock's signal scope is left out, no pid namespace"),
-    "chmod": ("kernel", "Landlock does not cover chmod: a file outside owned by the worker's "
-                        "uid changes mode"),
-    "utime": ("kernel", "Landlock does not cover utime: a file outside owned by the worker's "
-                        "uid changes times"),
-    "setxattr": ("kernel", "Landlock does not cover xattrs: a file outside owned by the "
-                           "worker's uid gets a user.* attribute"),
-    "socketpair sendto path": ("kernel", "socketpair(AF_UNIX, SOCK_DGRAM) is not filtered and "
-                               "Landlock ABI 7 does not scope pathname sockets: sendto() "
-                               "delivers a datagram to a host socket"),
-    "socketpair connect path": ("kernel", "as 'socketpair sendto path', via connect() + send()"),
-    "answers the next requests": ("bwrap kernel", "code reads the next request (nonce and all) "
-                                  "from PROTO_IN and answers it itself; no host harm, and "
-                                  "patching builtins.print also gives later calls attacker "
-                                  "text, but the nonce does not stop it"),
+HOLES = {  # variant -> (modes where it gets out, how); empty: every attack here is contained
 }
+# Closed after this file found them (kernel mode): F_SETOWN + O_ASYNC signalling a same-uid
+# process, chmod/utime/setxattr on a same-uid file outside, socketpair datagrams to host socket
+# files. seccomp now refuses F_SETOWN, path and fd metadata calls, and socketpair.
 
 
 def hole(request, mode, name):
@@ -525,9 +511,9 @@ PROTOCOL = {
         "    except OSError: pass",
     "closed protocol fds": "os.close(out.fileno())\n"
                            "os.close(sys.modules['__main__'].PROTO_IN.fileno())",
-    "answers the next requests": "out.write(forged(nonce))\nfor _ in range(3):\n"
-        "    out.write(forged(json.loads(sys.modules['__main__'].PROTO_IN.readline())['id']))",
 }
+SERVES = ("out.write(forged(nonce))\nfor _ in range(3):\n"
+          "    out.write(forged(json.loads(sys.modules['__main__'].PROTO_IN.readline())['id']))")
 
 
 @pytest.mark.parametrize("how", PROTOCOL)
@@ -537,6 +523,17 @@ def test_no_forged_reply_to_a_later_call(fresh, mode, request, how):
     attack(r, STEAL + PROTOCOL[how])  # this call may return anything: that is just printing
     later = [r.run("1 + 1") for _ in range(3)]
     assert not any("FORGED" in o for o in later) and "2\n" in later
+
+
+def test_a_session_that_answers_for_itself_is_cured_by_reset(fresh):
+    """Code that owns its interpreter can keep answering later calls itself (reading each
+    request, nonce and all, from the pipe), as it could by patching ``print``: no harm outside,
+    and no protocol can tell. ``reset()`` ends it: the next worker is a fresh one."""
+    r = fresh()
+    attack(r, STEAL + SERVES)
+    assert r.run("1 + 1") == "FORGED"  # the code, not the interpreter, answered
+    r.reset()
+    assert r.run("1 + 1") == "2\n" and r.run("1 + 1") == "2\n"
 
 
 # ---------------------------------------------------------------- 9. bounded time, no raising
