@@ -7,6 +7,9 @@ parent. In the order the worker calls them:
   network, IPC and UTS namespace; a size-capped tmpfs on the work dir; any directory on the
   way to ``keep`` (the interpreter, its libraries) that an unprivileged uid cannot enter is
   covered by a 0755 tmpfs with those paths bound back read-only.
+- ``user_namespace(workdir, disk_bytes)`` (not root, no bubblewrap): the same namespaces and
+  tmpfs inside a user namespace of its own uid, then no capabilities; skipped where the
+  kernel allows no unprivileged user namespaces.
 - ``recap_tmpfs(workdir, disk_bytes)`` (root, bubblewrap): the inode cap bubblewrap's
   ``--size`` leaves out.
 - ``drop_privileges(uid)`` (root): no supplementary groups, then gid and uid; the kernel
@@ -93,6 +96,35 @@ def private_mounts(workdir: str, disk_bytes: int, keep: list[str], uid: int) -> 
     _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV,
            f"size={disk_bytes},nr_inodes={INODES},mode=0700,uid={uid},gid={uid}")
     os.chdir(workdir)  # the old cwd is the host directory under the new mount
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def user_namespace(workdir: str, disk_bytes: int) -> bool:
+    """Not root: a user namespace (mapping only this uid and gid) with the same private
+    namespaces and capped tmpfs as ``private_mounts``, then every capability it gave up.
+    False (and nothing changed) where the kernel refuses unprivileged user namespaces."""
+    uid, gid = os.getuid(), os.getgid()
+    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC
+                     | CLONE_NEWUTS) != 0:
+        return False
+    for name, text in (("uid_map", f"{uid} {uid} 1"), ("setgroups", "deny"),
+                       ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(text)
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV,
+           f"size={disk_bytes},nr_inodes={INODES},mode=0700,uid={uid},gid={gid}")
+    os.chdir(workdir)
+    _check(_libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), (_CapData * 2)()), "capset")
+    return True
 
 
 def recap_tmpfs(workdir: str, disk_bytes: int) -> None:

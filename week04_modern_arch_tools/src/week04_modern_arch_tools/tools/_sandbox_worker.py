@@ -5,8 +5,9 @@ parent found it) with an empty environment. Before it reads any code it:
 
 1. moves its protocol pipes off fds 0/1 and points fds 0, 1, 2 at /dev/null, so code
    that writes to the raw file descriptors cannot corrupt the replies;
-2. ``kernel`` mode as root: its own mount, network, IPC and UTS namespaces and a
-   size-capped tmpfs on the work dir (``_confine.private_mounts``; bubblewrap does this in
+2. ``kernel`` mode: its own mount, network, IPC and UTS namespaces and a size-capped
+   tmpfs on the work dir (as root ``_confine.private_mounts``, else in a user namespace,
+   ``_confine.user_namespace``, where the kernel allows one; bubblewrap does this in
    ``bwrap`` mode);
 3. as root: drops to the unprivileged uid the parent chose (``_confine.drop_privileges``);
 4. marks itself not dumpable, then applies Landlock and the seccomp filter
@@ -81,6 +82,8 @@ def _confine_self():
         if MODE == "kernel" and os.geteuid() == 0:
             _confine.private_mounts(CONFIG["workdir"], int(CONFIG["disk_bytes"]),
                                     [p for p in READ_ROOTS + (_here,)], int(CONFIG["uid"]))
+        elif MODE == "kernel":
+            _confine.user_namespace(CONFIG["workdir"], int(CONFIG["disk_bytes"]))
         elif MODE == "bwrap" and os.geteuid() == 0:
             _confine.recap_tmpfs(CONFIG["workdir"], int(CONFIG["disk_bytes"]))
             os.chown(CONFIG["workdir"], int(CONFIG["uid"]), int(CONFIG["uid"]))
