@@ -125,6 +125,19 @@ def test_files_inside_the_sandbox_work(repl):
     assert repl.run("import tempfile; tempfile.mkstemp()[1].startswith(os.getcwd())") == "True\n"
 
 
+def test_metadata_is_fixed_and_says_how_to_copy(repl):
+    """seccomp refuses chmod/chown/utime everywhere (Landlock cannot hold them outside); the
+    hook names it and the way round, and touch() and copyfile() still work."""
+    assert repl.run("open('a.txt', 'w').write('abc')") == "3\n"
+    out = repl.run("import shutil; shutil.copy('a.txt', 'b.txt')")
+    assert refused(out, "os.chmod (modes, owners and times stay") and "copyfile" in out
+    assert refused(repl.run("import os; os.utime('a.txt', (0, 0))"), "os.utime")
+    assert repl.run("import shutil; shutil.copyfile('a.txt', 'c.txt'); open('c.txt').read()") \
+        == "'abc'\n"
+    assert repl.run("import pathlib; pathlib.Path('d.txt').touch(); pathlib.Path('a.txt').touch()"
+                    "; sorted(os.listdir('.'))") == "['a.txt', 'b.txt', 'c.txt', 'd.txt']\n"
+
+
 def test_reading_outside_is_blocked(repl, tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET-42")

@@ -148,7 +148,13 @@ BLOCKED_EVENTS = frozenset({
     "_thread.start_new_thread", "resource.setrlimit", "resource.prlimit",
     "gc.get_objects", "gc.get_referrers", "gc.get_referents",
     "sys.setprofile", "sys.settrace", "os.chroot", "os.add_dll_directory", "os.symlink",
-    "os.link", "webbrowser.open"})
+    "os.link", "webbrowser.open",
+    # metadata: seccomp refuses these everywhere (Landlock cannot hold them); this says so
+    "os.chmod", "os.chown", "os.utime", "os.setxattr", "os.removexattr", "os.chflags",
+    "os.lchflags", "shutil.chown"})
+METADATA_EVENTS = frozenset({"os.chmod", "os.chown", "os.utime", "os.setxattr",
+                             "os.removexattr", "os.chflags", "os.lchflags", "shutil.chown"})
+METADATA_NOTE = " (modes, owners and times stay as made here; shutil.copyfile copies without them)"
 BLOCKED_IMPORTS = frozenset({"_posixsubprocess", "_ctypes", "ctypes", "_multiprocessing",
                              "_posixshmem", "pty"})
 PATH_EVENTS = frozenset({  # event -> its first argument (and a second for rename/copy) is a path
@@ -181,7 +187,7 @@ def _check(cfg, event, args):
     _root, _read, _files, _prefixes, _events, _imports, _paths, _ro, _wflags, _no, _no_import, \
         _why = cfg
     if event in _events or event.startswith(_prefixes):
-        raise _no(f"{_why}{event}")
+        raise _no(f"{_why}{event}" + (METADATA_NOTE if event in METADATA_EVENTS else ""))
     if event == "object.__setattr__":  # rewriting this worker's functions (this hook included)
         if callable(args[0]) and getattr(args[0], "__module__", None) == "__main__":
             raise _no(f"{_why}setting {args[1]} of a sandbox function")

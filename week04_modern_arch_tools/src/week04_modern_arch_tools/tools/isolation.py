@@ -7,10 +7,10 @@ Three modes (``SandboxConfig.isolation``):
   interpreter and its libraries bound read-only, a minimal ``/dev``, no ``/proc``, a
   size-capped tmpfs as its work dir, an empty environment and no capabilities; its pid
   namespace dies with the parent. Inside, the worker adds everything ``"kernel"`` does.
-- ``"kernel"``: no bubblewrap; the worker confines itself (``_confine.py``): as root its
-  own mount/network/IPC/UTS namespaces and a capped tmpfs, then an unprivileged uid;
-  always Landlock (PyPI ``landlock``) and a seccomp filter (PyPI ``pyseccomp`` over
-  libseccomp).
+- ``"kernel"``: no bubblewrap; the worker confines itself (``_confine.py``): its own
+  mount/network/IPC/UTS namespaces and a capped tmpfs (as root directly, then an
+  unprivileged uid; otherwise inside a user namespace of its own uid), then always
+  Landlock (PyPI ``landlock``) and a seccomp filter (PyPI ``pyseccomp`` over libseccomp).
 - ``"none"``: rlimits and the audit hook only. Not a boundary: for code you wrote yourself.
 
 ``"auto"`` (the default) picks ``"bwrap"`` when bubblewrap runs here, else ``"kernel"``;
@@ -18,7 +18,8 @@ with neither Landlock nor seccomp available ``choose_mode`` raises ``SandboxUnav
 saying what to install. ``remove_tree`` deletes a work dir whatever the code left there.
 
 Left out: cgroups (memory and pids are held by rlimits and seccomp instead), and a disk cap
-for a non-root parent without bubblewrap (there only each file's size is capped).
+for a non-root parent without bubblewrap where the kernel refuses unprivileged user
+namespaces (there only each file's size is capped).
 """
 
 from __future__ import annotations
