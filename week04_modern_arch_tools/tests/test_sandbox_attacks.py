@@ -497,6 +497,32 @@ def test_no_reading_another_repl_or_the_parent(fresh):
     assert a_secret not in out and pid_of(a) == pid
 
 
+SHM = """
+libc.shmat.restype = ctypes.c_void_p
+shmid = libc.shmget(key, 4096, 0)
+addr = libc.shmat(shmid, None, 0)
+print('SHM', shmid, addr if addr in (None, 2**64 - 1) else ctypes.string_at(addr, 64))
+"""
+
+
+def test_no_reading_host_shared_memory(repl):
+    """A SysV segment of this process (mode 0666, a secret in it): the worker's IPC namespace
+    (bwrap, kernel) hides it, and seccomp refuses shmget/shmat where there is none."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmat.restype = ctypes.c_void_p
+    key, secret = secrets.randbelow(2**30) + 1, ("shm-secret-" + secrets.token_hex(8)).encode()
+    shmid = libc.shmget(key, 4096, 0o1000 | 0o666)  # IPC_CREAT
+    assert shmid >= 0, os.strerror(ctypes.get_errno())
+    try:
+        addr = libc.shmat(shmid, None, 0)
+        ctypes.memmove(addr, secret, len(secret))
+        assert secret.decode() not in attack(repl, SHM, key=key)
+        libc.shmdt(ctypes.c_void_p(addr))
+    finally:
+        libc.shmctl(shmid, 0, None)  # IPC_RMID
+
+
 # ---------------------------------------------------------------- 8. the reply protocol
 STEAL = ("f = sys._getframe()\nwhile 'rid' not in f.f_locals: f = f.f_back\n"
          "nonce, out = f.f_locals['rid'], sys.modules['__main__'].PROTO_OUT\n"

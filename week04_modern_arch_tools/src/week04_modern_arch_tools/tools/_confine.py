@@ -23,7 +23,8 @@ parent. In the order the worker calls them:
   signals, priority, scheduling and limits of any process but this one, making another
   process the owner of a file's SIGIO (``F_SETOWN``), chmod/chown/utime/xattrs (Landlock
   does not cover metadata), mounts and namespaces, device nodes, io_uring, bpf, perf,
-  keyrings, kernel modules, the other administrative calls, and every call newer than
+  keyrings, SysV and POSIX IPC, kernel modules, the other administrative calls, and every
+  call newer than
   Linux 6.5 (number 451 on). ``clone3`` answers ENOSYS so the C library
   falls back to ``clone``, whose flags the filter can read: threads yes, processes no.
 
@@ -183,6 +184,9 @@ DENIED = (  # EPERM whatever the arguments
     "chmod", "fchmod", "fchmodat", "chown", "fchown", "lchown", "fchownat", "utime", "utimes",
     "futimesat", "utimensat", "setxattr", "lsetxattr", "fsetxattr", "removexattr",
     "lremovexattr", "fremovexattr",  # metadata: Landlock does not hold it, so nowhere
+    "shmget", "shmat", "shmctl", "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop",
+    "semtimedop", "semctl", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive",
+    "mq_notify", "mq_getsetattr",  # SysV/POSIX IPC: host objects where no IPC namespace is
     "fork", "vfork", "execve", "execveat", "ptrace", "process_vm_readv",
     "process_vm_writev", "process_madvise", "kcmp", "pidfd_open", "pidfd_getfd",
     "pidfd_send_signal", "tkill", "mknod", "mknodat", "mount", "umount2", "pivot_root",

@@ -95,6 +95,24 @@ class SandboxConfig:
             raise ValueError(f"SandboxConfig.uid must be a positive int (not root), got {self.uid!r}")
 
 
+def descendants(pid: int) -> list[int]:
+    """Host pids of every process under ``pid``, parents first (read from /proc)."""
+    parent_of = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    parent_of[int(entry)] = int(f.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    out, frontier = [], {pid}
+    while frontier:
+        kids = [p for p, pp in parent_of.items() if pp in frontier]
+        out += kids
+        frontier = set(kids)
+    return out
+
+
 class _Tampered(Exception):
     """The worker broke the protocol: it no longer speaks for the parent."""
 
@@ -143,25 +161,6 @@ class PythonREPL:
             raise RuntimeError(f"the sandbox worker did not start ({why or 'no reply'}; "
                                f"isolation={self.isolation!r})")
 
-    def _descendants(self) -> list[int]:
-        """Host pids of every process under the worker's launcher, parents first."""
-        if self.proc is None:
-            return []
-        parent_of = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat", "rb") as f:
-                        parent_of[int(entry)] = int(f.read().rsplit(b")", 1)[1].split()[1])
-                except (OSError, ValueError, IndexError):
-                    pass
-        out, frontier = [], [self.proc.pid]
-        while frontier:
-            kids = [p for p, pp in parent_of.items() if pp in frontier]
-            out += kids
-            frontier = kids
-        return out
-
     @property
     def worker_pid(self) -> int | None:
         """The host pid of the Python worker itself (inside bubblewrap: its innermost process)."""
@@ -170,14 +169,14 @@ class PythonREPL:
         if self.isolation != "bwrap":
             return self.proc.pid
         if self._worker_pid is None:
-            kids = self._descendants()
+            kids = descendants(self.proc.pid)
             self._worker_pid = kids[-1] if kids else None
         return self._worker_pid
 
     def _kill(self) -> None:
         proc, self.proc, self._worker_pid = self.proc, None, None
         if proc is not None:
-            others = self._descendants_of(proc)
+            others = descendants(proc.pid)
             for kill in ([lambda: os.killpg(proc.pid, signal.SIGKILL), proc.kill]
                          + [lambda p=p: os.kill(p, signal.SIGKILL) for p in others]):
                 try:
@@ -197,13 +196,6 @@ class PythonREPL:
         if self.workdir is not None:
             remove_tree(self.workdir)
             self.workdir = None
-
-    def _descendants_of(self, proc) -> list[int]:
-        saved, self.proc = self.proc, proc
-        try:
-            return self._descendants()
-        finally:
-            self.proc = saved
 
     def close(self) -> None:
         """Stop the worker and everything it started, delete its directory; never raises."""
