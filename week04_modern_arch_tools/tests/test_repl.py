@@ -104,6 +104,23 @@ def test_no_kernel_isolation_means_no_repl(monkeypatch):
         assert r.isolation == "none" and r.run("6 * 7") == "42\n"
 
 
+def test_a_worker_that_cannot_confine_itself_says_why(tmp_path):
+    """The worker reports a failed confinement step on the pipe and exits before reading
+    code; the parent's error quotes it."""
+    import json
+    import subprocess
+    import sys
+
+    from week04_modern_arch_tools.tools.repl import WORKER
+    cfg = dict(mode="kernel", workdir=str(tmp_path / "missing"), uid=123456, nonce="n",
+               disk_bytes=2**20, cpu_seconds=5, memory_mb=256, file_size_mb=1, max_open_files=32,
+               max_output=100, audit_hook=True)
+    out = subprocess.run([sys.executable, "-I", str(WORKER), json.dumps(cfg)], input=b"",
+                         capture_output=True, timeout=30, cwd=tmp_path)
+    reply = json.loads(out.stdout.splitlines()[0])
+    assert out.returncode == 1 and "missing" in reply["failed"], reply
+
+
 def test_a_working_repl_with_state(repl):
     assert isinstance(repl, Tool) and repl.name == "python"
     assert repl.run("x = 6\ny = 7\nx * y") == "42\n"

@@ -52,6 +52,7 @@ from week04_modern_arch_tools.tools.isolation import (
     bwrap_argv,
     choose_mode,
     remove_tree,
+    support,
 )
 
 WORKER = Path(__file__).with_name("_sandbox_worker.py")
@@ -146,7 +147,6 @@ class PythonREPL:
         argv = [sys.executable, "-I", str(WORKER), json.dumps(cfg)]
         env = self._env()
         if self.isolation == "bwrap":
-            from week04_modern_arch_tools.tools.isolation import support
             sets = [a for k, v in env.items() for a in ("--setenv", k, v)]
             argv = bwrap_argv(support().bwrap, self.workdir, cfg["disk_bytes"]) + sets + argv
         self.proc = subprocess.Popen(argv, cwd=self.workdir, env=env, stdin=subprocess.PIPE,
@@ -192,7 +192,6 @@ class PythonREPL:
                     f.close()
                 except OSError:
                     pass
-            self._last_returncode = proc.returncode
         if self.workdir is not None:
             remove_tree(self.workdir)
             self.workdir = None
@@ -256,12 +255,25 @@ class PythonREPL:
             if len(self._buf) > limit:
                 raise _Tampered("a reply longer than any the worker writes")
         line, self._buf = self._buf.split(b"\n", 1)
-        if self._buf or select.select([fd], [], [], 0)[0]:
+        if self._buf or self._pending():
             raise _Tampered("more than one reply")
         try:
             return json.loads(line)
         except ValueError:
             raise _Tampered("a reply that is not JSON") from None
+
+    def _pending(self) -> bool:
+        """Whether the worker wrote anything nobody asked for (its exit, EOF, is not that)."""
+        fd = self.proc.stdout.fileno()
+        if not select.select([fd], [], [], 0)[0]:
+            return False
+        extra = os.read(fd, 65536)
+        if not extra:  # EOF: the worker is gone; reap it so alive says so
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+        return bool(extra)
 
     # -- the tool
     def run(self, text: str) -> str:
@@ -280,14 +292,14 @@ class PythonREPL:
             return f"Error: could not reach the Python sandbox ({type(e).__name__}: {e})"
 
     def _run(self, text: str) -> str:
+        if self.alive and self._pending():
+            raise _Tampered("a line nobody asked for")
         if not self.alive:
             lost = self.proc is not None
             self.close()
             self._start(time.monotonic() + self.config.start_timeout)
             if lost:
                 self.restarts += 1
-        if select.select([self.proc.stdout.fileno()], [], [], 0)[0] and self.proc.poll() is None:
-            raise _Tampered("a line nobody asked for")
         nonce = secrets.token_hex(16)
         deadline = time.monotonic() + self.config.timeout
         request = json.dumps({"id": nonce, "code": text}).encode() + b"\n"
