@@ -562,6 +562,18 @@ def test_a_session_that_answers_for_itself_is_cured_by_reset(fresh):
     assert r.run("1 + 1") == "2\n" and r.run("1 + 1") == "2\n"
 
 
+def test_no_thread_outlives_a_call(repl):
+    """A thread started through the re-imported ``_thread`` would run between calls (forging
+    replies, waiting for the next request); RLIMIT_NPROC=0 for the worker's uid refuses it."""
+    pid = pid_of(repl)
+    attack(repl, STEAL + "import importlib, _thread\n_thread = importlib.reload(_thread)\n"
+                 "attempt('thread', _thread.start_new_thread,\n"
+                 "        lambda: (time.sleep(0.3), out.write(forged(nonce))), ())")
+    time.sleep(0.5)
+    assert len(os.listdir(f"/proc/{pid}/task")) == 1
+    assert [repl.run("1 + 1") for _ in range(2)] == ["2\n", "2\n"] and pid_of(repl) == pid
+
+
 # ---------------------------------------------------------------- 9. bounded time, no raising
 BOUNDED = {
     "busy loop": "while True: pass",
@@ -663,6 +675,21 @@ def test_remove_tree_deletes_a_hostile_tree(tmp_path):
 
 
 # ---------------------------------------------------------------- the defaults compose
+DISARM = ("import os.path\nhere = os.getcwd()\n"  # the hook resolves paths at call time
+          "os.path.realpath = lambda p, *a, **k: here + '/x'\n")
+
+
+def test_a_disarmed_audit_hook_changes_nothing(outside, marker):
+    """With the hook on (the defaults), code first fools it: every path now looks inside the
+    work dir. Then it writes and reads outside: Landlock refuses (``kernel``), or the path is
+    not even there (``bwrap``); the kernel layers never relied on the hook."""
+    with PythonREPL() as r:
+        outs = [r.run(DISARM + code) for code in (
+            f"open({str(marker)!r}, 'w').write('x')",
+            f"print(open({str(outside / 'secret.txt')!r}).read())")]
+    assert not any("SandboxViolation" in o for o in outs), outs  # fooled: the kernel said no
+    assert all(re.search(r"(PermissionError|FileNotFoundError): \[Errno", o) for o in outs), outs
+    assert not marker.exists() and FILE_SECRET not in outs[1]
 def test_default_settings_hold(outside, marker, listeners, victim, parent_signals):
     names, heard = listeners
     heard()
