@@ -65,6 +65,12 @@ week%-test: setup
 	$(call need_wdir,$*)
 	$(PY) -m pytest $(call wdir,$*)/tests tests/test_notebooks.py -k "$(call wdir,$*) or not test_notebook"
 
+IMPL ?= mine
+week%-exercises: setup ## (weekNN-exercises) your exercises against that week's reference tests (IMPL=solutions: the worked ones)
+	$(call need_wdir,$*)
+	@test -f $(call wdir,$*)/exercises/exercises.toml || { echo "$(call wdir,$*) has no exercises yet; weeks with exercises: $(patsubst %/exercises/exercises.toml,%,$(wildcard week*/exercises/exercises.toml))"; exit 2; }
+	$(PY) -m pytest -p shared.exercises --exercises $(call wdir,$*) --exercise-impl $(IMPL) -q --tb=short -rN $(call wdir,$*)/tests
+
 week%-notebook: setup
 	$(call need_wdir,$*)
 	$(PY) -m shared.notebook $(call wdir,$*)/$(call wdir,$*).ipynb --inplace $(if $(filter 1,$(SMOKE)),--smoke)

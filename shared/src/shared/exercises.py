@@ -1,0 +1,228 @@
+"""Exercises: the learner's own code, checked by the week's existing reference tests.
+
+Each week that has exercises keeps them in ``weekNN_x/exercises/``:
+
+- one stub file per topic (``engine.py``, ``optim.py``, ...): functions that raise
+  ``NotImplementedError("not implemented yet: ...")`` under a docstring that says what to
+  build; the learner fills them in;
+- ``solutions/``: the same files, worked;
+- ``exercises.toml``: the manifest, one ``[[exercise]]`` table each::
+
+      name = "backward"                   # what the learner builds
+      tier = "core"                       # core | stretch | mega
+      file = "engine.py"                  # the stub (and solutions/engine.py)
+      function = "backward"               # the function in it
+      replaces = ["week00_micrograd.engine:Value.backward"]   # the adapter: where it plugs in
+      tests = ["tests/test_engine_vs_torch.py", "tests/test_deep_graph.py::test_x"]
+      proves = "your backward equals torch.autograd on ..."   # printed when they pass
+
+This module is also a pytest plugin (``pytest -p shared.exercises --exercises DIR``, which
+``make weekNN-exercises`` runs). It keeps only the manifest's tests, and for each test it
+swaps in the exercise(s) that test checks: the learner's function (``--exercise-impl mine``,
+the default) or the worked one (``solutions``). The swap covers every place listed in
+``replaces`` and every name in the test's own module bound to the replaced object, and it
+is undone after the test, so each exercise is checked with the package's code around it.
+The tests themselves are written once, against the package. At the end it prints, per
+exercise, PASSED with what it proved, NOT IMPLEMENTED with what to build, or FAILED with
+the first failing test; ``--exercise-report PATH`` writes the same as JSON.
+
+Left out: hints and partial credit (a test passes or not), and exercises that need a test
+of their own (each exercise points at tests the week already has).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+IMPLS = ("mine", "solutions")
+TIERS = ("core", "stretch", "mega")
+NOT_YET = "not implemented yet"
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One manifest entry (see the module doc)."""
+
+    name: str
+    tier: str
+    file: str
+    function: str
+    replaces: tuple[str, ...]
+    tests: tuple[str, ...]
+    proves: str
+
+    def checks(self, nodeid: str, week: str) -> bool:
+        """Whether the test ``nodeid`` (relative to the repo root) is one of this exercise's."""
+        for t in self.tests:
+            t = f"{week}/{t}"
+            if nodeid == t or nodeid.startswith((t + "[", t + "::")):
+                return True
+        return False
+
+
+def load_manifest(week_dir: str | Path) -> list[Exercise]:
+    """The exercises of ``week_dir`` (its ``exercises/exercises.toml``), checked."""
+    path = Path(week_dir) / "exercises" / "exercises.toml"
+    if not path.exists():
+        raise FileNotFoundError(f"{week_dir} has no exercises yet (no {path})")
+    out, seen = [], set()
+    for i, e in enumerate(tomllib.loads(path.read_text())["exercise"]):
+        missing = {"name", "tier", "file", "function", "replaces", "tests", "proves"} - set(e)
+        if missing:
+            raise ValueError(f"{path}: exercise {i} lacks {sorted(missing)}")
+        if e["tier"] not in TIERS:
+            raise ValueError(f"{path}: {e['name']}: tier must be one of {TIERS}, got {e['tier']!r}")
+        if e["name"] in seen:
+            raise ValueError(f"{path}: two exercises are named {e['name']!r}")
+        seen.add(e["name"])
+        out.append(Exercise(e["name"], e["tier"], e["file"], e["function"],
+                            tuple(e["replaces"]), tuple(e["tests"]), e["proves"]))
+    return out
+
+
+def load_function(week_dir: str | Path, ex: Exercise, impl: str):
+    """The learner's (``mine``) or the worked (``solutions``) function of ``ex``."""
+    if impl not in IMPLS:
+        raise ValueError(f"--exercise-impl must be one of {IMPLS}, got {impl!r}")
+    folder = Path(week_dir) / "exercises" / ("solutions" if impl == "solutions" else "")
+    path = folder / ex.file
+    name = f"_exercise_{Path(week_dir).name}_{impl}_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, ex.function)
+
+
+def _target(spec: str):
+    """``"pkg.mod:Owner.attr"`` -> (owner object, attribute name)."""
+    module, _, attr = spec.partition(":")
+    owner = importlib.import_module(module)
+    *path, last = attr.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    return owner, last
+
+
+@dataclass
+class _Plugin:
+    week: Path
+    impl: str
+    exercises: list[Exercise]
+    functions: dict = field(default_factory=dict)  # name -> function (or the load error)
+    results: dict = field(default_factory=dict)  # name -> {nodeid: outcome}
+
+    def for_item(self, item) -> list[Exercise]:
+        return [e for e in self.exercises if e.checks(item.nodeid, self.week.name)]
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, config, items):
+        keep = [i for i in items if self.for_item(i)]
+        config.hook.pytest_deselected(items=[i for i in items if not self.for_item(i)])
+        items[:] = keep
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        undo = []
+        for ex in self.for_item(item):
+            fn = self.functions.get(ex.name)
+            if isinstance(fn, Exception) or fn is None:
+                continue  # its load error is reported; the tests run on the package's code
+            for spec in ex.replaces:
+                owner, attr = _target(spec)
+                old = owner.__dict__[attr] if isinstance(owner, type) else getattr(owner, attr)
+                undo.append((owner, attr, old))
+                setattr(owner, attr, fn)
+                for name, value in list(vars(item.module).items()):
+                    if value is old:  # `from pkg import f` in the test module
+                        undo.append((item.module, name, value))
+                        setattr(item.module, name, fn)
+        try:
+            yield
+        finally:
+            for owner, attr, old in reversed(undo):
+                setattr(owner, attr, old)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        report = (yield).get_result()
+        exc = call.excinfo
+        if exc is not None and exc.errisinstance(NotImplementedError) and NOT_YET in str(exc.value):
+            report.longrepr = f"{item.nodeid}: {exc.value}"  # a stub: one line, no traceback
+
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call" or report.failed:
+            text = str(report.longrepr) if report.failed else ""
+            outcome = ("not implemented" if NOT_YET in text else report.outcome)
+            for ex in self.exercises:
+                if ex.checks(report.nodeid, self.week.name):
+                    got = self.results.setdefault(ex.name, {})
+                    if got.get(report.nodeid) in (None, "passed"):
+                        got[report.nodeid] = outcome
+
+    def summary(self) -> list[dict]:
+        rows = []
+        for ex in self.exercises:
+            fn, got = self.functions.get(ex.name), self.results.get(ex.name, {})
+            if isinstance(fn, Exception):
+                status, detail = "failed", f"could not load it: {type(fn).__name__}: {fn}"
+            elif not got:
+                status, detail = "failed", "none of its tests ran"
+            elif any(v == "not implemented" for v in got.values()):
+                status, detail = "not implemented", _stub_message(fn)
+            elif all(v == "passed" for v in got.values()):
+                status, detail = "passed", ex.proves
+            else:
+                bad = [k for k, v in got.items() if v != "passed"]
+                status, detail = "failed", f"{len(bad)} of {len(got)} tests failed, first {bad[0]}"
+            rows.append(dict(exercise=ex.name, tier=ex.tier, status=status, detail=detail,
+                             tests=len(got), outcomes=got))
+        return rows
+
+    def pytest_terminal_summary(self, terminalreporter, exitstatus, config):
+        tr = terminalreporter
+        tr.section(f"exercises of {self.week.name} ({self.impl})")
+        for r in self.summary():
+            tr.write_line(f"{r['status'].upper():<16} {r['exercise']:<14} [{r['tier']}] "
+                          f"{r['tests']} tests: {r['detail']}")
+        path = config.getoption("exercise_report")
+        if path:
+            Path(path).write_text(json.dumps(self.summary(), indent=1))
+
+
+def _stub_message(fn) -> str:
+    """The stub's own "not implemented yet: ..." sentence, else its docstring's first line."""
+    for const in getattr(getattr(fn, "__code__", None), "co_consts", ()):
+        if isinstance(const, str) and const.startswith(NOT_YET):
+            return const
+    return (fn.__doc__ or NOT_YET).strip().splitlines()[0]
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("exercises")
+    g.addoption("--exercises", default=None, metavar="WEEK_DIR",
+                help="run WEEK_DIR's exercises: its manifest's tests, with your functions")
+    g.addoption("--exercise-impl", default="mine", choices=IMPLS,
+                help="whose functions: mine (exercises/*.py) or solutions (exercises/solutions)")
+    g.addoption("--exercise-report", default=None, metavar="PATH",
+                help="also write the per-exercise results as JSON")
+
+
+def pytest_configure(config):
+    week = config.getoption("exercises")
+    if not week:
+        return
+    week = Path(week).resolve()
+    plugin = _Plugin(week, config.getoption("exercise_impl"), load_manifest(week))
+    for ex in plugin.exercises:
+        try:
+            plugin.functions[ex.name] = load_function(week, ex, plugin.impl)
+        except Exception as e:  # a syntax error in the learner's file: report, don't crash
+            plugin.functions[ex.name] = e
+    config.pluginmanager.register(plugin, "nanochat-exercises")

@@ -1,0 +1,70 @@
+"""Every week's exercises, through the same adapter the learner uses (``shared.exercises``).
+
+For each week with an ``exercises/exercises.toml``: the committed stubs make every one of
+their tests fail as "not implemented" (so each test really runs the learner's function, and
+the manifest points only at tests that do), and the worked solutions make all of them pass.
+A learner who has edited a week's stubs skips that week's stub check (it runs on a clean
+checkout, as in CI). Also: the manifest's bad input is an error saying what is valid.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.exercises import load_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
+WEEKS = sorted(p.parent.parent.name for p in ROOT.glob("week*/exercises/exercises.toml"))
+
+
+def run(week: str, impl: str, tmp_path: Path) -> list[dict]:
+    report = tmp_path / f"{week}-{impl}.json"
+    subprocess.run([sys.executable, "-m", "pytest", "-p", "shared.exercises", "--exercises", week,
+                    "--exercise-impl", impl, "--exercise-report", str(report), "-q", "--tb=no",
+                    "-p", "no:cacheprovider", f"{week}/tests"], cwd=ROOT, capture_output=True,
+                   timeout=900)
+    return json.loads(report.read_text())
+
+
+def test_there_are_exercises():
+    assert "week00_micrograd" in WEEKS
+
+
+@pytest.mark.parametrize("week", WEEKS)
+def test_the_solutions_pass(week, tmp_path):
+    rows = run(week, "solutions", tmp_path)
+    assert [r["exercise"] for r in rows] == [e.name for e in load_manifest(ROOT / week)]
+    for r in rows:
+        assert r["status"] == "passed" and r["tests"] > 0, r
+
+
+@pytest.mark.parametrize("week", WEEKS)
+def test_every_stub_fails_every_one_of_its_tests(week, tmp_path):
+    edited = subprocess.run(["git", "status", "--porcelain", "--", f"{week}/exercises"],
+                            cwd=ROOT, capture_output=True, text=True)
+    if edited.returncode != 0:
+        pytest.skip("not a git checkout: the stubs check needs the committed stubs")
+    if edited.stdout.strip():
+        pytest.skip(f"you have edited {week}/exercises; this check runs on a clean checkout")
+    for r in run(week, "mine", tmp_path):
+        assert r["status"] == "not implemented", r
+        assert r["detail"].startswith("not implemented yet: "), r
+        assert set(r["outcomes"].values()) == {"not implemented"}, r  # no test passes a stub
+
+
+def test_a_bad_manifest_says_what_is_valid(tmp_path):
+    week = tmp_path / "week99_x"
+    (week / "exercises").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no exercises yet"):
+        load_manifest(tmp_path / "week98_y")
+    (week / "exercises" / "exercises.toml").write_text(
+        '[[exercise]]\nname = "a"\ntier = "hard"\nfile = "a.py"\nfunction = "f"\n'
+        'replaces = []\ntests = []\nproves = ""\n')
+    with pytest.raises(ValueError, match=r"tier must be one of \('core', 'stretch', 'mega'\)"):
+        load_manifest(week)
+    (week / "exercises" / "exercises.toml").write_text('[[exercise]]\nname = "a"\n')
+    with pytest.raises(ValueError, match="lacks"):
+        load_manifest(week)
