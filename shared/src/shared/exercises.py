@@ -35,11 +35,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 IMPLS = ("mine", "solutions")
 TIERS = ("core", "stretch", "mega")
