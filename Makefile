@@ -55,15 +55,18 @@ setup-sandbox: ## bubblewrap + libseccomp for the REPL sandbox (apt-get, as root
 	  && echo "sandbox: installed $$(bwrap --version)"; \
 	else echo "sandbox: bubblewrap missing (optional; the REPL then runs on Landlock + seccomp): sudo apt-get install bubblewrap"; fi
 
-test: setup ## every package's tests + every notebook in smoke mode
-	$(PY) -m pytest tests shared/tests $(addsuffix /tests,$(WEEKS) $(TRACKS))
+test: setup ## every package's tests + every notebook in smoke mode (TIER=core|stretch|mega: one tier)
+	$(PY) -m pytest tests shared/tests $(addsuffix /tests,$(WEEKS) $(TRACKS)) $(tier_opt)
 
 test-fast: setup ## the tests without the notebooks
 	$(PY) -m pytest tests shared/tests $(addsuffix /tests,$(WEEKS) $(TRACKS)) --deselect tests/test_notebooks.py
 
+TIERS := core stretch mega
+tier_opt = $(if $(TIER),$(if $(filter $(TIER),$(TIERS)),-m "$(TIER)",$(error TIER must be one of: $(TIERS); got '$(TIER)')))
+
 week%-test: setup
 	$(call need_wdir,$*)
-	$(PY) -m pytest $(call wdir,$*)/tests tests/test_notebooks.py -k "$(call wdir,$*) or not test_notebook"
+	$(PY) -m pytest $(call wdir,$*)/tests tests/test_notebooks.py -k "$(call wdir,$*) or not test_notebook" $(tier_opt)
 
 IMPL ?= mine
 week%-exercises: setup ## (weekNN-exercises) your exercises against that week's reference tests (IMPL=solutions: the worked ones)

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import tomllib
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = sorted([*ROOT.glob("week[0-9][0-9]_*/"), *ROOT.glob("tracks/*/")])
 PACKAGES = [p for p in PACKAGES if p.is_dir() and (p / "pyproject.toml").exists()]
@@ -208,3 +210,41 @@ def test_makefile_comment_names_every_week_target():
 
 def test_ci_runs_make_test():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+TIERS = ("core", "stretch", "mega")
+
+
+def _tiers_of(decorators) -> set[str]:
+    """The tier markers among ``@pytest.mark.<tier>`` decorators or a ``pytestmark`` value."""
+    found = set()
+    for node in decorators:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Attribute) and sub.attr in TIERS and \
+                    isinstance(sub.value, ast.Attribute) and sub.value.attr == "mark":
+                found.add(sub.attr)
+    return found
+
+
+def test_every_test_has_exactly_one_tier():
+    """Each test is Core, Stretch or Mega (the root pyproject registers the markers):
+    through its file's ``pytestmark`` or its own decorator, never two."""
+    files = [*ROOT.glob("week*/tests/test_*.py"), *ROOT.glob("tracks/*/tests/test_*.py"),
+             *ROOT.glob("shared/tests/test_*.py"), *ROOT.glob("tests/test_*.py")]
+    assert files
+    bad = []
+    for f in files:
+        tree = ast.parse(f.read_text())
+        module = set()
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(
+                    isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets):
+                module |= _tiers_of([node.value])
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
+                    node.name.startswith("test"):
+                tiers = module | _tiers_of(node.decorator_list)
+                if len(tiers) != 1:
+                    bad.append(f"{f.relative_to(ROOT)}::{node.name}: tiers {sorted(tiers)}")
+    assert not bad, "each test needs one of pytest.mark." + "/".join(TIERS) + ":\n" + \
+        "\n".join(bad[:20])

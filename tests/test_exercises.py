@@ -16,6 +16,8 @@ import pytest
 
 from shared.exercises import load_manifest
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 ROOT = Path(__file__).resolve().parents[1]
 WEEKS = sorted(p.parent.parent.name for p in ROOT.glob("week*/exercises/exercises.toml"))
 

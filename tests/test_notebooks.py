@@ -18,6 +18,8 @@ import pytest
 
 from shared.notebook import SAVED_RE, run_notebook
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p for p in [*ROOT.glob("week[0-9][0-9]_*/*.ipynb"), *ROOT.glob("tracks/*/*.ipynb")]
                    if p.stem == p.parent.name)

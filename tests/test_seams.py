@@ -10,6 +10,7 @@ card. Nothing in weeks 01-07 knows these classes.
 
 import json
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -22,6 +23,8 @@ from week03_training import TrainConfig, Trainer
 from week03_training.loss import token_cross_entropy
 from week04_modern_arch_tools import Llama, LlamaConfig
 from week04_modern_arch_tools.modules import LlamaBlock
+
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
 
 # ---------------------------------------------------------------- the toy parts
 

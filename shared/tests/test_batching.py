@@ -17,6 +17,8 @@ from shared import (
     save_checkpoint,
 )
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 # ----------------------------------------------------------------------------- padding
 
 

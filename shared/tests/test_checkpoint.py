@@ -17,6 +17,8 @@ from shared.checkpoint import (
     save_model,
 )
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def _model():
     torch.manual_seed(0)

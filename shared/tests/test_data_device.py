@@ -19,6 +19,8 @@ from shared import (
     smoke,
 )
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def test_pydocs_is_real_deterministic_and_split():
     c = load_corpus("pydocs")

@@ -9,6 +9,8 @@ from shared import MetricsLogger, new_run_dir, read_metrics, save_benchmark
 from shared.dashboard import build
 from shared.metrics import list_runs, load_benchmarks
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def test_logger_writes_jsonl_and_meta(tmp_path):
     run = new_run_dir("week00-demo", root=tmp_path)

@@ -18,6 +18,8 @@ from shared import (
     save_model,
 )
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 @dataclass
 class ToyConfig:

@@ -20,6 +20,8 @@ from shared.notebook import (
 from shared.notebook import main as notebook_main
 from shared.reflection import SuiteResult, find_week, reflect, suggest
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def _notebook(path, *sources):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])

@@ -9,6 +9,8 @@ import torch
 
 from week00_micrograd import Value
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def test_100k_node_chain_backward_without_recursion():
     """y = (...((x * 0.9999) + 1e-4) * 0.9999 + 1e-4 ...): 100,000 op nodes.

@@ -19,6 +19,8 @@ from week00_micrograd import (
 )
 from week00_micrograd.train import main
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -14,6 +14,8 @@ import torch
 
 from week00_micrograd import Value, dot, vsum
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 # ---------------------------------------------------------------------------
 # the expressions: f(a, b, c) using only operations both libraries have
 

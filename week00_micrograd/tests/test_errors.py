@@ -17,6 +17,8 @@ from week00_micrograd import (
     to_dot,
 )
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 @pytest.mark.parametrize("bad", ["1.0", None, [1.0], 1 + 2j, object()])
 def test_value_rejects_non_numbers(bad):

@@ -9,6 +9,8 @@ import torch
 
 from week00_micrograd import MLP, Layer, Neuron, Value, vsum
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def test_parameter_count_and_order():
     model = MLP(2, [16, 16, 1], rng=random.Random(0))

@@ -10,6 +10,8 @@ import torch
 
 from week00_micrograd import MLP, SGD, AdamW, Value, cosine_lr, make_moons, vsum
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 # Same formulas, same float64 arithmetic: parameters drift apart only through
 # rounding of the gradients (summation order), ~1e-16 per step. 1e-9 after
 # 30 steps leaves a wide margin yet fails on any formula mistake (bias

@@ -19,6 +19,8 @@ import torch
 
 from week00_micrograd import Value
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 UNARY = ("neg", "exp", "log", "tanh", "relu", "sigmoid", "pow", "const")
 BINARY = ("add", "sub", "mul", "div")
 

@@ -12,6 +12,8 @@ import pytest
 
 from week00_micrograd import MLP, SGD, make_moons, vsum
 
+pytestmark = pytest.mark.stretch  # this file's tier (README: "Tiers")
+
 mg_nn = pytest.importorskip("micrograd.nn")
 
 

@@ -11,6 +11,8 @@ import torch  # noqa: E402
 
 from week01_transformer import attention_maps, plot_attention  # noqa: E402
 
+pytestmark = pytest.mark.stretch  # this file's tier (README: "Tiers")
+
 
 def test_maps_shape_rows_and_mask(tiny_model, tiny_config):
     idx = torch.randint(0, tiny_config.vocab_size, (2, 9),

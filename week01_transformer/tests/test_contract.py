@@ -20,6 +20,8 @@ from week01_transformer import (
 )
 from week01_transformer.attention import explicit_attention, sdpa_attention
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 ATOL = 1e-5  # fp32 sums over at most 64 channels: a few ulps of 1.0, far below this
 
 

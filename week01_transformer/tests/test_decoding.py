@@ -6,6 +6,8 @@ import torch
 
 from week01_transformer import GPT, CharTokenizer, DecodeConfig, Decoding, GPTConfig, decode
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 @pytest.fixture(scope="module")
 def model():

@@ -9,6 +9,8 @@ import torch
 
 from week01_transformer import filter_logits
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 # ---------------------------------------------------------------- filters, worked by hand
 
 

@@ -21,6 +21,8 @@ from transformers import GPT2LMHeadModel  # noqa: E402
 from week01_transformer import GPT, GPTConfig  # noqa: E402
 from week01_transformer.hf import hf_config, name_map  # noqa: E402
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 LOGIT_TOL = 1e-5
 
 CONFIGS = [

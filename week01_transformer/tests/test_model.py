@@ -10,6 +10,8 @@ import torch
 from shared import LanguageModel
 from week01_transformer import GPT, PRESETS, GPTConfig
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 # ---------------------------------------------------------------- shape and protocol
 
 

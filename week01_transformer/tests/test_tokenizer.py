@@ -7,6 +7,8 @@ import pytest
 from shared import Tokenizer
 from week01_transformer import CharTokenizer
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def test_vocabulary_is_sorted_characters():
     """"hello" has characters e, h, l, o: ids 0..3 in sorted order, so "hello" -> 1 0 2 2 3."""

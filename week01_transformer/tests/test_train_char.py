@@ -10,6 +10,8 @@ import torch
 from shared import read_metrics
 from week01_transformer.train_char import estimate_loss, load_char_model, main, unigram_entropy
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def test_unigram_entropy_by_hand():
     """"aab": p(a)=2/3, p(b)=1/3 -> H = -(2/3 ln 2/3 + 1/3 ln 1/3) = 0.63651 nats."""

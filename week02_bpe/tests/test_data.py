@@ -22,6 +22,8 @@ from week02_bpe import (
     token_bytes,
 )
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 @pytest.fixture(scope="module")
 def docs():

@@ -19,6 +19,8 @@ from week02_bpe import (
     learn_merges,
 )
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 # ---------------------------------------------------------------------------
 # Worked example and the tie-breaking rule
 # ---------------------------------------------------------------------------

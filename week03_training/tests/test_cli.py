@@ -18,6 +18,8 @@ import torch
 
 from shared import load_checkpoint, read_metrics
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 ARGS = ["--model", "tiny", "--steps", "12", "--batch-size", "4", "--block-size", "32",
         "--ckpt-every", "4", "--eval-every", "4", "--eval-batches", "2", "--dropout", "0.1",
         "--warmup-steps", "3", "--no-progress"]

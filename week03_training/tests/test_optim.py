@@ -5,6 +5,8 @@ import torch
 
 from week03_training import AdamW, Muon, muon_param_groups, newton_schulz
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 # ----------------------------------------------------------------------------- AdamW
 
 

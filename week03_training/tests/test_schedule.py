@@ -7,6 +7,8 @@ import torch
 
 from week03_training import LRScheduler, ScheduleConfig, lr_multiplier, warmup_cosine, wsd
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def test_warmup_cosine_landmarks():
     """warmup 10, total 110, min 0.1.

@@ -18,6 +18,8 @@ from week03_training import (
     latest_checkpoint,
 )
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def _cfg(**kw):
     base = dict(steps=10, batch_size=4, block_size=16, warmup_steps=2, eval_every=0,

@@ -16,6 +16,8 @@ from shared import read_metrics
 from shared.checkpoint import CheckpointError
 from week03_training import Muon, TrainConfig, Trainer, next_token_loss, to_device
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def _cfg(**kw):
     base = dict(steps=3, batch_size=4, block_size=16, warmup_steps=0, schedule="constant",

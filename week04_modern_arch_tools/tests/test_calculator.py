@@ -11,6 +11,8 @@ import pytest
 from week04_modern_arch_tools import Calculator
 from week04_modern_arch_tools.tools.calculator import format_number
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def test_matches_python_arithmetic_on_random_expressions():
     """Reference: Python's own evaluation of the same (trusted, test-generated) expressions."""

@@ -14,6 +14,8 @@ from week04_modern_arch_tools import (
 )
 from week04_modern_arch_tools.chat import parse_tool_call, special_ids
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 # ---------------------------------------------------------------- rendering
 
 

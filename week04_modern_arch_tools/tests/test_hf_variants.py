@@ -26,6 +26,8 @@ import torch.nn as nn
 from week04_modern_arch_tools import Llama, LlamaConfig
 from week04_modern_arch_tools.hf import name_map
 
+pytestmark = pytest.mark.stretch  # this file's tier (README: "Tiers")
+
 transformers = pytest.importorskip("transformers")
 
 # fp32 on both sides, the same products summed in other orders (fused qkv and gate/up

@@ -3,11 +3,14 @@ including checkpoints written before models were recorded by import path."""
 
 from dataclasses import asdict
 
+import pytest
 import torch
 
 from shared import load_model, read_meta, save_checkpoint, save_model
 from week01_transformer import GPT, GPTConfig
 from week04_modern_arch_tools import Llama, LlamaConfig
+
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
 
 
 def test_gpt_and_llama_come_back_as_themselves(tmp_path):

@@ -9,6 +9,8 @@ from week04_modern_arch_tools import KVCache, Llama, LlamaConfig
 from week04_modern_arch_tools.hf import half_to_interleaved, interleaved_to_half
 from week04_modern_arch_tools.model import LLAMA_PRESETS, apply_rope, rope_inv_freq
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 transformers = pytest.importorskip("transformers")
 
 # fp32 end to end on both sides; the two implementations add the same products in

@@ -23,6 +23,8 @@ from week04_modern_arch_tools import PythonREPL
 from week04_modern_arch_tools.tools.isolation import SandboxUnavailable, support
 from week04_modern_arch_tools.tools.repl import refusals
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 MODES = [pytest.param("bwrap", marks=pytest.mark.skipif(
              support().bwrap is None, reason="bubblewrap missing: apt-get install bubblewrap")),
          pytest.param("kernel", marks=pytest.mark.skipif(

@@ -36,6 +36,8 @@ import pytest
 from week04_modern_arch_tools import PythonREPL
 from week04_modern_arch_tools.tools.isolation import remove_tree, support
 
+pytestmark = pytest.mark.stretch  # this file's tier (README: "Tiers")
+
 UID = 150_001  # the workers' uid (in repl.UID_RANGE), shared with the victim process
 ENV_SECRET, FILE_SECRET, VICTIM_SECRET = (f"{w}secret-{secrets.token_hex(8)}"
                                           for w in ("env", "file", "victim"))

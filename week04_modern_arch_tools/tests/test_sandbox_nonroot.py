@@ -24,6 +24,8 @@ import pytest
 import week04_modern_arch_tools.tools as tools
 from week04_modern_arch_tools.tools.isolation import support
 
+pytestmark = pytest.mark.stretch  # this file's tier (README: "Tiers")
+
 UID = 4242
 SYSTEM_PYTHON = "/usr/bin/python3"
 FILES = ("repl.py", "isolation.py", "_confine.py", "_sandbox_worker.py")

@@ -8,6 +8,8 @@ from week04_modern_arch_tools import Search, make_fact_store
 from week04_modern_arch_tools.tooldata import make_world
 from week04_modern_arch_tools.tools.search import split_passages, tokenize
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 DOCS = [("cats", "The cat sat on the mat. Cats like warm mats and milk."),
         ("dogs", "Dogs chase cats. A dog barks at the mailman every morning."),
         ("python", "Python lists are mutable sequences; tuples are immutable sequences."),

@@ -15,6 +15,8 @@ from shared import read_metrics
 from week04_modern_arch_tools import Llama, LlamaConfig, make_tool_dataset, render_conversation
 from week04_modern_arch_tools.sft import collate, finetune
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def test_collate_masks_everything_but_the_assistants_tokens(tokenizer):
     """Row b: x = ids[:-1]; y[t] = ids[t + 1] where render_conversation marks token t + 1 as

@@ -11,6 +11,8 @@ from week04_modern_arch_tools import (
     render_conversation,
 )
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 KINDS = ["arithmetic", "string", "facts"]
 
 

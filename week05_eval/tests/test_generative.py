@@ -14,6 +14,8 @@ from week05_eval import (
 from week05_eval.generative import chat_prompt_ids, completion_prompt
 from week05_eval.scoring import bos_of, greedy_generate
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 @pytest.mark.parametrize("text, want", [
     ("Natalia sold 48/2 = 24 clips in May.\n#### 72", "72"),

@@ -20,6 +20,8 @@ from lm_eval.api.instance import Instance  # noqa: E402
 
 from week05_eval.lm_eval_adapter import NanochatLM, write_lm_eval_task  # noqa: E402
 
+pytestmark = pytest.mark.stretch  # this file's tier (README: "Tiers")
+
 
 def _req(kind, args, i=0):
     return Instance(request_type=kind, doc={}, arguments=args, idx=i)

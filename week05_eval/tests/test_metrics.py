@@ -10,6 +10,8 @@ from week02_bpe import bits_per_byte, token_bytes
 from week05_eval import evaluate_ids, evaluate_text, unigram_bpb
 from week05_eval.metrics import encode_docs
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def test_uniform_model_has_loss_log_v(tokenizer, uniform):
     """A uniform model pays ln V nats on every token, so ppl = V and

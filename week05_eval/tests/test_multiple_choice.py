@@ -15,6 +15,8 @@ from week05_eval import (
 )
 from week05_eval.multiple_choice import MCResult, fewshot_examples
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def _task(n=8, k=4):
     words = [" Paris", " blue", " dog", " quick brown", " 42", " lazy", " return a + b", " fox"]

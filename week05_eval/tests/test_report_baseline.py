@@ -11,6 +11,8 @@ from week02_bpe import TokenizerFileError
 from week05_eval import loading, report
 from week05_eval.loading import find_baseline, load_for_eval
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def _save_llama(path, tiny_llama, tokenizer_path=None):
     meta = {"kind": "week03-train", "step": 7, "model": model_spec(tiny_llama),

@@ -18,6 +18,8 @@ from week05_eval import (
     pydocs_next_line,
 )
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 ARC_ROWS = [
     {"id": "Mercury_1", "question": "Which gas do plants take in?",
      "choices": {"text": ["oxygen", "carbon dioxide", "helium", "neon"],

@@ -6,6 +6,8 @@ import torch
 from week05_eval import GenExample, GenTask, evaluate_generative
 from week05_eval.generative import chat_prompt_ids
 
+pytestmark = pytest.mark.stretch  # this file's tier (README: "Tiers")
+
 
 def test_with_tools_beats_without_when_the_model_cannot_compute(tokenizer, oracle_llama_cls):
     """The scripted model calls the calculator for 37 * 48. Left alone it then 'hallucinates'

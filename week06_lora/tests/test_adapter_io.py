@@ -14,6 +14,8 @@ from week06_lora import (
     set_active_adapters,
 )
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def fresh_gpt(**overrides):
     torch.manual_seed(0)  # same seed as the gpt fixture: same base weights

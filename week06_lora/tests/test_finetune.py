@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from week06_lora import inject_lora
 from week06_lora.finetune import VOCAB, FinetuneConfig, arithmetic_batch, finetune, pretrain
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def test_arithmetic_batch_trains_only_answer_characters():
     """Decode each row back to text: the trained targets are exactly the characters of the

@@ -22,6 +22,8 @@ from week06_lora import (
     unmerge_adapter,
 )
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 # float32 matmuls summed in a different order (x A^T B^T vs x (W + s B A)^T) differ by a few
 # ulps of the output scale (~1): 1e-5 absolute leaves two orders of magnitude of room.
 ATOL = 1e-5

@@ -17,6 +17,8 @@ from week06_lora import (
 )
 from week06_lora.nf4 import NF4_OFFSET, nf4_absmax
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 @pytest.fixture
 def bnbf():

@@ -22,6 +22,8 @@ from week06_lora import (
     set_active_adapters,
 )
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 peft = pytest.importorskip("peft")
 ATOL = 1e-5
 LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

@@ -20,6 +20,8 @@ from week06_lora import (
     trainable_report,
 )
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def linear(in_f=128, out_f=64, seed=0):
     torch.manual_seed(seed)

@@ -10,6 +10,8 @@ from week02_bpe import BPETokenizer
 from week04_modern_arch_tools import Llama, LlamaConfig
 from week07_continual.run import main
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def test_cli_writes_table_json_and_heatmaps(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("NANOCHAT_RUNS", str(tmp_path / "runs"))

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 from week07_continual import EWC, fisher_diagonal
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def _data():
     torch.manual_seed(1)

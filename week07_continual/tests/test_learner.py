@@ -5,6 +5,8 @@ import torch
 
 from week07_continual import ReplayBuffer, StrategyConfig, TrainConfig, run_stream
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 CFG = TrainConfig(steps_per_task=60, batch_size=16, lr=1e-2, lora_lr=2e-2, router_examples=12)
 
 

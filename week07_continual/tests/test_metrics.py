@@ -7,6 +7,8 @@ import pytest
 
 from week07_continual import AccuracyMatrix, plot_heatmap
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def _matrix():
     """Three tasks.

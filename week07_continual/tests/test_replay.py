@@ -6,6 +6,8 @@ import pytest
 
 from week07_continual import ReplayBuffer
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def test_reservoir_keeps_every_example_with_equal_probability():
     """Vitter's algorithm R: after n offers each one is kept with probability capacity / n.

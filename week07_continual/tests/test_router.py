@@ -9,6 +9,8 @@ from week06_lora import inject_lora, lora_layers
 from week07_continual import PrototypeRouter, base_only, embed_sequences
 from week07_continual.tasks import prompt_ids
 
+pytestmark = pytest.mark.stretch  # this file's tier (README: "Tiers")
+
 
 def test_router_picks_the_right_task_and_falls_back_below_threshold(tiny_llama, two_task_stream):
     a, b = two_task_stream.tasks

@@ -16,6 +16,8 @@ from shared import CheckpointError
 from week06_lora import inject_lora, lora_state_dict
 from week07_continual import AdapterStore
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 def _model():
     torch.manual_seed(0)

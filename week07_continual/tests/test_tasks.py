@@ -10,6 +10,8 @@ from week02_bpe import BPETokenizer, bits_per_byte, token_bytes
 from week07_continual import Stream, Task, collate, load_stream, make_skills_stream, score_examples
 from week07_continual.tasks import doc_group, make_domains_stream, prompt_ids
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 @pytest.fixture(scope="module")
 def tok():

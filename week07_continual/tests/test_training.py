@@ -16,6 +16,8 @@ from shared import load_checkpoint, load_model
 from week07_continual import EWC, ReplayBuffer, TrainConfig, collate, train_task
 from week07_continual.learner import TaskBatches
 
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
 
 class ListLogger:
     def __init__(self):
