@@ -32,7 +32,7 @@ help: ## list every target
 	@echo
 	@echo "  per week (NN = $(patsubst week%,%,$(foreach w,$(WEEKS),$(firstword $(subst _, ,$(w))))))"
 	@echo "  weekNN-test        that week's tests and its notebook in smoke mode"
-	@echo "  weekNN-notebook    execute weekNN_*/weekNN_*.ipynb in place at full size (SMOKE=1: smoke size)"
+	@echo "  weekNN-notebook    execute weekNN_*/weekNN_*.ipynb in place at full size (SMOKE=1: smoke size; OUT=path.ipynb: saved there, the lesson untouched)"
 	@echo "  weekNN-bench       that week's benchmarks/ scripts (ratios against the peers)"
 
 setup: $(STAMP) ## create .venv and install every package editable (idempotent)
@@ -76,7 +76,7 @@ week%-exercises: setup ## (weekNN-exercises) your exercises against that week's 
 
 week%-notebook: setup
 	$(call need_wdir,$*)
-	$(PY) -m shared.notebook $(call wdir,$*)/$(call wdir,$*).ipynb --inplace $(if $(filter 1,$(SMOKE)),--smoke)
+	$(PY) -m shared.notebook $(call wdir,$*)/$(call wdir,$*).ipynb $(if $(OUT),--out "$(OUT)",--inplace) $(if $(filter 1,$(SMOKE)),--smoke)
 
 week%-bench: setup
 	$(call need_wdir,$*)

@@ -66,6 +66,26 @@ def test_notebook_inplace_saves_outputs_and_failures_name_the_cell(tmp_path, cap
 
 
 
+def test_out_saves_a_copy_and_leaves_the_lesson_alone(tmp_path, capsys):
+    """``--out PATH`` (``make weekNN-notebook OUT=PATH``): the learner's own run, saved
+    elsewhere; the tracked notebook keeps its bytes."""
+    path = _notebook(tmp_path / "lesson.ipynb", "from shared import is_smoke\nprint('smoke', is_smoke())")
+    before = path.read_bytes()
+    out = tmp_path / "mine" / "lesson-run.ipynb"
+    assert notebook_main([str(path), "--out", str(out)]) == 0
+    assert path.read_bytes() == before
+    nb = nbformat.read(out, as_version=4)
+    assert SAVED_RE.search(nb.cells[0].source).group(1) == "full"
+    assert "smoke False" in nb.cells[1].outputs[0]["text"]
+    assert notebook_main([str(path), "--out", str(out), "--smoke"]) == 0
+    assert "smoke True" in nbformat.read(out, as_version=4).cells[1].outputs[0]["text"]
+    assert notebook_main([str(path), "--out", str(tmp_path / "x.txt")]) == 1
+    assert "must be a .ipynb path" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="inplace or out, not both"):
+        run_notebook(path, inplace=True, out=out)
+    assert path.read_bytes() == before
+
+
 def test_inplace_outputs_are_compact_and_free_of_machine_paths(tmp_path):
     path = _notebook(tmp_path / "nb.ipynb",
                      "import sys, tempfile\nfrom tqdm import tqdm\n"

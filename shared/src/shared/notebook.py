@@ -4,7 +4,9 @@
 with ``NANOCHAT_SMOKE=1`` and the notebook's folder as working directory, and
 raises on the first failing cell, naming it. ``--inplace`` runs at full size and
 saves the outputs into the file (what ``make weekNN-notebook`` does);
-``--inplace --smoke`` saves a smoke-size run instead.
+``--inplace --smoke`` saves a smoke-size run instead. ``--out PATH`` saves the run to
+``PATH`` and leaves the tracked file alone (``make weekNN-notebook OUT=PATH``): a
+learner's own copy, at full size or, with ``--smoke``, at smoke size.
 
 A saved notebook is kept small and stable, so a learner can read it on GitHub
 without running it and a re-run does not churn the diff:
@@ -83,12 +85,13 @@ def _environ(**values: str | None):
 
 
 def run_notebook(path: str | os.PathLike, smoke: bool = True, inplace: bool = False,
-                 timeout: int = 1800) -> float:
+                 timeout: int = 1800, out: str | os.PathLike | None = None) -> float:
     """Execute every cell of ``path``; return the seconds it took.
 
     With ``inplace`` the outputs are compacted (see the module docstring), the first
-    cell is stamped with the size and the time, and the file is rewritten; without
-    it the file is never touched. Raises ``RuntimeError`` naming the notebook and
+    cell is stamped with the size and the time, and the file is rewritten; with
+    ``out`` the same is written to ``out`` instead (its folder is made if needed) and
+    ``path`` is left as it was; with neither the run is not saved. Raises ``RuntimeError`` naming the notebook and
     the failing cell's first line.
     """
     import nbclient
@@ -98,6 +101,12 @@ def run_notebook(path: str | os.PathLike, smoke: bool = True, inplace: bool = Fa
     path = Path(path)
     if not path.exists() or path.suffix != ".ipynb":
         raise FileNotFoundError(f"no notebook at {path} (expected an existing .ipynb file)")
+    if out is not None:
+        out = Path(out)
+        if inplace:
+            raise ValueError("give inplace or out, not both (out leaves the notebook alone)")
+        if out.suffix != ".ipynb":
+            raise ValueError(f"out must be a .ipynb path, got {str(out)!r}")
     nb = nbformat.read(path, as_version=4)
     tmp = Path(tempfile.mkdtemp(prefix="nanochat-nb-"))
     rc = tmp / "matplotlibrc"
@@ -123,10 +132,12 @@ def run_notebook(path: str | os.PathLike, smoke: bool = True, inplace: bool = Fa
         made = sorted(p.name for p in tmp.iterdir() if p.name != rc.name) if tmp.exists() else []
         shutil.rmtree(tmp, ignore_errors=True)
     seconds = time.time() - t0
-    if inplace:
+    if inplace or out is not None:
         compact_notebook(nb, replacements=_replacements(tmp, path, made))
         stamp_saved_outputs(nb, smoke=smoke, seconds=seconds, name=path.parent.name)
-        nbformat.write(nb, path)
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, out if out is not None else path)
     return seconds
 
 
@@ -304,18 +315,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("notebook", help="path of the .ipynb file")
     ap.add_argument("--inplace", action="store_true",
                     help="run at full size (no smoke mode) and save the outputs into the file")
+    ap.add_argument("--out", default=None, metavar="PATH",
+                    help="run at full size (or --smoke) and save to PATH; the notebook is untouched")
     ap.add_argument("--smoke", action="store_true",
-                    help="with --inplace: run and save at smoke size instead of full size")
+                    help="with --inplace or --out: run and save at smoke size instead of full size")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
     args = ap.parse_args(argv)
-    smoke = args.smoke or not args.inplace
+    saving = args.inplace or args.out is not None
+    smoke = args.smoke or not saving
     try:
-        secs = run_notebook(args.notebook, smoke=smoke, inplace=args.inplace, timeout=args.timeout)
-    except (FileNotFoundError, RuntimeError) as e:
+        secs = run_notebook(args.notebook, smoke=smoke, inplace=args.inplace, timeout=args.timeout,
+                            out=args.out)
+    except (FileNotFoundError, RuntimeError, ValueError) as e:
         print(e, file=sys.stderr)
         return 1
     size = "smoke size" if smoke else "full size"
-    print(f"{args.notebook}: ok in {secs:.1f}s ({size}{', saved' if args.inplace else ''})")
+    where = f", saved to {args.out}" if args.out else (", saved" if args.inplace else "")
+    print(f"{args.notebook}: ok in {secs:.1f}s ({size}{where})")
     return 0
 
 
