@@ -1,4 +1,4 @@
-"""Week 00 exercises, the optimizer: one AdamW step and the learning-rate schedule.
+"""Week 00 exercises, the optimizer: one AdamW step, gradient clipping and the schedule.
 
 Fill in the functions below, then run ``make week00-exercises``. ``adamw_step`` replaces
 ``week00_micrograd.AdamW.step`` and ``cosine_lr`` replaces ``week00_micrograd.cosine_lr``
@@ -21,6 +21,18 @@ def adamw_step(self) -> None:
     """
     raise NotImplementedError("not implemented yet: AdamW.step (decay, two moments, "
                               "bias-corrected update; see its docstring)")
+
+
+def clip_grad_norm(params, max_norm: float) -> float:
+    """Scale all gradients together so their global L2 norm is at most ``max_norm``.
+
+    ``norm = sqrt(sum of p.grad**2 over every parameter)`` (one long vector), then multiply
+    every ``p.grad`` by ``min(1, max_norm / (norm + 1e-6))`` and return ``norm`` (before
+    clipping), exactly as ``torch.nn.utils.clip_grad_norm_``. A negative ``max_norm`` is a
+    ValueError.
+    """
+    raise NotImplementedError("not implemented yet: clip_grad_norm (global L2 norm, one "
+                              "common scale factor, return the norm before clipping)")
 
 
 def cosine_lr(step: int, max_lr: float, total_steps: int, warmup_steps: int = 0,

@@ -16,6 +16,18 @@ def adamw_step(self) -> None:
         p.data -= self.lr / (1.0 - self.beta1**t) * self.m[i] / denom
 
 
+def clip_grad_norm(params, max_norm: float) -> float:
+    """One scale for all gradients: min(1, max_norm / (norm + 1e-6)); returns the norm."""
+    if max_norm < 0:
+        raise ValueError(f"max_norm must be >= 0, got {max_norm}")
+    params = list(params)
+    norm = math.sqrt(sum(p.grad * p.grad for p in params))
+    scale = min(1.0, max_norm / (norm + 1e-6))
+    for p in params:
+        p.grad *= scale
+    return norm
+
+
 def cosine_lr(step: int, max_lr: float, total_steps: int, warmup_steps: int = 0,
               min_lr: float = 0.0) -> float:
     """Linear warmup, then cosine decay from max_lr to min_lr; min_lr after the end."""

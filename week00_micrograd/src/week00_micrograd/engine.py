@@ -30,7 +30,7 @@ import numbers
 from collections.abc import Iterable, Sequence
 from operator import mul as _mul
 
-__all__ = ["Value", "dot", "vsum"]
+__all__ = ["Value", "cross_entropy", "dot", "vsum"]
 
 
 # ---------------------------------------------------------------------------
@@ -318,3 +318,27 @@ def vsum(values: Iterable, start: float = 0.0) -> Value:
         else:
             acc += v if type(v) is float else _as_float(v, "vsum item")
     return Value(acc, tuple(prev), (1.0,) * len(prev), "sum")
+
+
+def cross_entropy(logits: Sequence[Value], target: int) -> Value:
+    """``-log softmax(logits)[target]`` as ONE graph node (the classifier's loss).
+
+    Forward, stably: ``logsumexp(z) - z[target]`` with the max subtracted first, so
+    logits of 1000 do not overflow. The local derivative with respect to each logit is
+    the famous one: ``softmax(z)_i - [i == target]``; no chain of exp/sum/log nodes.
+    """
+    if not logits:
+        raise ValueError("cross_entropy: logits is empty; give one Value per class")
+    if not all(isinstance(z, Value) for z in logits):
+        bad = next(z for z in logits if not isinstance(z, Value))
+        raise TypeError(f"cross_entropy: logits must be Values, got {type(bad).__name__}")
+    if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < len(logits):
+        raise ValueError(f"cross_entropy: target must be a class index in [0, {len(logits)}), "
+                         f"got {target!r}")
+    zs = [z.data for z in logits]
+    top = max(zs)
+    exps = [math.exp(z - top) for z in zs]
+    total = sum(exps)
+    loss = math.log(total) + top - zs[target]
+    local = tuple(e / total - (1.0 if i == target else 0.0) for i, e in enumerate(exps))
+    return Value(loss, tuple(logits), local, "xent")

@@ -6,8 +6,11 @@ and bias correction), so the tests can check them step for step against
 ``torch.optim`` in float64. An optimizer reads ``p.grad`` and updates
 ``p.data`` in place; set ``opt.lr`` between steps to follow a schedule.
 
-Left out on purpose: parameter groups, AMSGrad, Nesterov momentum, gradient
-clipping and state dicts. They are one ``if`` each and would hide the core.
+``clip_grad_norm`` scales all gradients together when their global L2 norm is
+above a threshold, as ``torch.nn.utils.clip_grad_norm_``.
+
+Left out on purpose: parameter groups, AMSGrad, Nesterov momentum and state
+dicts. They are one ``if`` each and would hide the core.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Iterable
 
 from week00_micrograd.engine import Value
 
-__all__ = ["Optimizer", "SGD", "AdamW", "cosine_lr"]
+__all__ = ["Optimizer", "SGD", "AdamW", "clip_grad_norm", "cosine_lr"]
 
 
 # ---------------------------------------------------------------------------
@@ -151,3 +154,23 @@ def cosine_lr(step: int, max_lr: float, total_steps: int, warmup_steps: int = 0,
         return min_lr
     progress = (step - warmup_steps) / (total_steps - warmup_steps)
     return min_lr + (max_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# ---------------------------------------------------------------------------
+# gradient clipping
+
+
+def clip_grad_norm(params: Iterable[Value], max_norm: float) -> float:
+    """Scale every ``p.grad`` by ``min(1, max_norm / (norm + 1e-6))``; return ``norm``.
+
+    ``norm`` is the L2 norm of all the gradients together (one vector), taken before
+    clipping, exactly as ``torch.nn.utils.clip_grad_norm_`` computes and applies it: the
+    direction of the update is kept, only its length is capped.
+    """
+    max_norm = _check_nonneg("max_norm", max_norm)
+    params = list(params)
+    norm = math.sqrt(sum(p.grad * p.grad for p in params))
+    scale = min(1.0, max_norm / (norm + 1e-6))
+    for p in params:
+        p.grad *= scale
+    return norm
