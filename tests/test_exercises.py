@@ -70,3 +70,11 @@ def test_a_bad_manifest_says_what_is_valid(tmp_path):
     (week / "exercises" / "exercises.toml").write_text('[[exercise]]\nname = "a"\n')
     with pytest.raises(ValueError, match="lacks"):
         load_manifest(week)
+
+
+def test_the_readme_table_is_generated_from_the_manifests():
+    from shared.exercises import README_BEGIN, README_END, table
+
+    text = (ROOT / "README.md").read_text()
+    block = text.split(README_BEGIN, 1)[1].split(README_END, 1)[0].strip()
+    assert block == table(ROOT), "run: python -m shared.exercises --write-readme README.md"

@@ -218,6 +218,41 @@ def _stub_message(fn) -> str:
     return (fn.__doc__ or NOT_YET).strip().splitlines()[0]
 
 
+def table(root: str | Path = ".") -> str:
+    """The README's exercise table, one row per week with exercises, from the manifests."""
+    rows = ["| week | core | stretch | mega |", "|---|---|---|---|"]
+    for manifest in sorted(Path(root).glob("week*/exercises/exercises.toml")):
+        week = manifest.parent.parent
+        by_tier = {t: [f"`{e.name}`" for e in load_manifest(week) if e.tier == t] for t in TIERS}
+        rows.append(f"| [{week.name}]({week.name}/exercises) | "
+                    + " | ".join(", ".join(by_tier[t]) or "" for t in TIERS) + " |")
+    return "\n".join(rows)
+
+
+README_BEGIN = "<!-- exercises table: python -m shared.exercises --table -->"
+README_END = "<!-- end of exercises table -->"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="The exercises of every week.")
+    ap.add_argument("--table", action="store_true", help="print the README's exercise table")
+    ap.add_argument("--write-readme", metavar="README", help="replace the table in README")
+    args = ap.parse_args(argv)
+    if args.write_readme:
+        path = Path(args.write_readme)
+        text = path.read_text()
+        if README_BEGIN not in text or README_END not in text:
+            raise SystemExit(f"{path} has no {README_BEGIN} ... {README_END} block")
+        head, rest = text.split(README_BEGIN, 1)
+        path.write_text(head + README_BEGIN + "\n" + table(path.parent) + "\n"
+                        + README_END + rest.split(README_END, 1)[1])
+    else:
+        print(table())
+    return 0
+
+
 def pytest_addoption(parser):
     g = parser.getgroup("exercises")
     g.addoption("--exercises", default=None, metavar="WEEK_DIR",
@@ -240,3 +275,7 @@ def pytest_configure(config):
         except Exception as e:  # a syntax error in the learner's file: report, don't crash
             plugin.functions[ex.name] = e
     config.pluginmanager.register(plugin, "nanochat-exercises")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
