@@ -34,6 +34,8 @@ help: ## list every target
 	@echo "  weekNN-test        that week's tests and its notebook in smoke mode"
 	@echo "  weekNN-notebook    execute weekNN_*/weekNN_*.ipynb in place at full size (SMOKE=1: smoke size; OUT=path.ipynb: saved there, the lesson untouched)"
 	@echo "  weekNN-bench       that week's benchmarks/ scripts (ratios against the peers)"
+	@echo "  weekNN-exercises   your exercises/ against that week's reference tests (IMPL=solutions: the worked ones)"
+	@echo "  (TIER=core|stretch|mega on test and weekNN-test: one tier only)"
 
 setup: $(STAMP) ## create .venv and install every package editable (idempotent)
 
@@ -59,7 +61,7 @@ test: setup ## every package's tests + every notebook in smoke mode (TIER=core|s
 	$(PY) -m pytest tests shared/tests $(addsuffix /tests,$(WEEKS) $(TRACKS)) $(tier_opt)
 
 test-fast: setup ## the tests without the notebooks
-	$(PY) -m pytest tests shared/tests $(addsuffix /tests,$(WEEKS) $(TRACKS)) --deselect tests/test_notebooks.py
+	$(PY) -m pytest tests shared/tests $(addsuffix /tests,$(WEEKS) $(TRACKS)) --deselect tests/test_notebooks.py $(tier_opt)
 
 TIERS := core stretch mega
 tier_opt = $(if $(TIER),$(if $(filter $(TIER),$(TIERS)),-m "$(TIER)",$(error TIER must be one of: $(TIERS); got '$(TIER)')))
@@ -69,7 +71,7 @@ week%-test: setup
 	$(PY) -m pytest $(call wdir,$*)/tests tests/test_notebooks.py -k "$(call wdir,$*) or not test_notebook" $(tier_opt)
 
 IMPL ?= mine
-week%-exercises: setup ## (weekNN-exercises) your exercises against that week's reference tests (IMPL=solutions: the worked ones)
+week%-exercises: setup
 	$(call need_wdir,$*)
 	@test -f $(call wdir,$*)/exercises/exercises.toml || { echo "$(call wdir,$*) has no exercises yet; weeks with exercises: $(patsubst %/exercises/exercises.toml,%,$(wildcard week*/exercises/exercises.toml))"; exit 2; }
 	$(PY) -m pytest -p shared.exercises --exercises $(call wdir,$*) --exercise-impl $(IMPL) -q --tb=short -rN $(call wdir,$*)/tests
