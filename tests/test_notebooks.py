@@ -54,7 +54,8 @@ def _calls(node: ast.AST) -> list[str]:
 
 def _expects(cell) -> set[str]:
     """What a code cell must have produced: "text" when it prints or displays at its top
-    level, "image" when it calls plt.show()."""
+    level, "image" when it calls plt.show() or one of the repo's plotting helpers
+    (``plot_*``, ``draw_graph``) as a statement of its own, whose figure a lesson shows."""
     try:
         tree = ast.parse("\n".join(line for line in cell.source.splitlines()
                                    if not line.lstrip().startswith(("%", "!"))))
@@ -64,7 +65,8 @@ def _expects(cell) -> set[str]:
     want = set()
     if any(c in ("print", "display") for c in calls):
         want.add("text")
-    if "plt.show" in calls:
+    if "plt.show" in calls or any(c.split(".")[-1].startswith("plot_") or
+                                  c.split(".")[-1] == "draw_graph" for c in calls):
         want.add("image")
     return want
 
