@@ -192,3 +192,38 @@ def test_unknown_week_lists_valid_ones(tmp_path):
 ])
 def test_suggestion_rules(tests, benches, choice):
     assert suggest(tests, benches)[0] == choice
+
+
+def test_reflect_reports_the_learners_exercises_and_repeats_on_a_core_gap(tmp_path):
+    """A week with one exercise (a stub standing in for ``textwrap.dedent``, which its test
+    calls): the entry counts it by tier and names what is not done, and the suggestion is to
+    repeat the week while a core exercise is open."""
+    week = _week(tmp_path)
+    (week / "tests" / "test_dedent.py").write_text(
+        "import textwrap\n\ndef test_dedent():\n    assert textwrap.dedent('  a') == 'a'\n")
+    ex = week / "exercises"
+    (ex / "solutions").mkdir(parents=True)
+    (ex / "text.py").write_text("def dedent(text):\n    raise NotImplementedError("
+                                "'not implemented yet: dedent (strip the common indent)')\n")
+    (ex / "solutions" / "text.py").write_text("def dedent(text):\n    return text.strip()\n")
+    (ex / "exercises.toml").write_text(
+        '[[exercise]]\nname = "dedent"\ntier = "core"\nfile = "text.py"\nfunction = "dedent"\n'
+        'replaces = ["textwrap:dedent"]\ntests = ["tests/test_dedent.py"]\nproves = "it dedents"\n')
+    text = reflect("7", root=tmp_path, runs=tmp_path / "runs", tests=False,
+                   today=date(2026, 12, 6)).read_text()
+    assert "- exercises: 0 of 1 passed (core 0/1)" in text
+    assert "not implemented: `dedent` [core]: not implemented yet: dedent" in text
+    assert "**repeat** (core exercises not passed yet: dedent)" in text
+
+
+def test_suggest_follows_the_decision_tree():
+    green = SuiteResult(5, 0, 0, 1.0)
+    core_open = [dict(exercise="backward", tier="core", status="not implemented"),
+                 dict(exercise="cosine_lr", tier="stretch", status="passed")]
+    core_done = [dict(exercise="backward", tier="core", status="passed"),
+                 dict(exercise="cosine_lr", tier="stretch", status="failed")]
+    assert suggest(SuiteResult(4, 1, 0, 1.0), [], core_done)[0] == "repeat"  # tests first
+    assert suggest(green, [], core_open) == ("repeat",
+                                             "core exercises not passed yet: backward")
+    assert suggest(green, [], core_done)[0] == "proceed"  # an open stretch does not hold you
+    assert suggest(green, [{"name": "b", "target_met": False}], core_done)[0] == "extend"

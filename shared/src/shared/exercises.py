@@ -65,13 +65,13 @@ class Exercise:
     tests: tuple[str, ...]
     proves: str
 
-    def checks(self, nodeid: str, week: str) -> bool:
-        """Whether the test ``nodeid`` (relative to the repo root) is one of this exercise's."""
+    def checks(self, test_id: str) -> bool:
+        """Whether ``test_id`` (``tests/test_x.py::test_y[...]``, relative to the week) is
+        one of this exercise's tests."""
         for t in self.tests:
-            t = f"{week}/{t}"
-            if nodeid == t or nodeid.startswith((t + "[", t + "::")):
+            if test_id == t or test_id.startswith((t + "[", t + "::")):
                 return True
-            if "[" in t and nodeid.startswith(t):  # part of a parametrized id: "test_f[tanh-"
+            if "[" in t and test_id.startswith(t):  # part of a parametrized id: "test_f[tanh-"
                 return True
         return False
 
@@ -126,9 +126,17 @@ class _Plugin:
     exercises: list[Exercise]
     functions: dict = field(default_factory=dict)  # name -> function (or the load error)
     results: dict = field(default_factory=dict)  # name -> {nodeid: outcome}
+    owners: dict = field(default_factory=dict)  # nodeid -> the exercises that test checks
 
     def for_item(self, item) -> list[Exercise]:
-        return [e for e in self.exercises if e.checks(item.nodeid, self.week.name)]
+        if item.nodeid not in self.owners:
+            try:
+                rel = Path(item.path).resolve().relative_to(self.week).as_posix()
+            except ValueError:  # a test outside the week
+                rel = None
+            test_id = rel + item.nodeid[item.nodeid.find("::"):] if rel else ""
+            self.owners[item.nodeid] = [e for e in self.exercises if test_id and e.checks(test_id)]
+        return self.owners[item.nodeid]
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, config, items):
@@ -168,9 +176,7 @@ class _Plugin:
     def pytest_runtest_logreport(self, report):
         if report.when == "call" or report.failed:
             text = str(report.longrepr) if report.failed else ""
-            for ex in self.exercises:
-                if not ex.checks(report.nodeid, self.week.name):
-                    continue
+            for ex in self.owners.get(report.nodeid, ()):
                 outcome = report.outcome
                 if NOT_YET in text:  # a stub raised: this exercise's own, or another's?
                     if _stub_message(self.functions.get(ex.name)) not in text:

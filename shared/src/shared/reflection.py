@@ -2,7 +2,8 @@
 
 Appends a dated entry to ``weekNN_*/REFLECTION.md``, pre-filled with what was
 measured: the week's test result (pytest is run, or ``--no-tests`` skips it),
-the latest run's final metrics (runs whose folder name starts with
+the learner's own exercises (``shared.exercises``: which passed, by tier, and what is
+not done yet; ``--no-exercises`` skips them), the latest run's final metrics (runs whose folder name starts with
 ``weekNN``), and the saved benchmark figures (``runs/bench/weekNN*.json``).
 Then come the protocol's sections for the learner to write: build log, pivot
 decision (proceed / repeat / compress / extend, with a suggestion derived from
@@ -14,6 +15,7 @@ Left out: anything that edits earlier entries. The log is append-only.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -71,6 +73,21 @@ def parse_junit(path: Path) -> SuiteResult:
     return SuiteResult(tests - failed - skipped, failed, skipped, seconds)
 
 
+def run_exercises(folder: Path) -> list[dict] | None:
+    """The learner's exercise results for the week (``shared.exercises`` rows), or None
+    when the week has no ``exercises/exercises.toml``."""
+    if not (folder / "exercises" / "exercises.toml").exists():
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "exercises.json"
+        subprocess.run([sys.executable, "-m", "pytest", "-p", "shared.exercises", "--exercises",
+                        str(folder), "--exercise-report", str(report), "-q", "--tb=no",
+                        str(folder / "tests")], capture_output=True, text=True)
+        if not report.exists():
+            return []
+        return json.loads(report.read_text())
+
+
 def latest_metrics(nn: str, runs: Path) -> tuple[str, dict] | None:
     """(run name, last value of every scalar) of the newest run named weekNN*."""
     mine = [r for r in list_runs(runs) if r.name.startswith(f"week{nn}")]
@@ -83,10 +100,19 @@ def latest_metrics(nn: str, runs: Path) -> tuple[str, dict] | None:
     return run.name, last
 
 
-def suggest(tests: SuiteResult | None, benches: list[dict]) -> tuple[str, str]:
-    """A suggested pivot choice and the reason, from the measured figures."""
+def suggest(tests: SuiteResult | None, benches: list[dict],
+            exercises: list[dict] | None = None) -> tuple[str, str]:
+    """A suggested pivot choice and the reason, from the measured figures.
+
+    In order: failing tests or a core exercise not passed -> repeat; a benchmark target
+    missed -> extend; otherwise proceed.
+    """
     if tests is not None and (tests.failed or tests.total == 0):
         return "repeat", f"{tests.failed} failing tests" if tests.failed else "no tests ran"
+    undone = [e["exercise"] for e in exercises or () if e["tier"] == "core"
+              and e["status"] != "passed"]
+    if undone:
+        return "repeat", f"core exercises not passed yet: {', '.join(undone)}"
     missed = [b["name"] for b in benches if b.get("target_met") is False]
     if missed:
         return "extend", f"benchmark targets missed: {', '.join(missed)}"
@@ -95,15 +121,35 @@ def suggest(tests: SuiteResult | None, benches: list[dict]) -> tuple[str, str]:
     return "proceed", "tests green" if tests else "no figures yet: judge by hand"
 
 
+def exercise_lines(exercises: list[dict] | None) -> list[str]:
+    """The "Measured" lines for the learner's exercises."""
+    if exercises is None:
+        return ["- exercises: this week has none (or --no-exercises)"]
+    if not exercises:
+        return ["- exercises: could not run them (try make weekNN-exercises)"]
+    done = [e for e in exercises if e["status"] == "passed"]
+    tiers = []
+    for tier in ("core", "stretch", "mega"):
+        mine = [e for e in exercises if e["tier"] == tier]
+        if mine:
+            tiers.append(f"{tier} {sum(e['status'] == 'passed' for e in mine)}/{len(mine)}")
+    lines = [f"- exercises: {len(done)} of {len(exercises)} passed ({', '.join(tiers)})"]
+    for e in exercises:
+        if e["status"] != "passed":
+            lines.append(f"  - {e['status']}: `{e['exercise']}` [{e['tier']}]: {e['detail']}")
+    return lines
+
+
 def render_entry(nn: str, tests: SuiteResult | None, metrics: tuple[str, dict] | None,
-                 benches: list[dict], today: date) -> str:
-    choice, why = suggest(tests, benches)
+                 benches: list[dict], today: date, exercises: list[dict] | None = None) -> str:
+    choice, why = suggest(tests, benches, exercises)
     lines = [f"\n## Sunday {today.isoformat()} (week {nn})\n", "### Measured\n"]
     if tests is None:
         lines.append("- tests: not run (--no-tests)")
     else:
         lines.append(f"- tests: {tests.passed} passed, {tests.failed} failed, {tests.skipped} skipped "
                      f"in {tests.seconds:.1f}s")
+    lines += exercise_lines(exercises)
     if metrics:
         name, last = metrics
         figures = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
@@ -132,14 +178,15 @@ def render_entry(nn: str, tests: SuiteResult | None, metrics: tuple[str, dict] |
 
 
 def reflect(week: str, root: Path = Path("."), runs: Path | None = None, tests: bool = True,
-            today: date | None = None) -> Path:
+            today: date | None = None, exercises: bool = True) -> Path:
     """Append the entry and return the REFLECTION.md path."""
     folder = find_week(week, root)
     nn = folder.name[4:6]
     runs = runs if runs is not None else runs_root()
     result = run_tests(folder) if tests else None
+    mine = run_exercises(folder) if exercises else None
     entry = render_entry(nn, result, latest_metrics(nn, runs),
-                         load_benchmarks(runs, prefix=f"week{nn}"), today or date.today())
+                         load_benchmarks(runs, prefix=f"week{nn}"), today or date.today(), mine)
     log = folder / "REFLECTION.md"
     if not log.exists():
         log.write_text(f"# Week {nn} reflection log\n", encoding="utf-8")
@@ -154,10 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", default=".", help="the repository root (default: .)")
     ap.add_argument("--runs", default=None, help="the runs folder (default: $NANOCHAT_RUNS or runs)")
     ap.add_argument("--no-tests", action="store_true", help="do not run the week's tests")
+    ap.add_argument("--no-exercises", action="store_true", help="do not run your exercises")
     args = ap.parse_args(argv)
     try:
         log = reflect(args.week, Path(args.root), Path(args.runs) if args.runs else None,
-                      tests=not args.no_tests)
+                      tests=not args.no_tests, exercises=not args.no_exercises)
     except ValueError as e:
         print(e, file=sys.stderr)
         return 2
