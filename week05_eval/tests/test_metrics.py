@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from week02_bpe import bits_per_byte, token_bytes
+from week02_bpe import token_bytes
 from week05_eval import evaluate_ids, evaluate_text, unigram_bpb
 from week05_eval.metrics import encode_docs
 
@@ -31,8 +31,11 @@ def test_uniform_model_has_loss_log_v(tokenizer, uniform):
 
 
 def test_matches_direct_cross_entropy(tokenizer, tiny_llama):
-    """Same windows through F.cross_entropy and week02's bits_per_byte by hand; fp32 sums of
-    ~100 terms agree to ~1e-6 relative, the tolerance allows for the summation order."""
+    """Same windows through F.cross_entropy by hand, and bpb from its definition with nothing
+    of the package's: the summed nats over ln 2 times the text's UTF-8 bytes (the stream is
+    <|bos|> + the text and <|bos|> itself is never a target, so the targets cover exactly the
+    text's bytes). fp32 sums of ~100 terms agree to ~1e-6 relative, the tolerance allows for
+    the summation order."""
     text = "The quick brown fox jumps over the lazy dog. " * 6
     ids = encode_docs(tokenizer, text)
     T = 16
@@ -47,7 +50,11 @@ def test_matches_direct_cross_entropy(tokenizer, tiny_llama):
     res = evaluate_text(tiny_llama, tokenizer, text, block_size=T, batch_size=4)
     assert res.tokens == len(ids) - 1
     assert res.loss == pytest.approx(nats.mean().item(), rel=1e-5)
-    assert res.bpb == pytest.approx(bits_per_byte(nats, tgts, token_bytes(tokenizer)), rel=1e-5)
+    assert tokenizer.bos_id not in tgts.tolist()        # every target is a piece of the text
+    nbytes = len(text.encode("utf-8"))
+    assert res.bytes == nbytes
+    bpb = nats.double().sum().item() / (math.log(2) * nbytes)
+    assert res.bpb == pytest.approx(bpb, rel=1e-5)
 
 
 def test_batch_size_does_not_change_the_result(tokenizer, tiny_llama):
