@@ -181,3 +181,40 @@ def test_simple_evaluate_on_a_local_task(tmp_path, tokenizer, tiny_llama, hflm):
         # differ from evaluate_mc's; the HF side also runs another attention kernel: LL_TOL
         assert got == pytest.approx(want, abs=LL_TOL)
         assert from_harness == pytest.approx(want, abs=LL_TOL)
+
+
+def test_acc_norm_per_character_and_ties_equal_lm_evals_process_results(tmp_path, tokenizer,
+                                                                        uniform):
+    """lm-eval's own metric code (``ConfigurableTask.process_results``: ``np.argmax(lls /
+    len(choice))``, characters, first maximum wins) scores a task built so that the rules
+    matter, and evaluate_mc must agree on every document. A uniform model (every token costs
+    L = ln V; our adapter gives lm-eval the log-likelihoods, evaluate_mc is not involved):
+
+    - 0: `` zq`` 3 tokens / 3 chars, `` Question`` 2 / 9, `` the`` 1 / 4: per char -> 1
+      (gold), per token a tie -> 0 (first) or 2 (last);
+    - 1: `` zq``, `` quickz`` 6 / 7, `` café`` 5 / 5 chars / 6 bytes: per char -> 1 (gold),
+      per byte -> 2, per token -> 0 or 2;
+    - 2, 5: `` A``, `` B``, `` C`` tie everywhere -> 0: right for gold 0, wrong for gold 2;
+    - 3, 4: `` zq`` 3 / 3, then `` qz``, `` ab``, `` ba`` 2 / 3 each tie -> 1: right for
+      gold 1, wrong for gold 3.
+
+    So lm-eval's acc_norm per document is 1, 1, 1, 1, 0, 0 and its acc 2/6 (the raw sum picks
+    2, 0, 0, 1, 1, 0); per-token normalisation or a last-wins tie-break disagree somewhere."""
+    from lm_eval.tasks import TaskManager
+    rows = [([" zq", " Question", " the"], 1), ([" zq", " quickz", " caf\u00e9"], 1),
+            ([" A", " B", " C"], 0), ([" zq", " qz", " ab", " ba"], 1),
+            ([" zq", " qz", " ab", " ba"], 3), ([" A", " B", " C"], 2)]
+    task = MCTask("norm_ties", [MCExample(f"Question {i}?\nAnswer:", c, gold=g, id=str(i))
+                                for i, (c, g) in enumerate(rows)])
+    name = write_lm_eval_task(task, tmp_path / "tasks")
+    out = lm_eval.simple_evaluate(model=NanochatLM(uniform, tokenizer, batch_size=8), tasks=[name],
+                                  num_fewshot=0, log_samples=True, bootstrap_iters=0,
+                                  task_manager=TaskManager(include_path=str(tmp_path / "tasks"),
+                                                           include_defaults=False))
+    samples = sorted(out["samples"][name], key=lambda s: s["doc_id"])
+    want = [s["acc_norm"] for s in samples]
+    assert want == [1.0, 1.0, 1.0, 1.0, 0.0, 0.0]          # lm-eval's rule, as derived above
+    ours = evaluate_mc(uniform, tokenizer, task)
+    assert [float(p == ex.gold) for p, ex in zip(ours.predictions, task.examples)] == want
+    assert ours.acc_norm == pytest.approx(out["results"][name]["acc_norm,none"])
+    assert ours.acc == pytest.approx(out["results"][name]["acc,none"]) == pytest.approx(2 / 6)

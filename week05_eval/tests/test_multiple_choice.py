@@ -61,6 +61,54 @@ def test_length_bias_of_the_raw_sum(tokenizer, uniform):
     assert res.scores[0][0] < res.scores[0][1]
 
 
+def _uniform_picks(tokenizer, examples):
+    """Under a uniform model every token costs ln V, so choice j scores -n_j ln V (n_j its
+    tokens in context): acc picks the fewest tokens, acc_token ties everywhere, acc_norm picks
+    the most characters per token. Returns (tokens, characters) per choice, to check that the
+    tokenizer still cuts the choices the way the expected picks were derived from."""
+    return [[(len(encode_pair(tokenizer, ex.context, c)[1]), len(c)) for c in ex.choices]
+            for ex in examples]
+
+
+def test_acc_norm_divides_by_characters_not_tokens_or_bytes(tokenizer, uniform):
+    """lm-eval's acc_norm is argmax of s_j / len(choice_j) in characters (``len(str)``, the
+    leading space included), not per token nor per UTF-8 byte. With a uniform model (L = ln V):
+
+    - `` zq`` 3 tokens / 3 chars, `` Question`` 2 / 9, `` the`` 1 / 4: per char
+      -L, -2L/9, -L/4 -> 1; the raw sum -> 2 (fewest tokens); per token a tie -> 0;
+    - `` zq`` 3 / 3, `` quickz`` 6 / 7, `` café`` 5 tokens / 5 chars / 6 bytes: per char
+      -L, -6L/7, -L -> 1; per byte -L, -6L/7, -5L/6 -> 2; the raw sum -> 0; per token -> 0.
+
+    Gold is 1 in both, so acc_norm is 1 and acc, acc_token 0; a per-token acc_norm (whatever
+    its tie-break) or a per-byte one gets an example wrong."""
+    ex = [MCExample("Q0\nAnswer:", [" zq", " Question", " the"], gold=1),
+          MCExample("Q1\nAnswer:", [" zq", " quickz", " caf\u00e9"], gold=1)]
+    assert _uniform_picks(tokenizer, ex) == [[(3, 3), (2, 9), (1, 4)], [(3, 3), (6, 7), (5, 5)]]
+    res = evaluate_mc(uniform, tokenizer, MCTask("per_char", ex))
+    assert res.predictions == [1, 1]
+    assert (res.acc, res.acc_norm, res.acc_token) == (0.0, 1.0, 0.0)
+
+
+def test_ties_go_to_the_first_choice(tokenizer, uniform):
+    """Exact ties (a uniform model, choices of equal tokens and characters) go to the FIRST
+    tied choice, as lm-eval's np.argmax does, for all three metrics:
+
+    - `` A``, `` B``, `` C``: 2 tokens / 2 chars each, a three-way tie everywhere -> 0 (gold);
+    - `` zq`` 3 / 3, then `` qz``, `` ab``, `` ba`` 2 / 3 each: the raw sum (-3L, -2L x3) and
+      per char (-L, -2L/3 x3) tie on 1, 2, 3 -> 1 (gold); per token all tie -> 0.
+
+    A last-wins tie-break picks 2 and 3; acc = acc_norm = 1 and acc_token = 1/2 only with
+    first-wins. (Sums of at most 3 equal log-probs are exact in any order, so the ties are.)"""
+    ex = [MCExample("Q0\nAnswer:", [" A", " B", " C"], gold=0),
+          MCExample("Q1\nAnswer:", [" zq", " qz", " ab", " ba"], gold=1)]
+    assert _uniform_picks(tokenizer, ex) == [[(2, 2)] * 3, [(3, 3), (2, 3), (2, 3), (2, 3)]]
+    res = evaluate_mc(uniform, tokenizer, MCTask("ties", ex))
+    assert res.scores[0][0] == res.scores[0][1] == res.scores[0][2]
+    assert res.scores[1][1] == res.scores[1][2] == res.scores[1][3]
+    assert res.predictions == [0, 1]
+    assert (res.acc, res.acc_norm, res.acc_token) == (1.0, 1.0, 0.5)
+
+
 def test_centering_and_core():
     assert centered_accuracy(0.25, 0.25) == 0.0
     assert centered_accuracy(1.0, 0.25) == 1.0
