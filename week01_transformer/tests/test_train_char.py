@@ -56,3 +56,18 @@ def test_bad_arguments_exit(capsys):
     assert "invalid choice" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="must be positive"):
         main(["--steps", "0"])
+
+
+def test_experiment_switches_reach_the_model(tmp_path, monkeypatch):
+    """--no-attn-scale, --no-causal and --norm-position post build (and save) that model."""
+    monkeypatch.setenv("NANOCHAT_RUNS", str(tmp_path / "runs"))
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text("the cat sat on the mat. " * 40)
+    main(["--preset", "test", "--corpus", str(corpus), "--steps", "2", "--batch-size", "2",
+          "--eval-every", "0", "--eval-batches", "1", "--run-dir", str(tmp_path / "run"),
+          "--sample-tokens", "4", "--no-progress", "--device", "cpu",
+          "--no-attn-scale", "--no-causal", "--norm-position", "post"])
+    model, _ = load_char_model(tmp_path / "run")
+    assert (model.config.attn_scale, model.config.causal, model.config.norm_position) == \
+        (False, False, "post")
+    assert model.blocks[0].post_norm and model.blocks[0].attn.scale == 1.0

@@ -14,6 +14,13 @@ Every kernel has one signature::
 - ``dropout_p``: dropout on the attention weights (0 at inference);
 - ``y`` (B, H, Tq, hd).
 
+How the model's switches reach a kernel (``GPTConfig``): ``causal=False``
+arrives as ``causal=False`` with no mask (or a padding-only mask), and
+``attn_scale=False`` as ``scale=1.0``. The model passes ``scale`` only when it
+is not the default, so a kernel written against the older call
+``kernel(q, k, v, mask=..., causal=..., dropout_p=...)`` still runs every
+default model.
+
 week01 registers ``"explicit"`` (matmuls, mask, softmax: every step visible)
 and ``"sdpa"`` (PyTorch's fused ``scaled_dot_product_attention``). A later week
 adds its kernel with ``register_attention("flash2", fn)`` and selects it with

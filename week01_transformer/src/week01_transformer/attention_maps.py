@@ -3,7 +3,8 @@
 ``attention_maps(model, idx)`` runs the model on ``idx`` and returns the
 softmax attention weights of every layer and head, shape (L, B, H, T, T):
 entry ``[l, b, h, t, s]`` is how much position t attends to position s in
-head h of layer l (zero above the diagonal, rows sum to 1).
+head h of layer l (zero above the diagonal, rows sum to 1; a model built
+with ``causal=False`` has no zeros there).
 ``plot_attention`` draws one layer's heads as a grid of heat maps.
 
 Left out: attention rollout, attribution methods and interactive viewers.
@@ -27,7 +28,8 @@ def attention_maps(model: GPT, idx: torch.Tensor) -> torch.Tensor:
         maps = []
         x = model.embed(idx)  # (B, T, C)
         for block in model.blocks:
-            q, k, _ = block.attn.split_heads(block.ln_1(x))  # (B, H, T, hd)
+            h = x if getattr(block, "post_norm", False) else block.ln_1(x)  # attention's input
+            q, k, _ = block.attn.split_heads(h)  # (B, H, T, hd)
             maps.append(block.attn.weights(q, k))  # (B, H, T, T)
             x = block(x)
     finally:

@@ -120,8 +120,8 @@ class KVCache:
 
 
 def attention_mask(start: int, T: int, pad: torch.Tensor | None = None,
-                   padded: bool | None = None, window: int | None = None, device=None
-                   ) -> tuple[torch.Tensor | None, bool]:
+                   padded: bool | None = None, window: int | None = None, device=None,
+                   causal: bool = True) -> tuple[torch.Tensor | None, bool]:
     """``(mask, causal)`` for ``T`` new queries at positions ``start..start+T-1``, shared by
     every layer of one forward pass (the attention kernels' contract):
 
@@ -134,12 +134,19 @@ def attention_mask(start: int, T: int, pad: torch.Tensor | None = None,
     padding query reads only itself (its output is never used; this keeps softmax finite).
     ``window``: a query reads only the ``window`` most recent positions, itself included
     (``query - key < window``, Mistral's and Hugging Face's sliding window).
+
+    ``causal=False`` (a model built with ``GPTConfig(causal=False)``): a query also reads
+    the keys after it, so only padding (and a window, then ``|query - key| < window``) is
+    masked: ``(None, False)`` when nothing is. With a cache, the keys after a query are
+    only those of the same pass (earlier ones were computed before later tokens existed).
     """
     if padded is None:
         padded = pad is not None and bool(pad.any())
     if window is not None and start + T <= window:
         window = None  # every key is inside the window
     if not padded and window is None:
+        if not causal:
+            return None, False  # every query reads every key
         if start == 0:
             return None, True
         if T == 1:
@@ -147,11 +154,17 @@ def attention_mask(start: int, T: int, pad: torch.Tensor | None = None,
     dev = pad.device if pad is not None else device
     absolute = torch.arange(start, start + T, device=dev)  # (T,)
     keys = torch.arange(start + T, device=dev)  # (Tk,)
-    causal = keys[None, None, :] <= absolute[None, :, None]  # (1, T, Tk)
-    if window is not None:
-        causal = causal & (absolute[None, :, None] - keys[None, None, :] < window)
+    distance = absolute[None, :, None] - keys[None, None, :]  # (1, T, Tk): query - key
+    if causal:
+        allowed = distance >= 0  # (1, T, Tk)
+        if window is not None:
+            allowed = allowed & (distance < window)
+    else:
+        allowed = torch.ones_like(distance, dtype=torch.bool)
+        if window is not None:
+            allowed = distance.abs() < window
     if not padded:
-        return causal[:, None], False  # (1, 1, T, Tk)
+        return allowed[:, None], False  # (1, 1, T, Tk)
     real = keys[None, None, :] >= pad[:, None, None]  # (B, 1, Tk): not a padding key
-    self_key = keys[None, None, :] == absolute[None, :, None]  # padding queries read themselves
-    return (causal & (real | self_key))[:, None], False  # (B, 1, T, Tk)
+    self_key = distance == 0  # padding queries read themselves
+    return (allowed & (real | self_key))[:, None], False  # (B, 1, T, Tk)

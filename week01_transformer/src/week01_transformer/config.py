@@ -5,6 +5,12 @@ hook through which a subclass varies a layer (dense then MoE, local then
 global attention); ``attention`` names a kernel in the open registry of
 ``week01_transformer.attention``.
 
+Three switches exist for the lesson's experiments (their defaults are GPT-2):
+``attn_scale`` (False: scores are not divided by sqrt(head_dim)), ``causal``
+(False: no causal mask, every position reads the future too) and
+``norm_position`` ("post": ``x = LN(x + sublayer(x))``, the original
+Transformer's order, instead of GPT-2's pre-norm ``x + sublayer(LN(x))``).
+
 Left out: configs of later weeks (they subclass this one).
 """
 
@@ -13,6 +19,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 
 from week01_transformer.attention import ATTENTION_KERNELS
+
+NORM_POSITIONS = ("pre", "post")
 
 # ---------------------------------------------------------------- config
 
@@ -30,6 +38,10 @@ class GPTConfig:
     bias: bool = True  # biases in Linear and LayerNorm layers (GPT-2 has them)
     attention: str = "explicit"  # a registered kernel: "explicit", "sdpa", or a later week's
     tie_embeddings: bool = True  # the head reads with the token embedding's matrix (GPT-2 does)
+    # switches for experiments; the defaults are GPT-2
+    attn_scale: bool = True  # False: attention scores are not divided by sqrt(head_dim)
+    causal: bool = True  # False: no causal mask, each position also reads the ones after it
+    norm_position: str = "pre"  # "pre": x + f(LN(x)) (GPT-2); "post": LN(x + f(x)) (2017)
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -47,6 +59,17 @@ class GPTConfig:
             raise ValueError(f"{type(self).__name__}.attention must be a registered attention "
                              f"kernel ({', '.join(sorted(ATTENTION_KERNELS))}), got "
                              f"{self.attention!r}; weeks add theirs with register_attention")
+        name = type(self).__name__
+        if not isinstance(self.attn_scale, bool):
+            raise ValueError(f"{name}.attn_scale must be True (scores / sqrt(head_dim), GPT-2) or "
+                             f"False (unscaled scores), got {self.attn_scale!r}")
+        if not isinstance(self.causal, bool):
+            raise ValueError(f"{name}.causal must be True (causal mask, GPT-2) or False (no mask: "
+                             f"positions read the future), got {self.causal!r}")
+        if self.norm_position not in NORM_POSITIONS:
+            raise ValueError(f"{name}.norm_position must be one of {', '.join(NORM_POSITIONS)} "
+                             f"(pre: x + f(LN(x)), GPT-2; post: LN(x + f(x)), the 2017 "
+                             f"Transformer), got {self.norm_position!r}")
 
     @property
     def head_dim(self) -> int:

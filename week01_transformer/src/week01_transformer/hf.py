@@ -10,6 +10,10 @@ Hugging Face's GPT-2 always has biases. A ``GPT`` with ``bias=False`` converts
 to a Hugging Face model whose biases are all zero (which computes the same
 function), and converting back with ``bias=False`` checks that they are zero.
 
+The experiment switch ``attn_scale=False`` is Hugging Face's
+``scale_attn_weights=False`` (both ways). ``causal=False`` and
+``norm_position="post"`` have no GPT-2 counterpart: ``to_hf`` refuses them.
+
 Left out: the GPT-2 variants this architecture cannot express (cross
 attention, ``scale_attn_by_inverse_layer_idx``, an untied head, an MLP width
 other than 4 * n_embd, activations other than tanh-GELU); they raise.
@@ -66,7 +70,7 @@ def hf_config(config: GPTConfig, attn_implementation: str = "eager"):
         n_layer=config.n_layer, n_head=config.n_head, n_inner=4 * config.n_embd,
         activation_function="gelu_new", layer_norm_epsilon=1e-5,
         resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
-        scale_attn_weights=True, scale_attn_by_inverse_layer_idx=False,
+        scale_attn_weights=config.attn_scale, scale_attn_by_inverse_layer_idx=False,
         tie_word_embeddings=True, bos_token_id=None, eos_token_id=None,
         attn_implementation=attn_implementation,
     )
@@ -81,8 +85,9 @@ def config_from_hf(hf_cfg, bias: bool = True, attention: str = "explicit") -> GP
         problems.append(f"activation_function={hf_cfg.activation_function!r} (ours: {_GELU_TANH})")
     if abs(hf_cfg.layer_norm_epsilon - 1e-5) > 1e-12:
         problems.append(f"layer_norm_epsilon={hf_cfg.layer_norm_epsilon} (ours: 1e-5)")
-    if not hf_cfg.scale_attn_weights or hf_cfg.scale_attn_by_inverse_layer_idx:
-        problems.append("non-standard attention scaling (ours: 1/sqrt(head_dim))")
+    if hf_cfg.scale_attn_by_inverse_layer_idx:
+        problems.append("scale_attn_by_inverse_layer_idx (ours: 1/sqrt(head_dim), or 1 with "
+                        "attn_scale=False)")
     if getattr(hf_cfg, "add_cross_attention", False):
         problems.append("cross attention")
     if not getattr(hf_cfg, "tie_word_embeddings", True):
@@ -92,7 +97,8 @@ def config_from_hf(hf_cfg, bias: bool = True, attention: str = "explicit") -> GP
     drops = {hf_cfg.resid_pdrop, hf_cfg.embd_pdrop, hf_cfg.attn_pdrop}
     return GPTConfig(vocab_size=hf_cfg.vocab_size, block_size=hf_cfg.n_positions,
                      n_layer=hf_cfg.n_layer, n_head=hf_cfg.n_head, n_embd=hf_cfg.n_embd,
-                     dropout=float(max(drops)), bias=bias, attention=attention)
+                     dropout=float(max(drops)), bias=bias, attention=attention,
+                     attn_scale=bool(hf_cfg.scale_attn_weights))
 
 
 # ---------------------------------------------------------------- weights
@@ -129,6 +135,10 @@ def gpt_to_hf(gpt: GPT, attn_implementation: str = "eager"):
     from transformers import GPT2LMHeadModel
 
     config = gpt.config
+    if not config.causal or config.norm_position != "pre":
+        raise ValueError(f"Hugging Face's GPT-2 is causal and pre-norm; this model has "
+                         f"causal={config.causal}, norm_position={config.norm_position!r} "
+                         "and cannot be converted")
     hf = GPT2LMHeadModel(hf_config(config, attn_implementation=attn_implementation))
     ours = gpt.state_dict()
     theirs = hf.state_dict()

@@ -44,14 +44,18 @@ class Context:
     device: torch.device | None = None
     _windows: dict = field(default_factory=dict, repr=False)
 
-    def mask_for(self, window: int | None) -> tuple[torch.Tensor | None, bool]:
-        """``(mask, causal)`` for a layer with this sliding ``window`` (None: the pass's own)."""
-        if window is None:
+    def mask_for(self, window: int | None, causal: bool = True
+                 ) -> tuple[torch.Tensor | None, bool]:
+        """``(mask, causal)`` for a layer with this sliding ``window`` (None: the pass's own);
+        ``causal=False``: for a layer without the causal mask (``GPTConfig(causal=False)``)."""
+        if window is None and causal:
             return self.mask, self.causal
-        if window not in self._windows:
-            self._windows[window] = attention_mask(self.start, self.length, self.pad,
-                                                   self.pad is not None, window, self.device)
-        return self._windows[window]
+        key = window if causal else (window, False)
+        if key not in self._windows:
+            self._windows[key] = attention_mask(self.start, self.length, self.pad,
+                                                self.pad is not None, window, self.device,
+                                                causal=causal)
+        return self._windows[key]
 
 
 def _overrides(obj, name: str, base: type) -> bool:
@@ -67,6 +71,11 @@ class CausalSelfAttention(nn.Module):
     ``config.attention``, looked up in the registry at each call. A layer whose
     config has a ``sliding_window`` reads only that many recent positions (the
     cache still keeps them all).
+
+    The experiment switches: ``config.causal=False`` drops the causal mask
+    (``self.causal``; position t then sees every position), ``config.attn_scale=False``
+    multiplies the scores by 1 instead of 1/sqrt(head_dim) (``self.scale``: None means
+    the kernel's default 1/sqrt(head_dim)).
     """
 
     def __init__(self, config: GPTConfig, layer_idx: int = 0):
@@ -77,6 +86,8 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.impl = config.attention
         self.window = getattr(config, "sliding_window", None)
+        self.causal = getattr(config, "causal", True)
+        self.scale = None if getattr(config, "attn_scale", True) else 1.0
         qkv_out = (self.n_head + 2 * self.n_kv_head) * self.head_dim  # q heads, then k, then v
         self.qkv = nn.Linear(config.n_embd, qkv_out, bias=config.bias)
         self.proj = nn.Linear(self.n_head * self.head_dim, config.n_embd, bias=config.bias)
@@ -106,18 +117,23 @@ class CausalSelfAttention(nn.Module):
         return x[:, :, None].expand(B, Hkv, rep, T, hd).reshape(B, Hkv * rep, T, hd)
 
     def weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """Causal softmax attention weights (B, H, T, T); row t sums to 1 over keys 0..t."""
-        mask, _ = attention_mask(0, q.size(-2), window=self.window, device=q.device)
-        return attention_weights(q, self.repeat_kv(k), mask)
+        """Causal softmax attention weights (B, H, T, T); row t sums to 1 over keys 0..t
+        (over every key when ``self.causal`` is False)."""
+        mask, causal = attention_mask(0, q.size(-2), window=self.window, device=q.device,
+                                      causal=self.causal)
+        return attention_weights(q, self.repeat_kv(k), mask, causal, self.scale)
 
     def attend(self, q, k, v, ctx: Context | None) -> torch.Tensor:
         """The registered kernel on q (B, H, Tq, hd) and every key/value (B, Hkv, Tk, hd)."""
         if ctx is None:
             ctx = Context(length=q.size(-2), device=q.device)
-        mask, causal = ctx.mask_for(self.window)
+        mask, causal = ctx.mask_for(self.window) if self.causal else \
+            ctx.mask_for(self.window, causal=False)
         p = self.dropout if self.training else 0.0
+        # scale only when the config changes it: kernels that predate it keep working
+        kw = {} if self.scale is None else {"scale": self.scale}
         return attention_kernel(self.impl)(q, self.repeat_kv(k), self.repeat_kv(v), mask=mask,
-                                           causal=causal, dropout_p=p)  # (B, H, Tq, hd)
+                                           causal=causal, dropout_p=p, **kw)  # (B, H, Tq, hd)
 
     def forward(self, x: torch.Tensor, ctx: Context | None = None) -> torch.Tensor:
         B, T, _ = x.shape
@@ -184,6 +200,10 @@ class Block(nn.Module):
     default the class attributes ``norm``, ``attention_cls`` and ``mlp_cls``
     (called with the layer's config and index), so a subclass swaps a part
     with one line, and ``config.layer_config(layer_idx)`` can vary it by layer.
+
+    ``config.norm_position="post"`` (``self.post_norm``) gives the original
+    Transformer's order instead: ``x = ln_1(x + attn(x))``, then
+    ``x = ln_2(x + mlp(x))``; the same parts, so the same parameters.
     """
 
     attention_cls = CausalSelfAttention
@@ -194,6 +214,7 @@ class Block(nn.Module):
         super().__init__()
         self.layer_idx = layer_idx
         config = config.layer_config(layer_idx)
+        self.post_norm = getattr(config, "norm_position", "pre") == "post"
         self.ln_1 = self.make_norm(config)
         self.attn = self.make_attention(config, layer_idx)
         self.ln_2 = self.make_norm(config)
@@ -209,6 +230,9 @@ class Block(nn.Module):
         return self.mlp_cls(config, layer_idx)
 
     def forward(self, x: torch.Tensor, ctx: Context | None = None) -> torch.Tensor:
+        if self.post_norm:  # the 2017 order: normalise the stream after each addition
+            x = self.ln_1(x + self.attn(x, ctx))  # (B, T, C)
+            return self.ln_2(x + self.mlp(x))
         x = x + self.attn(self.ln_1(x), ctx)  # (B, T, C): read from and write to the residual
         return x + self.mlp(self.ln_2(x))
 
@@ -218,6 +242,9 @@ class Block(nn.Module):
             return self.forward(x[:, None], ctx)[:, 0]
         m = self._modules  # the parts, without nn.Module's attribute lookup (a hot path)
         ln_1, attn, ln_2, mlp = m["ln_1"], m["attn"], m["ln_2"], m["mlp"]
+        if self.post_norm:
+            x = module_step(ln_1, x + module_step(attn, x, ctx))
+            return module_step(ln_2, x + module_step(mlp, x))
         h = ln_1.step(x) if hasattr(ln_1, "step") else ln_1(x[:, None])[:, 0]
         x = x + (attn.step(h, ctx) if hasattr(attn, "step") else attn(h[:, None], ctx)[:, 0])
         h = ln_2.step(x) if hasattr(ln_2, "step") else ln_2(x[:, None])[:, 0]

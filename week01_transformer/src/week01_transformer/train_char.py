@@ -1,6 +1,9 @@
 """Train a character-level GPT on the embedded corpus with a plain loop.
 
     python -m week01_transformer.train_char --preset char-tiny --steps 1500
+    python -m week01_transformer.train_char --no-causal      # the lesson's experiments:
+    python -m week01_transformer.train_char --no-attn-scale  # GPTConfig's switches
+    python -m week01_transformer.train_char --norm-position post
 
 Reads the ``pydocs`` corpus (or any local text file or folder, ``--corpus``),
 builds a ``CharTokenizer`` over all of it, and trains a ``GPT`` on random
@@ -35,6 +38,7 @@ from shared import (
     save_model,
     seed_everything,
 )
+from week01_transformer.config import NORM_POSITIONS
 from week01_transformer.model import GPT, PRESETS, GPTConfig
 from week01_transformer.tokenizer import CharTokenizer
 
@@ -121,6 +125,12 @@ def train(args: argparse.Namespace) -> TrainResult:
         overrides["block_size"] = args.block_size
     if args.dropout is not None:
         overrides["dropout"] = args.dropout
+    if not args.attn_scale:
+        overrides["attn_scale"] = False
+    if not args.causal:
+        overrides["causal"] = False
+    if args.norm_position != "pre":
+        overrides["norm_position"] = args.norm_position
     config = GPTConfig.preset(args.preset, **overrides)
     model = GPT(config).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99),
@@ -217,6 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--dropout", type=float, default=None, help="override the preset's dropout")
     ap.add_argument("--attention", default="sdpa", choices=["explicit", "sdpa"],
                     help="attention path (default sdpa, the faster one)")
+    ap.add_argument("--no-attn-scale", dest="attn_scale", action="store_false",
+                    help="experiment: do not divide attention scores by sqrt(head_dim)")
+    ap.add_argument("--no-causal", dest="causal", action="store_false",
+                    help="experiment: no causal mask (positions read the future: the loss "
+                         "collapses by copying, generation does not work)")
+    ap.add_argument("--norm-position", default="pre", choices=list(NORM_POSITIONS),
+                    help="experiment: 'post' normalises after each residual addition "
+                         "(the 2017 Transformer); default 'pre' (GPT-2)")
     ap.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
     ap.add_argument("--warmup", type=int, default=50, help="warmup steps (default 50)")
     ap.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
