@@ -134,6 +134,39 @@ def test_double_quantised_equal_bitsandbytes(bnbf, shape):
     assert torch.equal(dequantize_nf4(q), bnb_dequantize(bnbf, qb, st))
 
 
+def test_a_value_on_a_midpoint_takes_the_lower_level_as_bitsandbytes(bnbf):
+    """A scaled value exactly on the midpoint between NF4 levels i and i + 1 gets code i, the
+    lower (more negative) level, for negative midpoints too: bitsandbytes' CPU quantize_4bit
+    is ``torch.bucketize(scaled, midpoints)`` (``backends/default/ops.py``), and bucketize
+    puts a value equal to a boundary in the bucket below it. One float32 step above the
+    midpoint gets code i + 1, one below it code i.
+
+    Each row of 64 (one block) is [+-1, the 15 midpoints, 15 one step above, 15 one step
+    below, 18 zeros] times a power of two, so its absmax is that power of two, 1 / absmax is
+    exact and the scaled values sit exactly on, above and below the midpoints. Codes: 15 or 0
+    for +-1, i, i + 1, i for the three runs, 7 for the zeros."""
+    table = bnbf.get_4bit_type("nf4", device="cpu")                    # (16,) sorted
+    mid = (table[:-1] + table[1:]) / 2                                 # (15,) as bnb computes
+    above = torch.nextafter(mid, torch.tensor(2.0))
+    below = torch.nextafter(mid, torch.tensor(-2.0))
+    runs = torch.cat([mid, above, below, torch.zeros(18)])             # (63,)
+    w = torch.stack([torch.cat([torch.ones(1), runs]), torch.cat([-torch.ones(1), runs]),
+                     torch.cat([torch.ones(1), runs]) * 0.25,
+                     torch.cat([-torch.ones(1), runs]) * 8.0])          # (4, 64)
+    q = quantize_nf4(w, blocksize=64, double_quant=False)
+    codes = unpack_4bit(q.packed, w.numel()).view(4, 64).long()
+    i = list(range(15))
+    assert codes[:, 0].tolist() == [15, 0, 15, 0]
+    for row in codes.tolist():
+        assert row[1:16] == i                                          # on the midpoint: lower
+        assert row[16:31] == [c + 1 for c in i]                        # a step above: upper
+        assert row[31:46] == i                                         # a step below: lower
+        assert row[46:] == [7] * 18                                    # 0.0
+    qb, st = bnbf.quantize_4bit(w, blocksize=64, quant_type="nf4", compress_statistics=False)
+    assert torch.equal(q.packed, qb.view(-1))
+    assert torch.equal(q.absmax, st.absmax)
+
+
 def test_double_quant_on_many_blocks_is_interchangeable_with_bitsandbytes(bnbf):
     """bitsandbytes' compiled CPU kernel for the 8-bit step searches the code table
     approximately: a few absmax values within ~1e-4 of a midpoint between two levels go to the
