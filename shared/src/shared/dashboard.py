@@ -4,7 +4,8 @@
 written by ``MetricsLogger``, plots every scalar against the step into
 ``<run>/metrics.png``, overlays the scalars that several runs share into
 ``compare_<name>.png``, and writes ``index.html`` with the plots, each run's
-config and last values, and the saved benchmark tables. Open the HTML file in
+config and last values, the saved benchmark tables and, when a study path is chosen
+(``make path``), the learner's progress chart and table from ``shared.progress``. Open the HTML file in
 a browser; no server needed.
 
 Left out: live updating and interactive zoom (TensorBoard does that from the
@@ -114,8 +115,26 @@ def _fmt(v) -> str:
     return str(v) if not isinstance(v, (dict, list)) else json.dumps(v)
 
 
-def build(root: str | Path = "runs") -> Path:
-    """Render every run and benchmark under ``root``; return the index.html path."""
+def _progress_section(repo: Path, root: Path) -> list[str]:
+    """The learner's progress chart and table (``shared.progress``), when a path is chosen."""
+    from shared.curriculum import CurriculumError
+    from shared.plan import PlanError
+    from shared.progress import progress
+
+    try:
+        text, _ = progress(repo, runs=root)
+    except PlanError:
+        return ["<h2>Your progress</h2><p>No study path chosen yet: <code>make path WEEKS=8|12|16"
+                "</code>, then <code>make progress</code>.</p>"]
+    except CurriculumError:
+        return []
+    return ["<h2>Your progress</h2><img src='progress.png'>",
+            f"<pre>{html.escape(text)}</pre>"]
+
+
+def build(root: str | Path = "runs", repo: str | Path | None = None) -> Path:
+    """Render every run and benchmark under ``root``; return the index.html path. With
+    ``repo`` (the repository root), the learner's progress against their path comes first."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     runs = list_runs(root)
@@ -125,6 +144,8 @@ def build(root: str | Path = "runs") -> Path:
              "font-size:13px}img{max-width:100%}details{margin:.3em 0}</style>",
              f"<h1>nanochat dashboard</h1><p>{len(runs)} runs under <code>{html.escape(str(root))}</code>"
              "</p>"]
+    if repo is not None:
+        parts += _progress_section(Path(repo), root)
     benches = load_benchmarks(root)
     if benches:
         parts.append("<h2>Benchmarks</h2>")
@@ -164,8 +185,9 @@ def build(root: str | Path = "runs") -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Plot every run under a runs folder into index.html.")
     ap.add_argument("root", nargs="?", default="runs", help="the runs folder (default: runs)")
+    ap.add_argument("--repo", default=".", help="the repository root, for your progress (default: .)")
     args = ap.parse_args(argv)
-    out = build(args.root)
+    out = build(args.root, args.repo)
     print(f"dashboard: {len(list_runs(args.root))} runs -> {out}")
     return 0
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,8 +213,12 @@ class _Plugin:
             tr.write_line(f"{r['status'].upper():<16} {r['exercise']:<14} [{r['tier']}] "
                           f"{r['tests']} tests: {r['detail']}")
         path = config.getoption("exercise_report")
-        if path:
-            Path(path).write_text(json.dumps(self.summary(), indent=1))
+        if path:  # written whole or not at all (shared.progress reads it)
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(self.summary(), indent=1))
+            os.replace(tmp, path)
 
 
 def _stub_message(fn) -> str:

@@ -1,13 +1,20 @@
-"""The Sunday reflection log behind ``make reflect WEEK=NN``.
+"""The Sunday reflection log behind ``make reflect WEEK=NN``: an entry about the learner.
 
-Appends a dated entry to ``weekNN_*/REFLECTION.md``, pre-filled with what was
-measured: the week's test result (pytest is run, or ``--no-tests`` skips it),
-the learner's own exercises (``shared.exercises``: which passed, by tier, and what is
-not done yet; ``--no-exercises`` skips them), the latest run's final metrics (runs whose folder name starts with
-``weekNN``), and the saved benchmark figures (``runs/bench/weekNN*.json``).
-Then come the protocol's sections for the learner to write: build log, pivot
-decision (proceed / repeat / compress / extend, with a suggestion derived from
-the figures), next week's plan, paper queue and motivation check.
+Appends a dated entry to ``weekNN_*/REFLECTION.md``, pre-filled with the learner's state:
+
+- measured: the week's test result (pytest is run, or ``--no-tests`` skips it); the
+  learner's own exercises (``shared.exercises``: passed by tier, what is not done yet;
+  ``--no-exercises`` skips them; the report is kept where ``make progress`` reads it);
+  ahead of or behind the saved plan (``shared.plan``); the latest run's final metrics (runs
+  whose folder name starts with ``weekNN``) and the saved benchmark figures;
+- carried over from ``curriculum.toml``: the week's objectives, 3-5 self-check questions,
+  and the paper queue (papers left unticked in the last entry, then the week's papers;
+  ``- [x]`` marks one read);
+- next week's plan: the next week's parts on the chosen path, with dates;
+- the pivot decision with a suggestion from ``decide``, a written-out, unit-tested decision
+  tree (repeat / compress / extend / proceed);
+
+then the sections the learner writes (build log, decision, motivation check).
 
 Left out: anything that edits earlier entries. The log is append-only.
 """
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -27,6 +35,7 @@ from pathlib import Path
 from shared.metrics import list_runs, load_benchmarks, read_metrics, runs_root
 
 CHOICES = ("proceed", "repeat", "compress", "extend")
+SUNDAY = "## Sunday"
 
 
 @dataclass
@@ -73,13 +82,14 @@ def parse_junit(path: Path) -> SuiteResult:
     return SuiteResult(tests - failed - skipped, failed, skipped, seconds)
 
 
-def run_exercises(folder: Path) -> list[dict] | None:
+def run_exercises(folder: Path, save: Path | None = None) -> list[dict] | None:
     """The learner's exercise results for the week (``shared.exercises`` rows), or None
-    when the week has no ``exercises/exercises.toml``."""
+    when the week has no ``exercises/exercises.toml``. ``save``: where the report is kept
+    (``make progress`` reads it there)."""
     if not (folder / "exercises" / "exercises.toml").exists():
         return None
     with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "exercises.json"
+        report = save or Path(tmp) / "exercises.json"
         subprocess.run([sys.executable, "-m", "pytest", "-p", "shared.exercises", "--exercises",
                         str(folder), "--exercise-report", str(report), "-q", "--tb=no",
                         str(folder / "tests")], capture_output=True, text=True)
@@ -100,25 +110,56 @@ def latest_metrics(nn: str, runs: Path) -> tuple[str, dict] | None:
     return run.name, last
 
 
-def suggest(tests: SuiteResult | None, benches: list[dict],
-            exercises: list[dict] | None = None) -> tuple[str, str]:
-    """A suggested pivot choice and the reason, from the measured figures.
+COMPRESS_DAYS = 2.0  # behind the plan by this much: drop stretches
+EXTEND_DAYS = 2.0    # ahead by this much, core done: take more
 
-    In order: failing tests or a core exercise not passed -> repeat; a benchmark target
-    missed -> extend; otherwise proceed.
+
+@dataclass
+class PivotState:
+    """What the pivot decision is made from (all of it measured, none of it typed in)."""
+
+    tests: SuiteResult | None = None
+    exercises: list[dict] | None = None
+    ahead_days: float | None = None  # against the saved plan; None: no plan
+    benches: tuple[dict, ...] = ()
+
+    def core_open(self) -> list[str]:
+        return [e["exercise"] for e in self.exercises or () if e["tier"] == "core"
+                and e["status"] != "passed"]
+
+
+def decide(state: PivotState) -> tuple[str, str]:
+    """The pivot decision tree, in order; the first rule that holds decides:
+
+    1. the week's tests failed, or none ran                     -> repeat
+    2. a Core exercise is not passed yet                        -> repeat
+    3. behind the plan by COMPRESS_DAYS or more                 -> compress (drop the stretches ahead)
+    4. ahead by EXTEND_DAYS or more, and no Core exercise open  -> extend (take parts off the path)
+    5. otherwise                                                -> proceed
+
+    Benchmark targets missed do not change the choice (they measure the repo's code, not
+    you); the reason mentions them.
     """
-    if tests is not None and (tests.failed or tests.total == 0):
-        return "repeat", f"{tests.failed} failing tests" if tests.failed else "no tests ran"
-    undone = [e["exercise"] for e in exercises or () if e["tier"] == "core"
-              and e["status"] != "passed"]
+    t = state.tests
+    if t is not None and (t.failed or t.total == 0):
+        return "repeat", f"{t.failed} failing tests" if t.failed else "no tests ran"
+    undone = state.core_open()
     if undone:
         return "repeat", f"core exercises not passed yet: {', '.join(undone)}"
-    missed = [b["name"] for b in benches if b.get("target_met") is False]
+    ahead = state.ahead_days
+    if ahead is not None and ahead <= -COMPRESS_DAYS:
+        return "compress", (f"{-ahead:g} days behind the plan: drop the Stretch parts of the coming "
+                            "weeks (or switch to a shorter path, make path WEEKS=...)")
+    if ahead is not None and ahead >= EXTEND_DAYS and not undone:
+        return "extend", (f"{ahead:g} days ahead of the plan with the core done: take this week's "
+                          "Stretch or Mega parts that are not on your path")
+    missed = [b["name"] for b in state.benches if b.get("target_met") is False]
+    why = "tests green" if t else "no test run"
+    why += ", core exercises done" if state.exercises else ""
+    why += ", on plan" if ahead is not None else ", no path chosen (make path WEEKS=...)"
     if missed:
-        return "extend", f"benchmark targets missed: {', '.join(missed)}"
-    if benches and all(b.get("target_met") for b in benches):
-        return "proceed", "tests green and every benchmark target met"
-    return "proceed", "tests green" if tests else "no figures yet: judge by hand"
+        why += f"; benchmark targets missed: {', '.join(missed)}"
+    return "proceed", why
 
 
 def exercise_lines(exercises: list[dict] | None) -> list[str]:
@@ -140,16 +181,69 @@ def exercise_lines(exercises: list[dict] | None) -> list[str]:
     return lines
 
 
+@dataclass
+class Carry:
+    """What the entry carries over from the curriculum, the plan and earlier entries."""
+
+    objectives: tuple[str, ...] = ()
+    questions: tuple[str, ...] = ()
+    papers: tuple[str, ...] = ()       # the queue, already merged with the earlier entries'
+    next_plan: tuple[str, ...] = ()    # lines for "Next week's plan"
+
+
+def paper_queue(log_text: str, papers) -> list[str]:
+    """The unticked papers: those left open in the last entry's queue (yours included), then
+    the week's papers from curriculum.toml; a paper ticked ``- [x]`` in any entry is done."""
+    done = {m.strip() for m in re.findall(r"^- \[[xX]\] (.+)$", log_text, re.MULTILINE)}
+    sections = re.split(r"^### Paper queue\s*$", log_text, flags=re.MULTILINE)
+    carried = []
+    if len(sections) > 1 and SUNDAY in log_text:
+        last = re.split(r"^#{2,3} ", sections[-1], maxsplit=1, flags=re.MULTILINE)[0]
+        carried = [m.strip() for m in re.findall(r"^- \[ \] (.+)$", last, re.MULTILINE)]
+    out = []
+    for p in [*carried, *papers]:
+        if p not in done and p not in out:
+            out.append(p)
+    return out
+
+
+def next_week_lines(unit, plan, cur) -> list[str]:
+    """Next week's parts on the chosen path (or its Core parts when no path is chosen)."""
+    if plan is not None:
+        nxt = plan.next_unit(unit.key) if unit else None
+        if nxt is None:
+            return ["- the path ends here: choose what next (make path WEEKS=16 adds the tracks)"]
+        lo, hi = plan.span(nxt.key)
+        lines = [f"On your {plan.weeks}-week path: {nxt.label} ({nxt.topic}), "
+                 f"{lo.isoformat()} to {hi.isoformat()}:"]
+        lines += [f"- [ ] {s.part.name} [{s.part.tier}, {s.part.days:g} d]" for s in plan.slots_of(nxt.key)]
+        return lines
+    if cur is None or unit is None:
+        return ["- "]
+    later = [u for u in cur.units if u.kind == unit.kind and u.key > unit.key] if unit.kind == "week" else []
+    if not later:
+        return ["- "]
+    nxt = later[0]
+    return [f"No path chosen (make path WEEKS=8|12|16); {nxt.label}'s Core parts:",
+            *[f"- [ ] {p.name} [core, {p.days:g} d]" for p in nxt.parts if p.tier == "core"]]
+
+
 def render_entry(nn: str, tests: SuiteResult | None, metrics: tuple[str, dict] | None,
-                 benches: list[dict], today: date, exercises: list[dict] | None = None) -> str:
-    choice, why = suggest(tests, benches, exercises)
-    lines = [f"\n## Sunday {today.isoformat()} (week {nn})\n", "### Measured\n"]
+                 benches: list[dict], today: date, exercises: list[dict] | None = None,
+                 carry: Carry | None = None, ahead_days: float | None = None) -> str:
+    carry = carry or Carry()
+    choice, why = decide(PivotState(tests, exercises, ahead_days, tuple(benches)))
+    lines = [f"\n{SUNDAY} {today.isoformat()} (week {nn})\n", "### Measured\n"]
     if tests is None:
         lines.append("- tests: not run (--no-tests)")
     else:
         lines.append(f"- tests: {tests.passed} passed, {tests.failed} failed, {tests.skipped} skipped "
                      f"in {tests.seconds:.1f}s")
     lines += exercise_lines(exercises)
+    if ahead_days is not None:
+        word = "on plan" if abs(ahead_days) < 1 else (
+            f"{abs(ahead_days):g} days {'ahead of' if ahead_days > 0 else 'behind'} the plan")
+        lines.append(f"- plan: {word} (make progress)")
     if metrics:
         name, last = metrics
         figures = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
@@ -165,31 +259,70 @@ def render_entry(nn: str, tests: SuiteResult | None, metrics: tuple[str, dict] |
         lines.append(f"- benchmark `{b.get('name')}` ({met}): {figures}")
     if not benches:
         lines.append("- benchmarks: none saved yet (make weekNN-bench)")
+    if carry.objectives:
+        lines += ["\n### This week's objectives\n", *[f"- [ ] {o}" for o in carry.objectives]]
+    if carry.questions:
+        lines += ["\n### Self-check (answer without looking, then check the lesson)\n",
+                  *[f"{i}. {q}\n   - " for i, q in enumerate(carry.questions, 1)]]
     lines += [
         "\n### Build log\n- What worked:\n- What broke:\n",
         "### Pivot decision\n"
         f"Choose one of {' / '.join(CHOICES)}. Suggested from the figures: **{choice}** ({why}).\n"
         "- Decision:\n- Why:\n",
-        "### Next week's plan\n- \n",
-        "### Paper queue\n- \n",
+        "### Next week's plan\n" + "\n".join(carry.next_plan or ("- ",)) + "\n",
+        "### Paper queue\n" + ("\n".join(f"- [ ] {p}" for p in carry.papers) or "- ")
+        + "\n\n(tick a paper `- [x]` when read; the next entry carries the rest)\n",
         "### Motivation check\n- Energy (1-5):\n- What would make next week more fun:\n",
     ]
     return "\n".join(lines)
 
 
+def _learner_context(folder: Path, root: Path, today: date):
+    """(curriculum unit, curriculum, saved plan, days ahead) where curriculum.toml exists."""
+    from shared.curriculum import CurriculumError, load
+    from shared.plan import PlanError, load_saved
+
+    try:
+        cur = load(root)
+    except CurriculumError:
+        return None, None, None, None
+    unit = next((u for u in cur.units if Path(u.folder).name == folder.name), None)
+    try:
+        plan = load_saved(root, cur)
+    except PlanError:
+        plan = None
+    ahead = None
+    if plan is not None:
+        from shared.progress import standing
+        ahead = standing(root, plan, today).ahead
+    return unit, cur, plan, ahead
+
+
 def reflect(week: str, root: Path = Path("."), runs: Path | None = None, tests: bool = True,
             today: date | None = None, exercises: bool = True) -> Path:
     """Append the entry and return the REFLECTION.md path."""
+    root = Path(root)
     folder = find_week(week, root)
     nn = folder.name[4:6]
+    today = today or date.today()
     runs = runs if runs is not None else runs_root()
     result = run_tests(folder) if tests else None
-    mine = run_exercises(folder) if exercises else None
-    entry = render_entry(nn, result, latest_metrics(nn, runs),
-                         load_benchmarks(runs, prefix=f"week{nn}"), today or date.today(), mine)
+    report = None
+    if exercises:
+        from shared.plan import learner_dir
+        report = learner_dir(root) / "exercises" / f"{folder.name}.json"
+    mine = run_exercises(folder, report) if exercises else None
     log = folder / "REFLECTION.md"
     if not log.exists():
         log.write_text(f"# Week {nn} reflection log\n", encoding="utf-8")
+    unit, cur, plan, ahead = _learner_context(folder, root, today)
+    carry = Carry()
+    if unit is not None:
+        carry = Carry(unit.objectives, unit.questions,
+                      tuple(paper_queue(log.read_text(encoding="utf-8"), unit.papers)),
+                      tuple(next_week_lines(unit, plan, cur)))
+    entry = render_entry(nn, result, latest_metrics(nn, runs),
+                         load_benchmarks(runs, prefix=f"week{nn}"), today, mine, carry, ahead)
     with open(log, "a", encoding="utf-8") as f:
         f.write(entry)
     return log
