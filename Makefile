@@ -12,25 +12,25 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 
-WEEKS  := $(sort $(patsubst %/,%,$(dir $(wildcard week[0-9][0-9]_*/pyproject.toml))))
+WEEK_DIRS := $(sort $(patsubst %/,%,$(dir $(wildcard week[0-9][0-9]_*/pyproject.toml))))
 TRACKS := $(sort $(patsubst %/,%,$(dir $(wildcard tracks/*/pyproject.toml))))
-PKGS   := shared $(WEEKS) $(TRACKS)
+PKGS   := shared $(WEEK_DIRS) $(TRACKS)
 STAMP  := $(VENV)/.setup-stamp
-wdir    = $(firstword $(filter week$(1)_%,$(WEEKS)))
-need_wdir = $(if $(call wdir,$(1)),,$(error no folder week$(1)_* here; weeks are: $(WEEKS)))
+wdir    = $(firstword $(filter week$(1)_%,$(WEEK_DIRS)))
+need_wdir = $(if $(call wdir,$(1)),,$(error no folder week$(1)_* here; weeks are: $(WEEK_DIRS)))
 
 export PYTHONHASHSEED ?= 0
 export MPLBACKEND ?= Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-sandbox test test-fast lint format dashboard reflect bench baseline clean
+.PHONY: help setup setup-sandbox test test-fast lint format dashboard reflect path progress curriculum bench baseline clean
 
 help: ## list every target
 	@echo "nanochat curriculum: make <target>"
 	@echo
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-18s %s\n", $$1, $$2}'
 	@echo
-	@echo "  per week (NN = $(patsubst week%,%,$(foreach w,$(WEEKS),$(firstword $(subst _, ,$(w))))))"
+	@echo "  per week (NN = $(patsubst week%,%,$(foreach w,$(WEEK_DIRS),$(firstword $(subst _, ,$(w))))))"
 	@echo "  weekNN-test        that week's tests and its notebook in smoke mode"
 	@echo "  weekNN-notebook    execute weekNN_*/weekNN_*.ipynb in place at full size (SMOKE=1: smoke size; OUT=path.ipynb: saved there, the lesson untouched)"
 	@echo "  weekNN-bench       that week's benchmarks/ scripts (ratios against the peers)"
@@ -58,10 +58,10 @@ setup-sandbox: ## bubblewrap + libseccomp for the REPL sandbox (apt-get, as root
 	else echo "sandbox: bubblewrap missing (optional; the REPL then runs on Landlock + seccomp): sudo apt-get install bubblewrap"; fi
 
 test: setup ## every package's tests + every notebook in smoke mode (TIER=core|stretch|mega: one tier)
-	$(PY) -m pytest tests shared/tests $(addsuffix /tests,$(WEEKS) $(TRACKS)) $(tier_opt)
+	$(PY) -m pytest tests shared/tests $(addsuffix /tests,$(WEEK_DIRS) $(TRACKS)) $(tier_opt)
 
 test-fast: setup ## the tests without the notebooks
-	$(PY) -m pytest tests shared/tests $(addsuffix /tests,$(WEEKS) $(TRACKS)) --deselect tests/test_notebooks.py $(tier_opt)
+	$(PY) -m pytest tests shared/tests $(addsuffix /tests,$(WEEK_DIRS) $(TRACKS)) --deselect tests/test_notebooks.py $(tier_opt)
 
 TIERS := core stretch mega
 tier_opt = $(if $(TIER),$(if $(filter $(TIER),$(TIERS)),-m "$(TIER)",$(error TIER must be one of: $(TIERS); got '$(TIER)')))
@@ -71,10 +71,13 @@ week%-test: setup
 	$(PY) -m pytest $(call wdir,$*)/tests tests/test_notebooks.py -k "$(call wdir,$*) or not test_notebook" $(tier_opt)
 
 IMPL ?= mine
+# your own state (plan, exercise reports, weekly log) lives here, outside git
+LEARNER := $(or $(NANOCHAT_LEARNER),.learner)
 week%-exercises: setup
 	$(call need_wdir,$*)
 	@test -f $(call wdir,$*)/exercises/exercises.toml || { echo "$(call wdir,$*) has no exercises yet; weeks with exercises: $(patsubst %/exercises/exercises.toml,%,$(wildcard week*/exercises/exercises.toml))"; exit 2; }
-	$(PY) -m pytest -p shared.exercises --exercises $(call wdir,$*) --exercise-impl $(IMPL) -q --tb=short -rN $(call wdir,$*)/tests
+	$(PY) -m pytest -p shared.exercises --exercises $(call wdir,$*) --exercise-impl $(IMPL) -q --tb=short -rN \
+	  $(if $(filter mine,$(IMPL)),--exercise-report $(LEARNER)/exercises/$(call wdir,$*).json) $(call wdir,$*)/tests
 
 week%-notebook: setup
 	$(call need_wdir,$*)
@@ -86,7 +89,7 @@ week%-bench: setup
 	  echo "== $$s"; $(PY) $$s; done
 
 bench: setup ## every week's benchmarks
-	@set -e; for w in $(WEEKS); do n=$${w:4:2}; $(MAKE) --no-print-directory week$$n-bench; done
+	@set -e; for w in $(WEEK_DIRS); do n=$${w:4:2}; $(MAKE) --no-print-directory week$$n-bench; done
 
 lint: setup ## ruff on the whole repo
 	$(VENV)/bin/ruff check .
@@ -98,8 +101,19 @@ format: setup ## ruff format + import sorting
 dashboard: setup ## plot every run under runs/ into runs/index.html
 	$(PY) -m shared.dashboard runs
 
+path: setup ## choose a study path: WEEKS=8 (fast, Core) | 12 (balanced) | 16 (deep); START=YYYY-MM-DD (default today)
+	@test -n "$(WEEKS)" || { echo "usage: make path WEEKS=8|12|16 [START=YYYY-MM-DD]  (make path SHOW=1 prints the saved one)"; \
+	  [ "$(SHOW)" = 1 ] || exit 2; }
+	$(PY) -m shared.plan $(if $(WEEKS),--weeks "$(WEEKS)",--show) $(if $(START),--start "$(START)")
+
+progress: setup ## your exercises, notebook runs, benchmarks and reflections against your path (RUN=1: re-run the exercises)
+	$(PY) -m shared.progress $(if $(filter 1,$(RUN)),--run)
+
+curriculum: setup ## regenerate the README tables from curriculum.toml
+	$(PY) -m shared.curriculum --write
+
 reflect: setup ## append a Sunday entry to weekNN/REFLECTION.md (WEEK=NN)
-	@test -n "$(WEEK)" || { echo "usage: make reflect WEEK=NN (weeks: $(WEEKS))"; exit 2; }
+	@test -n "$(WEEK)" || { echo "usage: make reflect WEEK=NN (weeks: $(WEEK_DIRS))"; exit 2; }
 	$(PY) -m shared.reflection --week $(WEEK)
 
 baseline: setup ## week05 baseline: tokenizer + CPU model + full offline eval + report card (~10 min)

@@ -196,7 +196,8 @@ def test_known_breaks_still_exist():
 def test_makefile_has_week_pattern_targets():
     text = (ROOT / "Makefile").read_text()
     for target in ("week%-test:", "week%-notebook:", "week%-bench:", "setup:", "test:", "lint:",
-                   "dashboard:", "reflect:", "help:"):
+                   "dashboard:", "reflect:", "help:", "week%-exercises:", "path:", "progress:",
+                   "curriculum:"):
         assert target in text, f"Makefile lacks {target}"
 
 
