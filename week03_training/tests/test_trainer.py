@@ -2,8 +2,10 @@
 
 import math
 import os
+import random
 import signal
 
+import numpy as np
 import pytest
 import torch
 
@@ -192,6 +194,113 @@ def test_resume_in_process_is_bitwise_exact(tiny_model, loaders, tmp_path, kw):
     assert again.history == full.history
     for a, b in zip(again.raw_model.state_dict().values(), full.raw_model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+class _LossSum:
+    """A stateful hook: the running sum of the step losses (a float, saved as JSON)."""
+
+    def __init__(self):
+        self.total, self.calls = 0.0, 0
+
+    def __call__(self, trainer, info):
+        self.total += info["loss"]
+        self.calls += 1
+
+    def state_dict(self):
+        return {"total": self.total, "calls": self.calls}
+
+    def load_state_dict(self, d):
+        self.total, self.calls = d["total"], d["calls"]
+
+
+def _noisy_loss(model, batch):
+    """Cross-entropy scaled by a draw from Python's and one from NumPy's RNG, so those
+    streams steer the run as much as dropout steers it through torch's."""
+    x, y = batch
+    ce = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
+    return ce * (1 + 0.01 * (random.random() + float(np.random.rand()))), {}
+
+
+def _same(a, b) -> bool:
+    """Equal all the way down: dicts, lists, tuples, tensors and arrays compared exactly."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and np.array_equal(a, b)
+    return a == b
+
+
+def test_state_dict_holds_everything_the_next_step_reads(tiny_model, loaders, tmp_path):
+    """After 3 steps (batches of 4 x 16 tokens) with a stateful hook and a plain one, the
+    state is the live model, optimizer, scheduler and loader state; the loader 192 tokens in;
+    the stateful hook's state only; the torch, NumPy and Python RNG states as they are now;
+    step 3 and the 3 losses as float64 (each Python float exactly). The loss draws from
+    NumPy's and Python's RNGs, seeded here, so their states are this run's and no fresh ones."""
+    random.seed(1)
+    np.random.seed(2)
+    train, _ = loaders()
+    hook = _LossSum()
+    t = Trainer(tiny_model(), train, _cfg(), loss_fn=_noisy_loss,
+                hooks=[hook, lambda tr, info: None], run_dir=tmp_path)
+    t.fit(steps=3)
+    rng_now = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+               "python": random.getstate()}
+    sd = t.state_dict()
+    assert sorted(sd) == sorted(["model", "optimizer", "scheduler", "train_loader", "hooks",
+                                 "rng", "step", "history"])
+    assert _same(sd["model"], t.raw_model.state_dict())
+    assert _same(sd["optimizer"], t.optimizer.state_dict())
+    assert len(sd["optimizer"]["state"]) == len(t.params)           # every moment saved
+    assert _same(sd["scheduler"], t.scheduler.state_dict())
+    assert _same(sd["train_loader"], train.state_dict())
+    assert sd["train_loader"]["tokens_seen"] == 3 * 4 * 16          # where in the data
+    assert sd["hooks"] == [{"total": hook.total, "calls": 3}]
+    for k, v in rng_now.items():
+        assert _same(sd["rng"][k], v), k
+    assert sd["step"] == 3
+    assert sd["history"].dtype == torch.float64 and sd["history"].tolist() == t.history
+
+
+def test_what_state_dict_saves_resumes_bitwise_exactly(tiny_model, loaders, tmp_path):
+    """10 steps straight == 6 steps, a checkpoint written from state_dict(), a Trainer rebuilt
+    with other model and loader seeds and every global RNG scrambled, resume, 4 more: the
+    same losses, weights and hook state, exactly. Dropout draws from torch's RNG and the loss
+    from NumPy's and Python's, so each saved stream, the loader position, the optimizer and
+    scheduler state and the hook's state all change the result if they are missing. Two
+    micro-batches per step make each loss a float64 sum of two float32 halves, which float32
+    storage of the history would round."""
+    cfg = _cfg(grad_accum=2)
+    random.seed(0)
+    np.random.seed(0)
+    train, _ = loaders()
+    full_hook = _LossSum()
+    full = Trainer(tiny_model(), train, cfg, loss_fn=_noisy_loss, hooks=[full_hook],
+                   run_dir=tmp_path / "f")
+    full.fit()
+
+    random.seed(0)
+    np.random.seed(0)
+    train, _ = loaders()
+    first = Trainer(tiny_model(), train, cfg, loss_fn=_noisy_loss, hooks=[_LossSum()],
+                    run_dir=tmp_path / "r")
+    first.fit(steps=6)                                              # writes step 6 at the end
+    torch.manual_seed(123)                                         # scramble every stream
+    random.seed(123)
+    np.random.seed(123)
+    train, _ = loaders(seed=99)
+    hook = _LossSum()
+    again = Trainer(tiny_model(seed=7), train, cfg, loss_fn=_noisy_loss, hooks=[hook],
+                    run_dir=tmp_path / "r")
+    assert again.resume() == 6
+    again.fit()
+    assert again.history == full.history
+    for a, b in zip(again.raw_model.state_dict().values(), full.raw_model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert (hook.total, hook.calls) == (full_hook.total, 10)
 
 
 def test_keep_last_k_checkpoints(tiny_model, loaders, tmp_path):

@@ -1,4 +1,5 @@
-"""Worked solution: ``Trainer.resume``, continuing a run bit-exactly (week03 exercises)."""
+"""Worked solutions: ``Trainer.resume``, continuing a run bit-exactly, and
+``Trainer.state_dict``, what it reads (week03 exercises)."""
 
 import random
 from pathlib import Path
@@ -10,7 +11,7 @@ from shared import load_checkpoint
 from shared.checkpoint import CheckpointError, check_state_dict
 from shared.metrics import truncate_metrics
 from week03_training.config import RESUMABLE_CHANGES
-from week03_training.runstate import comparable, describe_model
+from week03_training.runstate import comparable, describe_model, rng_state
 from week03_training.trainer import CKPT_KIND
 
 
@@ -67,3 +68,18 @@ def resume(self, path=None) -> int:
     self.history = state["history"].tolist()
     truncate_metrics(self.run_dir, self.step)
     return self.step
+
+
+def state_dict(self) -> dict:
+    """Model, optimizer, scheduler, loader position, stateful hooks, RNG states, step, history."""
+    hooks = [h for h in self.hooks if hasattr(h, "state_dict") and hasattr(h, "load_state_dict")]
+    return {
+        "model": self.raw_model.state_dict(),
+        "optimizer": self.optimizer.state_dict(),
+        "scheduler": self.scheduler.state_dict(),
+        "train_loader": self.train_loader.state_dict(),
+        "hooks": [h.state_dict() for h in hooks],
+        "rng": rng_state(),
+        "step": self.step,
+        "history": torch.tensor(self.history, dtype=torch.float64),
+    }
