@@ -34,6 +34,33 @@ ATTN_TYPES = ("gqa", "mla")
 GATINGS = ("softmax", "sigmoid")
 
 
+YARN_KEYS = ("factor", "original_max_position_embeddings", "beta_fast", "beta_slow", "mscale",
+             "mscale_all_dim", "attention_factor", "truncate")
+
+
+def _check_yarn(cfg) -> None:
+    """DeepSeek's rope_scaling: {"rope_type": "yarn", "factor", "original_max_position_embeddings",
+    optional "beta_fast", "beta_slow", "mscale", "mscale_all_dim"}."""
+    s = cfg.rope_scaling
+    name = f"{type(cfg).__name__}.rope_scaling"
+    if cfg.attn_type != "mla":
+        raise ValueError(f"{name}: YaRN is implemented for MLA's rotary channels only "
+                         "(attn_type='mla'); week04's attention takes 'linear' or 'llama3'")
+    unknown = set(s) - set(YARN_KEYS) - {"rope_type", "type"}
+    if unknown:
+        raise ValueError(f"{name} has unknown YaRN keys {sorted(unknown)}; valid: {YARN_KEYS}")
+    for key in ("factor", "original_max_position_embeddings"):
+        v = s.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise ValueError(f"{name}['{key}'] must be a positive number for YaRN, got {v!r}")
+    for key in ("beta_fast", "beta_slow", "mscale", "mscale_all_dim"):
+        v = s.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+            raise ValueError(f"{name}['{key}'] must be a non-negative number, got {v!r}")
+    if float(s.get("beta_fast") or 32) <= float(s.get("beta_slow") or 1):
+        raise ValueError(f"{name}: beta_fast must exceed beta_slow, got {s!r}")
+
+
 def _positive_int(obj, name: str, zero_ok: bool = False) -> None:
     v = getattr(obj, name)
     if isinstance(v, bool) or not isinstance(v, int) or v < 0 or (v == 0 and not zero_ok):
@@ -69,9 +96,25 @@ class SotaConfig(LlamaConfig):
     bias_update_speed: float = 0.0
 
     def __post_init__(self):
-        super().__post_init__()
+        # week04 validates "linear" / "llama3"; YaRN (MLA's rotary channels only) is checked here
+        scaling = self.rope_scaling
+        yarn = isinstance(scaling, dict) and scaling.get("rope_type", scaling.get("type")) == "yarn"
+        if yarn:
+            self.rope_scaling = None
+        try:
+            super().__post_init__()
+        finally:
+            self.rope_scaling = scaling
         if self.attn_type not in ATTN_TYPES:
             raise ValueError(f"SotaConfig.attn_type must be one of {ATTN_TYPES}, got {self.attn_type!r}")
+        if yarn:
+            _check_yarn(self)
+        if self.attn_type == "mla" and self.qk_norm:
+            raise ValueError("SotaConfig.qk_norm applies to attn_type='gqa' only: MLA normalises "
+                             "its latents (kv_norm, q_norm) instead; set qk_norm=False")
+        if self.attn_type == "mla" and self.sliding_window is not None:
+            raise ValueError("SotaConfig.sliding_window applies to attn_type='gqa' only: set "
+                             "sliding_window=None for MLA")
         if self.gating not in GATINGS:
             raise ValueError(f"SotaConfig.gating must be one of {GATINGS}, got {self.gating!r}")
         for name in ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
@@ -99,10 +142,34 @@ class SotaConfig(LlamaConfig):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"SotaConfig.{name} must be >= 0, got {getattr(self, name)!r}")
 
+    @classmethod
+    def presets(cls) -> dict[str, SotaConfig]:
+        """``SOTA_PRESETS``: ``SotaConfig.preset(name, **overrides)`` looks names up here."""
+        return SOTA_PRESETS
+
     @property
     def qk_head_dim(self) -> int:
         """Channels of one head's query and key: the no-position part plus the rotary part."""
         return self.qk_nope_head_dim + self.qk_rope_head_dim
+
+    def num_params(self) -> int:
+        """Parameter count computed from the config (MLA's projections, every expert)."""
+        C, L, H = self.n_embd, self.n_layer, self.n_head
+        if self.attn_type == "mla":
+            dq, dc = self.q_lora_rank, self.kv_lora_rank
+            q = (C * dq + dq + dq * H * self.qk_head_dim) if dq else C * H * self.qk_head_dim
+            attn = (q + C * (dc + self.qk_rope_head_dim) + dc
+                    + dc * H * (self.qk_nope_head_dim + self.v_head_dim) + H * self.v_head_dim * C)
+        else:
+            hd = self.head_dim
+            attn = C * (H + 2 * self.n_kv_head) * hd + H * hd * C + (2 * hd if self.qk_norm else 0)
+        dense = (3 if self.mlp == "swiglu" else 2) * C * self.intermediate_size
+        Im = self.moe_intermediate_size
+        moe = (3 * self.n_routed_experts * C * Im + C * self.n_routed_experts
+               + 3 * C * Im * self.n_shared_experts)
+        mlps = sum(moe if self.layer_uses_moe(i) else dense for i in range(L))
+        emb = self.vocab_size * C * (1 if self.tie_embeddings else 2)
+        return emb + L * (attn + 2 * C) + mlps + C
 
     def layer_uses_moe(self, layer_idx: int) -> bool:
         return self.moe and layer_idx >= self.first_k_dense_replace
@@ -110,3 +177,28 @@ class SotaConfig(LlamaConfig):
     def latent_cache_elements(self) -> int:
         """Numbers cached per token per layer by MLA's absorbed path: d_c + d_rope."""
         return self.kv_lora_rank + self.qk_rope_head_dim
+
+
+SOTA_PRESETS: dict[str, SotaConfig] = {
+    # unit tests: MLA with a query latent, one dense layer then MoE
+    "test": SotaConfig(vocab_size=64, block_size=32, n_layer=2, n_head=4, n_embd=32,
+                       intermediate_size=64, kv_lora_rank=16, q_lora_rank=12,
+                       qk_nope_head_dim=8, qk_rope_head_dim=4, v_head_dim=8, n_routed_experts=4,
+                       n_shared_experts=1, num_experts_per_tok=2, moe_intermediate_size=16,
+                       first_k_dense_replace=1),
+    # a CPU model that trains in minutes (vocab_size is a placeholder the tokenizer overrides)
+    "tiny": SotaConfig(vocab_size=512, block_size=256, n_layer=4, n_head=4, n_embd=128,
+                       intermediate_size=384, kv_lora_rank=64, q_lora_rank=0,
+                       qk_nope_head_dim=32, qk_rope_head_dim=16, v_head_dim=32,
+                       n_routed_experts=8, n_shared_experts=1, num_experts_per_tok=2,
+                       moe_intermediate_size=96, first_k_dense_replace=1),
+    # nanochat's d20 width (1280) with DeepSeek-V3's attention and router, for GPUs
+    "d20-mla-moe": SotaConfig(vocab_size=65536, block_size=2048, n_layer=20, n_head=10,
+                              n_embd=1280, intermediate_size=3584, kv_lora_rank=512,
+                              q_lora_rank=768, qk_nope_head_dim=128, qk_rope_head_dim=64,
+                              v_head_dim=128, n_routed_experts=32, n_shared_experts=1,
+                              num_experts_per_tok=4, moe_intermediate_size=512,
+                              first_k_dense_replace=1, gating="sigmoid", n_group=8,
+                              topk_group=4, routed_scaling_factor=2.5,
+                              bias_update_speed=0.001),
+}

@@ -1,0 +1,105 @@
+"""The week's model: week04's ``Llama`` with MLA attention and MoE MLPs, layer by layer.
+
+``SotaBlock`` is week04's ``LlamaBlock`` with two parts chosen from the config:
+``make_attention`` gives ``MLAttention`` (``attn_type="mla"``) or week04's grouped-query
+``LlamaAttention`` (``"gqa"``); ``make_mlp`` gives ``moe.MoE`` where
+``config.layer_uses_moe(i)`` (layers ``first_k_dense_replace`` on, when ``moe``) and
+week04's SwiGLU / ReLU^2 MLP elsewhere. ``SotaModel`` is week04's ``Llama`` with
+``SotaConfig``, rotary tables for MLA's ``qk_rope_head_dim`` channels (YaRN as an option)
+and, for MLA, ``LatentCache`` as its cache. Everything else is week01's and week04's:
+the forward, the one-token ``step`` through each module's ``step``, generation through
+week01's decoding loop, ``shared.load_model`` (checkpoints record the class by import
+path), and week03's Trainer (``moe.moe_loss_fn`` adds the routers' auxiliary losses).
+
+Presets (``SotaConfig.preset(name)``, ``SOTA_PRESETS``): ``"test"`` for unit tests,
+``"tiny"`` (about 1.5M parameters, trains on a CPU in minutes), ``"d20-mla-moe"``
+(nanochat's d20 width with DeepSeek-V3's attention and router, for GPUs).
+Weights move to and from ``transformers.DeepseekV3ForCausalLM`` (``hf.py``).
+
+Left out: multi-token prediction, FP8, expert parallelism.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from week01_transformer import KVCache
+from week04_modern_arch_tools import Llama
+from week04_modern_arch_tools.modules import LlamaAttention, LlamaBlock, llama_mlp
+from week08_sota.config import SOTA_PRESETS, SotaConfig
+from week08_sota.mla import LatentCache, LatentRotary, MLAttention
+
+__all__ = ["SotaModel", "SotaBlock", "SotaConfig", "SOTA_PRESETS", "preset_table"]
+
+
+class SotaBlock(LlamaBlock):
+    """week04's pre-RMSNorm block with MLA or GQA attention and a dense or MoE MLP."""
+
+    def make_attention(self, config: SotaConfig, layer_idx: int) -> nn.Module:
+        if config.attn_type == "mla":
+            return MLAttention(config, layer_idx)
+        return LlamaAttention(config, layer_idx)
+
+    def make_mlp(self, config: SotaConfig, layer_idx: int) -> nn.Module:
+        if config.layer_uses_moe(layer_idx):
+            from week08_sota.moe import MoE  # imported here: the dense model needs none of it
+
+            return MoE(config, layer_idx)
+        return llama_mlp(config, layer_idx)
+
+
+class SotaModel(Llama):
+    """week04's ``Llama`` with week08's parts; ``forward(idx) -> logits`` (``shared.LanguageModel``)."""
+
+    config_class = SotaConfig
+    block_cls = SotaBlock
+
+    def __init__(self, config: SotaConfig):
+        super().__init__(config)
+        if config.attn_type == "mla":  # RoPE turns the qk_rope_head_dim channels only
+            self.rotary = LatentRotary(config)
+
+    def new_cache(self, batch_size: int, max_len: int | None = None,
+                  pad: torch.Tensor | None = None) -> LatentCache | KVCache:
+        """MLA: a ``LatentCache`` (d_c + d_r numbers per token per layer); GQA: week01's
+        ``KVCache``. Either way ``shared.Cache``, read by week01's decoding loop."""
+        if self.config.attn_type != "mla":
+            return super().new_cache(batch_size, max_len, pad)
+        self.decode_weights()
+        return LatentCache.for_model(self, batch_size, max_len, pad)
+
+    def kv_cache_bytes(self, batch_size: int = 1, seq_len: int | None = None,
+                       bytes_per_value: int = 2) -> int:
+        """What the cache of ``batch_size`` rows of ``seq_len`` tokens holds (bf16 default)."""
+        c = self.config
+        T = c.block_size if seq_len is None else seq_len
+        if c.attn_type != "mla":
+            return c.kv_cache_bytes(batch_size, T, bytes_per_value)
+        return c.latent_cache_elements() * c.n_layer * batch_size * T * bytes_per_value
+
+    # -- Hugging Face conversion (implemented in week08_sota.hf)
+    @classmethod
+    def from_hf(cls, model, attention: str = "sdpa") -> SotaModel:
+        """A SotaModel holding the weights of a ``transformers.DeepseekV3ForCausalLM``."""
+        from week08_sota.hf import sota_from_hf
+
+        return sota_from_hf(model, attention=attention, cls=cls)
+
+    def to_hf(self, attn_implementation: str = "eager"):
+        """A ``transformers.DeepseekV3ForCausalLM`` holding this model's weights."""
+        from week08_sota.hf import sota_to_hf
+
+        return sota_to_hf(self, attn_implementation=attn_implementation)
+
+
+def preset_table() -> str:
+    """A text table of every preset: layers, width, attention, experts, parameters."""
+    lines = [f"{'preset':<12} {'layers':>6} {'n_embd':>6} {'heads':>5} {'attn':>4} {'d_c+d_r':>7} "
+             f"{'experts':>9} {'vocab':>7} {'params':>15}"]
+    for name, c in SOTA_PRESETS.items():
+        experts = f"{c.num_experts_per_tok}/{c.n_routed_experts}" if c.moe else "dense"
+        lines.append(f"{name:<12} {c.n_layer:>6} {c.n_embd:>6} {c.n_head:>5} {c.attn_type:>4} "
+                     f"{c.latent_cache_elements():>7} {experts:>9} {c.vocab_size:>7} "
+                     f"{c.num_params():>15,}")
+    return "\n".join(lines)
