@@ -242,3 +242,24 @@ def test_llama_model_with_flash2_equals_sdpa():
     ref = ref[0] if isinstance(ref, tuple) else ref
     ours = ours[0] if isinstance(ours, tuple) else ours
     assert (ours - ref).abs().max() < 1e-5
+
+
+def test_importing_needs_no_triton_and_its_absence_is_a_clear_error():
+    """In a fresh interpreter where ``import triton`` fails: week08_sota and its flash
+    module import, "flash2_torch" runs, and "flash2_triton" says to pip install triton."""
+    import subprocess
+    import sys
+    code = (
+        "import sys; sys.modules['triton'] = None\n"  # makes `import triton` raise
+        "import torch, week08_sota, week08_sota.flash\n"
+        "from week01_transformer import attention_kernel\n"
+        "q = torch.randn(1, 1, 3, 4)\n"
+        "attention_kernel('flash2_torch')(q, q, q)\n"
+        "try:\n"
+        "    attention_kernel('flash2_triton')(q, q, q)\n"
+        "except ImportError as e:\n"
+        "    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "pip install triton" in out.stdout
