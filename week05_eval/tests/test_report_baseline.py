@@ -133,3 +133,22 @@ def test_baseline_cli_errors(tmp_path, capsys):
     assert baseline.main(["--device", "tpu"]) == 2
     with pytest.raises(SystemExit):
         baseline.main(["--preset", "huge"])
+
+
+def test_baseline_trains_the_model_class_its_preset_names(tmp_path, text_folder):
+    """The seam later weeks use (week08 trains MLA + MoE through this pipeline): the preset's
+    ``model_class`` is built from its ``config_class`` and recorded in the checkpoint, so the
+    report card rebuilds that class. Here week01's GPT stands in for a later week's model."""
+    from dataclasses import replace
+
+    from shared.checkpoint import read_meta
+    from week05_eval import baseline
+    preset = replace(baseline.PRESETS["smoke"], model_class="week01_transformer:GPT",
+                     model=dict(n_layer=1, n_head=2, n_embd=32, block_size=64))
+    out = tmp_path / "runs" / "week05-baseline-gpt"
+    summary = baseline.run_baseline(preset, out, data=str(text_folder), progress=False)
+    meta = read_meta(out / summary["checkpoint"])
+    assert meta["model"]["class"] == "week01_transformer.model:GPT"
+    assert 0 < summary["val_bpb"] < 20
+    model, _, _ = load_for_eval(out / summary["checkpoint"])
+    assert type(model).__name__ == "GPT"

@@ -61,6 +61,9 @@ class BaselinePreset:
     tool_rows: int = 0              # rows of each batch that are week04 tool conversations
     tool_conversations: int = 0     # conversations per kind (train split) to mix in
     about: str = ""
+    # the model, by import path ("module:Class"; its ``config_class`` takes ``model``'s fields):
+    # a later week trains its own architecture through the same pipeline (week08's MLA + MoE)
+    model_class: str = "week04_modern_arch_tools:Llama"
 
 
 PRESETS: dict[str, BaselinePreset] = {
@@ -114,7 +117,7 @@ def run_baseline(preset: BaselinePreset, out: Path, data: str | None = None,
     """Tokenizer, shards, model, training, report card; returns the ``baseline.json`` dict."""
     from week02_bpe import BPETokenizer, TokenLoader, prepare, token_bytes
     from week03_training import TrainConfig, Trainer
-    from week04_modern_arch_tools import Llama, LlamaConfig
+    from shared.checkpoint import resolve
 
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -155,11 +158,12 @@ def run_baseline(preset: BaselinePreset, out: Path, data: str | None = None,
     _log(f"shards: {index['splits']['train']['tokens']:,} train / "
          f"{index['splits']['val']['tokens']:,} val tokens in {timings['prepare']:.0f}s")
 
-    # 2. model (week04)
-    mcfg = LlamaConfig(vocab_size=tok.vocab_size, **preset.model)
-    model = Llama(mcfg)
+    # 2. model (week04's Llama unless the preset names another class)
+    model_cls = resolve(preset.model_class)
+    mcfg = model_cls.config_class(vocab_size=tok.vocab_size, **preset.model)
+    model = model_cls(mcfg)
     n_params = sum(p.numel() for p in model.parameters())
-    _log(f"model: Llama {mcfg.n_layer} layers x {mcfg.n_embd}, {n_params:,} parameters")
+    _log(f"model: {model_cls.__name__} {mcfg.n_layer} layers x {mcfg.n_embd}, {n_params:,} parameters")
 
     # 3. training (week03)
     t0 = time.perf_counter()
