@@ -11,7 +11,10 @@ the head). MFU = achieved model FLOP/s divided by the device's peak.
 unknown GPU) ``measure_matmul_flops`` times a large matmul and uses that as
 the practical peak, which is what the benchmark reports.
 
-Left out: activation recomputation, MoE and sliding-window attention counts.
+A model can count itself (a ``flops_per_token(block_size)`` method, e.g. week08's MoE
+with its active parameters); the Trainer's MFU uses whichever count applies.
+
+Left out: activation recomputation and sliding-window attention counts.
 """
 
 from __future__ import annotations
@@ -36,7 +39,14 @@ _GPU_PEAKS = {  # substring of the device name -> (bf16, fp32)
 
 
 def flops_per_token(model: nn.Module, block_size: int) -> float:
-    """Training FLOPs per token (forward + backward) of a GPT-like ``model``."""
+    """Training FLOPs per token (forward + backward) of a GPT-like ``model``.
+
+    A model that knows better counts itself: when it has a ``flops_per_token(block_size)``
+    method (week08's MoE counts only the experts a token uses, its active parameters),
+    that is the answer."""
+    own = getattr(model, "flops_per_token", None)
+    if callable(own):
+        return float(own(block_size))
     embed = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     heads = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
     n = sum(p.numel() for p in model.parameters() if id(p) not in embed or id(p) in heads)
