@@ -25,6 +25,15 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread beats two fighting over a shared 2-core machine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def cfg(**kw) -> SotaConfig:
     base = dict(moe=False)
     base.update(kw)
@@ -258,3 +267,46 @@ def test_presets_build_and_count_their_parameters():
         assert SotaModel(c).num_params() == c.num_params()
     with pytest.raises(ValueError, match="unknown preset"):
         SotaConfig.preset("huge")
+
+
+def test_flash_kernel_runs_mla_with_its_value_width():
+    """week08's FlashAttention-2 (registered as ``flash2_torch``) takes v of d_v channels
+    while q and k have d_nope + d_r: the same logits as SDPA, forward and cached decode."""
+    import week08_sota.flash  # noqa: F401  (registers the kernels)
+
+    model = randomise(SotaModel(cfg(qk_nope_head_dim=12, v_head_dim=6)))
+    seq = torch.randint(0, 64, (2, 12))
+    pad = torch.tensor([0, 3])
+    with torch.no_grad():
+        want = model(seq, pad=pad)
+        model.set_attention("flash2_torch")
+        torch.testing.assert_close(model(seq, pad=pad), want, atol=ATOL, rtol=0)
+        cache = model.new_cache(2, 12, pad=pad)
+        model(seq[:, :9], cache=cache)
+        for t in range(9, 12):
+            torch.testing.assert_close(model.step(seq[:, t:t + 1], cache), want[:, t],
+                                       atol=ATOL, rtol=0)
+
+
+def test_trains_with_weeks_03_trainer_and_the_moe_loss(tmp_path):
+    """MLA + MoE through week03's Trainer with moe_loss_fn (next-token loss + the routers'
+    auxiliary terms): the loss falls on a repeating sequence, and the Trainer's checkpoint
+    rebuilds through shared.load_model."""
+    from shared import load_model
+    from shared.batching import SampledBatches, pad_batch
+    from week03_training import TrainConfig, Trainer
+    from week08_sota.moe import moe_loss_fn
+
+    ids = [i % 17 for i in range(400)]
+    windows = [ids[i:i + 17] for i in range(0, 380, 3)]
+    model = SotaModel(SotaConfig.preset("test", aux_loss_alpha=0.01, z_loss_coef=1e-3))
+    loader = SampledBatches(windows, 8, lambda rows: pad_batch(rows), seed=0)
+    cfg_t = TrainConfig(steps=30, lr=5e-3, warmup_steps=0, eval_every=0, progress=False,
+                        block_size=16, batch_size=8)
+    trainer = Trainer(model, loader, cfg_t, loss_fn=moe_loss_fn, run_dir=tmp_path / "run")
+    history = trainer.fit()
+    assert history[-1] < 0.5 * history[0]
+    back = load_model(trainer.latest()).eval()
+    probe = torch.tensor([ids[:16]])
+    with torch.no_grad():
+        torch.testing.assert_close(back(probe), model.eval()(probe), atol=0, rtol=0)

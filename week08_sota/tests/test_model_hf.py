@@ -31,6 +31,15 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread beats two fighting over a shared 2-core machine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def cfg(**kw) -> SotaConfig:
     base = dict(n_layer=3, gating="sigmoid", n_group=2, topk_group=1, routed_scaling_factor=2.5,
                 first_k_dense_replace=1)
