@@ -3,6 +3,10 @@
 On a machine without CUDA the kernels run in Triton's interpreter: ``TRITON_INTERPRET=1``
 is set here, before ``week08_sota.flash_triton`` is first imported (Triton reads it when
 the kernels are decorated; if the module was imported earlier without it, it is reloaded).
+It stays set for the rest of the pytest process: Triton reads it again whenever a jitted
+helper is called from a kernel, so putting it back after the import breaks the kernels.
+Without CUDA no Triton kernel can run any other way, so other test files that use triton
+on a CPU need it too; no other test file in the repository imports triton today.
 The interpreter runs every program with NumPy, about 0.1 s per launch of these tiny
 shapes, so they stay tiny (T <= 40, hd <= 16, blocks of 16: still several tiles and a
 ragged last one). The same tests run on CUDA when a GPU is present. Tolerances as in
