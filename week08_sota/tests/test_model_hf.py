@@ -146,3 +146,16 @@ def test_configs_hugging_face_cannot_express_raise():
     hf_cfg.hidden_act = "gelu"
     with pytest.raises(ValueError, match="hidden_act='gelu'"):
         config_from_hf(hf_cfg)
+
+
+def test_greedy_generation_equals_hugging_face_generate():
+    """Our decoding loop over the latent cache (absorbed steps) picks Hugging Face's tokens
+    (``generate`` with its own cache of the same latents), MoE layers included."""
+    config = cfg()
+    hf = random_hf(config)
+    ours = sota_from_hf(hf)
+    idx = torch.randint(0, 64, (2, 5))
+    with torch.no_grad():
+        want = hf.generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=8,
+                           min_new_tokens=8, do_sample=False, pad_token_id=0)
+    assert torch.equal(ours.generate(idx, 8, temperature=0), want)
