@@ -159,7 +159,7 @@ def test_latent_cache_nbytes_is_the_formula():
     cache = model.new_cache(3, 20)
     c = model.config
     assert cache.nbytes() == (c.kv_lora_rank + c.qk_rope_head_dim) * c.n_layer * 3 * 20 * 4 == 9600
-    assert model.kv_cache_bytes(3, 20, bytes_per_value=4) == 9600
+    assert model.kv_cache_bytes(3, 20, bytes_per_value=4) == c.kv_cache_bytes(3, 20, 4) == 9600
     assert model.to(torch.bfloat16).new_cache(3, 20).nbytes() == 4800
     assert c.latent_cache_elements() == 20
     assert SotaConfig.preset("d20-mla-moe").latent_cache_elements() == 576
@@ -259,6 +259,20 @@ def test_checkpoint_reloads_through_the_model_registry(tmp_path):
     assert type(back) is SotaModel and back.config == model.config
     with torch.no_grad():
         torch.testing.assert_close(back(idx), model(idx), atol=0, rtol=0)
+
+
+def test_flops_per_token_counts_active_parameters_and_mla_heads():
+    """Dense GQA: week03's 6N + 12 L C T (N without the untied embedding). MLA + MoE: 6 *
+    (N - unused experts) + 6 L T H (qk_head_dim + v_head_dim); "test": 2 layers, one MoE
+    layer of 4 experts (2 used) of 3 * 32 * 16 weights, H = 4, qk 12, v 8."""
+    from week03_training.flops import flops_per_token
+
+    dense = SotaModel(cfg(attn_type="gqa", n_kv_head=2))
+    n = dense.num_params() - 64 * 32
+    assert flops_per_token(dense, 16) == 6 * n + 12 * 2 * 32 * 16
+    model = SotaModel(SotaConfig.preset("test"))
+    n = model.num_params() - 64 * 32 - (4 - 2) * 3 * 32 * 16
+    assert flops_per_token(model, 16) == 6 * n + 6 * 2 * 16 * 4 * (12 + 8)
 
 
 def test_presets_build_and_count_their_parameters():

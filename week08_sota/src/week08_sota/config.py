@@ -171,6 +171,15 @@ class SotaConfig(LlamaConfig):
         emb = self.vocab_size * C * (1 if self.tie_embeddings else 2)
         return emb + L * (attn + 2 * C) + mlps + C
 
+    def kv_cache_bytes(self, batch_size: int = 1, seq_len: int | None = None,
+                       bytes_per_value: int = 2) -> int:
+        """Bytes the cache holds for ``batch_size`` rows of ``seq_len`` tokens (bf16 default):
+        MLA's (kv_lora_rank + qk_rope_head_dim) per token per layer, or week04's K and V."""
+        if self.attn_type != "mla":
+            return super().kv_cache_bytes(batch_size, seq_len, bytes_per_value)
+        T = self.block_size if seq_len is None else seq_len
+        return self.latent_cache_elements() * self.n_layer * batch_size * T * bytes_per_value
+
     def layer_uses_moe(self, layer_idx: int) -> bool:
         return self.moe and layer_idx >= self.first_k_dense_replace
 

@@ -72,11 +72,25 @@ class SotaModel(Llama):
     def kv_cache_bytes(self, batch_size: int = 1, seq_len: int | None = None,
                        bytes_per_value: int = 2) -> int:
         """What the cache of ``batch_size`` rows of ``seq_len`` tokens holds (bf16 default)."""
+        return self.config.kv_cache_bytes(batch_size, seq_len, bytes_per_value)
+
+    def flops_per_token(self, block_size: int) -> float:
+        """Training FLOPs per token, what week03's ``flops_per_token`` (and the Trainer's MFU)
+        believes: 6 * N_active + 6 * L * T * H * (qk_head_dim + v_head_dim).
+
+        N_active: week03's count (parameters, the embedding only when it is also the head)
+        less the routed experts a token does not use, (n_routed - k) * 3 * C * I_moe per MoE
+        layer. The attention term is PaLM's 12 L C T with MLA's own head sizes (scores over
+        qk_head_dim channels, the weighted sum over v_head_dim): for GQA, 2 * head_dim * H = 2C.
+        """
         c = self.config
-        T = c.block_size if seq_len is None else seq_len
-        if c.attn_type != "mla":
-            return c.kv_cache_bytes(batch_size, T, bytes_per_value)
-        return c.latent_cache_elements() * c.n_layer * batch_size * T * bytes_per_value
+        embed = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
+        heads = {id(m.weight) for m in self.modules() if isinstance(m, nn.Linear)}
+        n = sum(p.numel() for p in self.parameters() if id(p) not in embed or id(p) in heads)
+        n -= sum((c.n_routed_experts - c.num_experts_per_tok) * 3 * c.n_embd
+                 * c.moe_intermediate_size for i in range(c.n_layer) if c.layer_uses_moe(i))
+        qk, v = (c.qk_head_dim, c.v_head_dim) if c.attn_type == "mla" else (c.head_dim,) * 2
+        return 6.0 * n + 6.0 * c.n_layer * block_size * c.n_head * (qk + v)
 
     # -- Hugging Face conversion (implemented in week08_sota.hf)
     @classmethod
