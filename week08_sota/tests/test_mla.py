@@ -106,7 +106,9 @@ def test_cached_decode_equals_the_forward_without_cache(kw, absorb):
     model = randomise(SotaModel(cfg(mla_absorb=absorb, **kw)))
     for packed in (False, True):
         if packed:
-            model.decode_weights()
+            copies = model.decode_weights()
+            attn = model.blocks[0].attn
+            assert id(attn.kv_a) in copies and id(attn.proj) in copies
         else:
             model.release_decode_weights()
         for pad in (None, torch.tensor([0, 3, 5])):

@@ -26,7 +26,7 @@ import torch.nn as nn
 
 from week01_transformer import KVCache
 from week04_modern_arch_tools import Llama
-from week04_modern_arch_tools.modules import LlamaAttention, LlamaBlock, llama_mlp
+from week04_modern_arch_tools.modules import LlamaAttention, LlamaBlock, llama_mlp, row_major
 from week08_sota.config import SOTA_PRESETS, SotaConfig
 from week08_sota.mla import LatentCache, LatentRotary, MLAttention
 
@@ -68,6 +68,19 @@ class SotaModel(Llama):
             return super().new_cache(batch_size, max_len, pad)
         self.decode_weights()
         return LatentCache.for_model(self, batch_size, max_len, pad)
+
+    def decode_weights(self) -> dict[int, torch.Tensor]:
+        """week04's row-major copies for a CPU decode, plus MLA's query and compression
+        projections (``q_proj`` or ``q_a`` / ``q_b``, ``kv_a``), which every step multiplies."""
+        out = super().decode_weights()
+        if not out:  # a GPU, or more weights than decode_copy_limit
+            return out
+        for block in self.blocks:
+            for name in ("q_proj", "q_a", "q_b", "kv_a"):
+                m = getattr(block.attn, name, None)
+                if type(m) is nn.Linear and m.bias is None:
+                    out[id(m)] = row_major(m)
+        return out
 
     def kv_cache_bytes(self, batch_size: int = 1, seq_len: int | None = None,
                        bytes_per_value: int = 2) -> int:
