@@ -135,16 +135,25 @@ def test_baseline_cli_errors(tmp_path, capsys):
         baseline.main(["--preset", "huge"])
 
 
-def test_baseline_trains_the_model_class_its_preset_names(tmp_path, text_folder):
+def test_baseline_trains_the_model_class_its_preset_names(tmp_path, text_folder, monkeypatch):
     """The seam later weeks use (week08 trains MLA + MoE through this pipeline): the preset's
     ``model_class`` is built from its ``config_class`` and recorded in the checkpoint, so the
-    report card rebuilds that class. Here week01's GPT stands in for a later week's model."""
+    report card rebuilds that class; its ``loss_fn`` and ``hooks`` (import paths) reach the
+    Trainer. Here week01's GPT stands in for a later week's model, and a module written to
+    tmp_path holds the loss and the hook, which count their calls."""
     from dataclasses import replace
 
     from shared.checkpoint import read_meta
     from week05_eval import baseline
+    (tmp_path / "my_training.py").write_text(
+        "from week03_training import next_token_loss\n"
+        "calls = {'loss': 0, 'hook': 0}\n"
+        "def loss(model, batch):\n    calls['loss'] += 1\n    return next_token_loss(model, batch)\n"
+        "def hook(trainer, info):\n    calls['hook'] += 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
     preset = replace(baseline.PRESETS["smoke"], model_class="week01_transformer:GPT",
-                     model=dict(n_layer=1, n_head=2, n_embd=32, block_size=64))
+                     model=dict(n_layer=1, n_head=2, n_embd=32, block_size=64),
+                     loss_fn="my_training:loss", hooks=("my_training:hook",))
     out = tmp_path / "runs" / "week05-baseline-gpt"
     summary = baseline.run_baseline(preset, out, data=str(text_folder), progress=False)
     meta = read_meta(out / summary["checkpoint"])
@@ -152,3 +161,6 @@ def test_baseline_trains_the_model_class_its_preset_names(tmp_path, text_folder)
     assert 0 < summary["val_bpb"] < 20
     model, _, _ = load_for_eval(out / summary["checkpoint"])
     assert type(model).__name__ == "GPT"
+    import my_training
+    assert my_training.calls["hook"] == 3  # after each of the 3 optimizer steps
+    assert my_training.calls["loss"] >= 3  # every training micro-batch (and validation)

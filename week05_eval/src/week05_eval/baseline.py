@@ -64,6 +64,10 @@ class BaselinePreset:
     # the model, by import path ("module:Class"; its ``config_class`` takes ``model``'s fields):
     # a later week trains its own architecture through the same pipeline (week08's MLA + MoE)
     model_class: str = "week04_modern_arch_tools:Llama"
+    # the Trainer's loss_fn and step hooks, by import path ("" / (): week03's defaults), e.g.
+    # an MoE's auxiliary losses and its load-balancing bias update
+    loss_fn: str = ""
+    hooks: tuple[str, ...] = ()
 
 
 PRESETS: dict[str, BaselinePreset] = {
@@ -189,6 +193,8 @@ def run_baseline(preset: BaselinePreset, out: Path, data: str | None = None,
     val_loader = TokenLoader(data_dir, tc.batch_size, tc.block_size, split="val", seed=seed + 1,
                              device=device)
     trainer = Trainer(model, train_loader, tc, val_loader=val_loader,
+                      loss_fn=resolve(preset.loss_fn) if preset.loss_fn else None,
+                      hooks=[resolve(h) for h in preset.hooks],
                       token_bytes=token_bytes(tok), run_dir=out / "train")
     trainer.fit()
     ckpt = trainer.latest()
