@@ -265,8 +265,8 @@ def skewed_layer(gamma: float) -> tuple[MoE, torch.Tensor]:
 
 
 def test_bias_update_alone_balances_a_skewed_router():
-    # gamma = 0.005 moves the bias far enough in ~40 steps; the sign update then hovers
-    # around balance (max/mean ~1.05-1.15 on 4096 held-out tokens, 1024 per step)
+    # gamma = 0.005 moves the bias far enough in ~40 steps of 512 tokens; the sign update
+    # then hovers around balance (max/mean 1.05-1.2 on 4096 held-out tokens in steps 40-80)
     moe, shift = skewed_layer(gamma=0.005)
     holder = SimpleNamespace(raw_model=moe)
     probe = torch.randn(4096, C) + shift
@@ -276,8 +276,8 @@ def test_bias_update_alone_balances_a_skewed_router():
     assert before > 2
     moe.train()
     with torch.no_grad():
-        for _ in range(100):
-            moe(torch.randn(1024, C) + shift)
+        for _ in range(80):
+            moe(torch.randn(512, C) + shift)
             info = balance_bias_hook(holder, {})
     assert set(info) == {"moe_maxvio", "moe_maxvio_max"}
     moe.eval()

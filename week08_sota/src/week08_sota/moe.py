@@ -133,6 +133,46 @@ def _grouped_ok(x: torch.Tensor, gate_up: torch.Tensor) -> bool:
             and gate_up.size(-1) % 8 == 0 and gate_up.size(-2) % 16 == 0)
 
 
+class _GroupedLinear(torch.autograd.Function):
+    """y[rows of expert e] = x[rows of e] @ w[e].T for rows grouped by expert: (M, in) -> (M, out).
+
+    One autograd node for all experts: backward writes each expert's weight gradient into
+    one (N, out, in) tensor (indexing ``w[e]`` per expert would make autograd build and add
+    a full-size zero gradient for each of them), and no ``torch.cat`` of the outputs.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, counts):
+        ctx.save_for_backward(x, w)
+        ctx.counts = counts
+        out = x.new_empty(x.size(0), w.size(1))
+        start = 0
+        with torch.autocast(x.device.type, enabled=False):
+            for e, n in enumerate(counts):
+                if n:
+                    torch.mm(x[start:start + n], w[e].t(), out=out[start:start + n])
+                    start += n
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        grad = grad.contiguous()
+        gx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        gw = torch.zeros_like(w) if ctx.needs_input_grad[1] else None
+        start = 0
+        with torch.autocast(x.device.type, enabled=False):
+            for e, n in enumerate(ctx.counts):
+                if n:
+                    g = grad[start:start + n]
+                    if gx is not None:
+                        torch.mm(g, w[e], out=gx[start:start + n])
+                    if gw is not None:
+                        torch.mm(g.t(), x[start:start + n], out=gw[e])
+                    start += n
+        return gx, gw, None
+
+
 def expert_mix(x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor,
                gate_up: torch.Tensor, down: torch.Tensor, cap: int | None = None,
                grouped: bool | None = None):
@@ -168,13 +208,10 @@ def expert_mix(x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor,
         h = torch._grouped_mm(xs.to(dt), gate_up.to(dt).transpose(1, 2), offs=offs)
         g, u = h.chunk(2, dim=-1)
         ys = torch._grouped_mm(F.silu(g) * u, down.to(dt).transpose(1, 2), offs=offs)
-    else:
-        parts = []
-        for e, xe in enumerate(xs.split(counts.tolist())):       # one loop over experts
-            if xe.numel():
-                g, u = F.linear(xe, gate_up[e]).chunk(2, dim=-1)
-                parts.append(F.linear(F.silu(g) * u, down[e]))
-        ys = torch.cat(parts) if parts else xs.new_zeros(0, C)
+    else:  # one loop over the experts, each on its contiguous slice of rows
+        dt, n = _matmul_dtype(xs), counts.tolist()
+        g, u = _GroupedLinear.apply(xs.to(dt), gate_up.to(dt), n).chunk(2, dim=-1)
+        ys = _GroupedLinear.apply(F.silu(g) * u, down.to(dt), n)
     ys = ys * w[order, None].to(ys.dtype)
     out = x.new_zeros(S, C).index_add_(0, tok, ys.to(x.dtype))
     return out, routed, dropped
@@ -319,7 +356,7 @@ def moe_aux_loss(model: nn.Module):
         return torch.zeros(()), {}
     aux = sum(m.aux["aux_loss"] for m in layers)
     z = sum(m.aux["z_loss"] for m in layers)
-    metrics = {"aux_loss": float(aux), "z_loss": float(z),
+    metrics = {"aux_loss": float(aux.detach()), "z_loss": float(z.detach()),
                "moe_maxvio": sum(max_violation(m.load) for m in layers) / len(layers)}
     return aux + z, metrics
 
@@ -328,7 +365,8 @@ def moe_loss_fn(model: nn.Module, batch):
     """week03's ``next_token_loss`` plus ``moe_aux_loss``: a Trainer ``loss_fn``."""
     loss, metrics = next_token_loss(model, batch)
     extra, moe_metrics = moe_aux_loss(model)
-    return loss + extra.to(loss.device), {**metrics, "ce_loss": float(loss), **moe_metrics}
+    return loss + extra.to(loss.device), {**metrics, "ce_loss": float(loss.detach()),
+                                          **moe_metrics}
 
 
 def max_violation(load: torch.Tensor) -> float:
