@@ -66,8 +66,10 @@ def test_experiment_switches_reach_the_model(tmp_path, monkeypatch):
     main(["--preset", "test", "--corpus", str(corpus), "--steps", "2", "--batch-size", "2",
           "--eval-every", "0", "--eval-batches", "1", "--run-dir", str(tmp_path / "run"),
           "--sample-tokens", "4", "--no-progress", "--device", "cpu",
-          "--no-attn-scale", "--no-causal", "--norm-position", "post"])
+          "--no-attn-scale", "--no-causal", "--norm-position", "post",
+          "--n-layer", "1", "--n-head", "2", "--n-embd", "16"])
     model, _ = load_char_model(tmp_path / "run")
+    assert (model.config.n_layer, model.config.n_head, model.config.n_embd) == (1, 2, 16)
     assert (model.config.attn_scale, model.config.causal, model.config.norm_position) == \
         (False, False, "post")
     assert model.blocks[0].post_norm and model.blocks[0].attn.scale == 1.0

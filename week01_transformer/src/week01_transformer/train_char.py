@@ -121,8 +121,9 @@ def train(args: argparse.Namespace) -> TrainResult:
     baseline = unigram_entropy(train_ids, tok.vocab_size)
 
     overrides = {"vocab_size": tok.vocab_size, "attention": args.attention}
-    if args.block_size:
-        overrides["block_size"] = args.block_size
+    for name in ("block_size", "n_layer", "n_head", "n_embd"):
+        if getattr(args, name):
+            overrides[name] = getattr(args, name)
     if args.dropout is not None:
         overrides["dropout"] = args.dropout
     if not args.attn_scale:
@@ -224,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=16, help="sequences per step (default 16)")
     ap.add_argument("--block-size", type=int, default=0,
                     help="context length; 0 keeps the preset's (default 0)")
+    for name, what in (("layer", "blocks"), ("head", "attention heads"), ("embd", "width")):
+        ap.add_argument(f"--n-{name}", type=int, default=0,
+                        help=f"{what}; 0 keeps the preset's (default 0)")
     ap.add_argument("--dropout", type=float, default=None, help="override the preset's dropout")
     ap.add_argument("--attention", default="sdpa", choices=["explicit", "sdpa"],
                     help="attention path (default sdpa, the faster one)")
