@@ -41,8 +41,8 @@ Registered kernels (``week01_transformer.attention_kernel(name)``):
   2. CUDA tensors (and ``triton`` importable): ``flash2_triton``;
   3. otherwise ``flash2_torch``.
 
-Left out: dropout (``dropout_p > 0`` raises: the registry's ``"explicit"`` or ``"sdpa"``
-kernel does it), sliding windows and ALiBi as kernel options (a ``mask`` expresses them),
+Left out: dropout (``dropout_p > 0`` raises, in ``"flash_attn"`` too unless it dispatched
+to flash-attn, which takes it; the registry's ``"explicit"`` or ``"sdpa"`` kernel does it), sliding windows and ALiBi as kernel options (a ``mask`` expresses them),
 variable-length packed batches, and the fp8 and Hopper-specific tricks of FlashAttention-3.
 """
 
