@@ -40,3 +40,20 @@ def test_cli_writes_table_json_and_heatmaps(tmp_path, capsys, monkeypatch):
         assert row["time_x_naive"] == pytest.approx(row["wall_s"] / res["rows"][0]["wall_s"])
     assert (out / "heatmap_naive.png").exists() and (out / "heatmap_lora_replay.png").exists()
     assert (out / "naive" / "metrics.jsonl").exists()  # shared.MetricsLogger, for the dashboard
+
+
+def test_bench_settings_are_the_benchmarks_and_the_notebooks():
+    """The one place the benchmark and the notebook read their sizes from (README table)."""
+    from week07_continual.run import BENCH_OVERRIDES, bench_settings
+
+    cfg, n_train, n_test = bench_settings("skills-facts", max_len=128)
+    assert (cfg.steps_per_task, cfg.batch_size, cfg.lr, cfg.lora_lr, cfg.router_examples,
+            cfg.seed, cfg.max_len) == (200, 16, 1e-3, 3e-3, 24, 0, 128)
+    assert bench_settings("skills", full=True)[0].steps_per_task == 300
+    assert bench_settings("skills-facts", skills_steps=100)[0].steps_per_task == 100
+    assert bench_settings("domains")[1:] == (48, 24) and bench_settings("domains")[0].steps_per_task == 40
+    assert bench_settings("domains", full=True)[1:] == (200, 40)
+    assert BENCH_OVERRIDES == {"fisher_examples": 32, "replay_capacity": 120, "replay_ratio": 0.3,
+                               "ewc_lambda": 2000.0}
+    with pytest.raises(ValueError, match="benchmark runs"):
+        bench_settings("my-folder")

@@ -51,6 +51,13 @@ def test_combinations_run_and_account_for_memory(pretrained, two_task_stream, tm
             assert ((scores >= 0) & (scores <= 1)).all(), (res.strategy, scores)
     assert 0.0 <= lr.router_accuracy <= 1.0
     assert sorted(lr.details["adapters"]) == ["t0_A", "t1_B"]
+    # where each task's test inputs were routed; its own adapter's share is the router accuracy
+    routing = lr.details["routing"]
+    assert list(routing) == ["A", "B"]
+    assert [sum(routing[t.name].values()) for t in two_task_stream.tasks] == [
+        len(t.test) for t in two_task_stream.tasks]
+    right = routing["A"].get("t0_A", 0) + routing["B"].get("t1_B", 0)
+    assert lr.router_accuracy == pytest.approx(right / sum(len(t.test) for t in two_task_stream.tasks))
 
     # the memory accounting, derived from what each method keeps
     def nbytes(model, trained_only=True):

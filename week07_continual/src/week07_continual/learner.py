@@ -329,12 +329,15 @@ def run_stream(base_model, stream: Stream, strategy: StrategyConfig | str,
     router_acc, details = None, {}
     if strategy.lora:
         right = total = 0
+        routing = {}  # task -> {adapter picked (None: the base): how many of its test inputs}
         for j in range(len(stream.tasks)):
             names, _ = router.route(evaluator.test_embeddings(model, j))
             want = _adapter_name(stream.tasks[j], j)
             right += sum(n == want for n in names)
             total += len(names)
+            routing[stream.tasks[j].name] = {n: names.count(n) for n in dict.fromkeys(names)}
         router_acc = right / total
+        details["routing"] = routing
         details["adapters"] = store.names()
     extra = 0
     if ewc is not None:

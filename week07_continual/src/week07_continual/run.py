@@ -48,6 +48,38 @@ def build_stream(name: str, tokenizer, n_train: int, n_test: int, seq_len: int =
                      f"got {name!r}")
 
 
+# ---------------------------------------------------------------- the benchmark's settings
+
+#: strategy knobs of every benchmark run (README "Benchmark"); the notebook uses the same
+BENCH_OVERRIDES = {"fisher_examples": 32, "replay_capacity": 120, "replay_ratio": 0.3,
+                   "ewc_lambda": 2000.0}
+
+
+def bench_settings(stream: str, full: bool = False, max_len: int | None = None,
+                   skills_steps: int = 0) -> tuple[TrainConfig, int, int]:
+    """``(TrainConfig, n_train, n_test)`` that ``benchmarks/continual_bench.py`` uses for ``stream``.
+
+    ``skills`` / ``skills-facts``: 200 steps per task (300 with ``full``; ``skills_steps``
+    overrides), 30 / 30 examples per tool task (200 / 50 with ``full``). The facts
+    tasks ignore both sizes: each is 40 facts, tested on the same 40 questions it was
+    taught. ``domains``: 40 steps per topic group (120 with ``full``), 48 train / 24
+    test windows (200 / 40). Batch 16, lr 1e-3 (full fine-tuning) / 3e-3 (adapters),
+    24 router examples per task, seed 0. The notebook reads its settings here, so its
+    table is the benchmark's rows.
+    """
+    if stream in ("skills", "skills-facts"):
+        steps = skills_steps or (300 if full else 200)
+        n_train, n_test = (200, 50) if full else (30, 30)
+    elif stream == "domains":
+        steps = 120 if full else 40
+        n_train, n_test = (200, 40) if full else (48, 24)
+    else:
+        raise ValueError(f"the benchmark runs skills, skills-facts or domains, not {stream!r}")
+    cfg = TrainConfig(steps_per_task=steps, batch_size=16, lr=1e-3, lora_lr=3e-3,
+                      router_examples=24, max_len=max_len, seed=0)
+    return cfg, n_train, n_test
+
+
 def _fmt(v, digits=3):
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
