@@ -16,8 +16,9 @@
 
 3. dispatch, no Python loop over tokens (``expert_mix``): the S*k (token, expert) pairs
    are sorted by expert (a stable sort), so each expert's tokens are one contiguous slice;
-   each expert's SwiGLU runs on its slice (one loop over the N experts), or all of them in
-   two ``torch._grouped_mm`` calls on CUDA in bf16 when the build has it; the outputs,
+   all experts run in two grouped matmuls (``F.grouped_mm`` / ``torch._grouped_mm``, where
+   the build has it: CUDA in bf16, the CPU in float32), or else each expert's SwiGLU on its
+   slice (one loop over the N experts, one autograd node per projection); the outputs,
    times their weights, are added back to their tokens with ``index_add_``;
 4. the shared experts (one SwiGLU of width ``moe_intermediate_size * n_shared_experts``,
    ``shared_experts``, or None) see every token and are added.
@@ -121,16 +122,27 @@ def capacity(config: SotaConfig, n_tokens: int) -> int | None:
 
 
 def _matmul_dtype(x: torch.Tensor) -> torch.dtype:
-    if torch.is_autocast_enabled(x.device.type):  # _grouped_mm is not autocast-aware
+    if torch.is_autocast_enabled(x.device.type):  # grouped_mm is not autocast-aware
         return torch.get_autocast_dtype(x.device.type)
     return x.dtype
 
 
-def _grouped_ok(x: torch.Tensor, gate_up: torch.Tensor) -> bool:
-    # torch._grouped_mm: CUDA kernels in bf16 with 16-byte aligned rows; its CPU backward
-    # fails (torch 2.13), so the CPU always takes the slice loop
-    return (hasattr(torch, "_grouped_mm") and x.is_cuda and _matmul_dtype(x) == torch.bfloat16
-            and gate_up.size(-1) % 8 == 0 and gate_up.size(-2) % 16 == 0)
+_GROUPED_MM = getattr(F, "grouped_mm", None) or getattr(torch, "_grouped_mm", None)
+
+
+def _grouped_ok(x: torch.Tensor, gate_up: torch.Tensor, down: torch.Tensor) -> bool:
+    """Whether this build's grouped matmul runs here: CUDA in bf16 (rows of 8 values), or
+    the CPU in float32 (rows of 4 values, 16-byte aligned tensors, no autocast). On the CPU
+    the weight must be a transposed view, (N, out, in) read as (N, in, out), as here:
+    torch 2.13's CPU backward fails for a contiguous (N, in, out) weight."""
+    if _GROUPED_MM is None:
+        return False
+    dt = _matmul_dtype(x)
+    if x.is_cuda:
+        return dt == torch.bfloat16 and gate_up.size(-1) % 8 == 0 and down.size(-1) % 8 == 0
+    return (x.device.type == "cpu" and dt == x.dtype == gate_up.dtype == torch.float32
+            and x.size(-1) % 4 == 0 and down.size(-1) % 4 == 0
+            and all(t.data_ptr() % 16 == 0 for t in (x, gate_up, down)))
 
 
 class _GroupedLinear(torch.autograd.Function):
@@ -201,13 +213,12 @@ def expert_mix(x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor,
     tok = tokens[order]
     xs = x[tok]                                                   # (M, C) grouped by expert
     if grouped is None:
-        grouped = _grouped_ok(xs, gate_up)
-    if grouped:
+        grouped = _grouped_ok(xs, gate_up, down)
+    if grouped:  # two grouped matmuls over every expert's slice at once
         dt = _matmul_dtype(xs)
         offs = torch.cumsum(counts, 0).to(torch.int32)
-        h = torch._grouped_mm(xs.to(dt), gate_up.to(dt).transpose(1, 2), offs=offs)
-        g, u = h.chunk(2, dim=-1)
-        ys = torch._grouped_mm(F.silu(g) * u, down.to(dt).transpose(1, 2), offs=offs)
+        g, u = _GROUPED_MM(xs.to(dt), gate_up.to(dt).transpose(1, 2), offs=offs).chunk(2, dim=-1)
+        ys = _GROUPED_MM(F.silu(g) * u, down.to(dt).transpose(1, 2), offs=offs)
     else:  # one loop over the experts, each on its contiguous slice of rows
         dt, n = _matmul_dtype(xs), counts.tolist()
         g, u = _GroupedLinear.apply(xs.to(dt), gate_up.to(dt), n).chunk(2, dim=-1)
@@ -263,7 +274,7 @@ class MoE(nn.Module):
     After each call: ``aux`` {"aux_loss", "z_loss"} (scalar tensors with gradient), ``load``
     (N,) pairs routed per expert (detached float), ``dropped`` (pairs over capacity). In
     training mode the load is also summed into ``load_since_step`` for ``balance_bias_hook``.
-    ``grouped``: None picks ``torch._grouped_mm`` where it runs (CUDA, bf16), True / False force.
+    ``grouped``: None picks the grouped matmul where it runs (``_grouped_ok``), True / False force.
     """
 
     def __init__(self, config: SotaConfig, layer_idx: int = 0):
@@ -479,5 +490,10 @@ def active_param_count(model: nn.Module) -> int:
 
 
 def train_flops_per_token(model: nn.Module, block_size: int) -> float:
-    """week03's ``flops_per_token`` (6 N + attention) with N the active parameters."""
+    """Training FLOPs per token with N the active parameters: the model's own
+    ``flops_per_token`` when it has one (``SotaModel`` counts active parameters itself, and
+    week03's ``flops_per_token`` believes it), else week03's 6 N + attention less 6 x the
+    routed experts a token does not use."""
+    if callable(getattr(model, "flops_per_token", None)):
+        return float(model.flops_per_token(block_size))
     return flops_per_token(model, block_size) - 6.0 * _inactive(model)
