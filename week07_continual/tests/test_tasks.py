@@ -66,6 +66,10 @@ def test_skills_stream_builds_on_week04(tok):
               if m]
     assert tok.decode(answer[:-1]) in ("lynx heron otter falcon badger ibis marten tapir gecko "
                                        "puffin vole egret").split()
+    # what the README says each task is tested on: a fact task on the very questions it
+    # taught, a tool task on held-out problems of the same generator
+    assert all(t.test == t.train for t in facts.tasks) and s.tasks[3].test == s.tasks[3].train
+    assert all(not any(e in t.train for e in t.test) for t in s.tasks[:3])
     with pytest.raises(ValueError, match="variant"):
         make_skills_stream(tok, variant="nope")
 
