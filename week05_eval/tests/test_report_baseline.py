@@ -161,6 +161,7 @@ def test_baseline_trains_the_model_class_its_preset_names(tmp_path, text_folder,
     assert 0 < summary["val_bpb"] < 20
     model, _, _ = load_for_eval(out / summary["checkpoint"])
     assert type(model).__name__ == "GPT"
-    import my_training
-    assert my_training.calls["hook"] == 3  # after each of the 3 optimizer steps
-    assert my_training.calls["loss"] >= 3  # every training micro-batch (and validation)
+    import sys
+    calls = sys.modules["my_training"].calls  # the module the preset's import paths loaded
+    assert calls["hook"] == 3  # after each of the 3 optimizer steps
+    assert calls["loss"] >= 3  # every training micro-batch (and validation)
