@@ -10,7 +10,7 @@ Plugged into week04's model through its seams (nothing in weeks 01-07 is edited)
   naive and absorbed paths, and the d_c + d_r cache (``shared.Cache``)
 - ``flash2_torch``, ``flash2_triton``, ``flash_attn``: FlashAttention-2, registered as
   week01 attention kernels of those names (``SotaConfig(attention="flash2_torch")``)
-- ``MoE``, ``moe_loss_fn``, ``balance_bias_hook``, ``max_violation``: the MoE MLP, its
+- ``MoE``, ``route``, ``moe_loss_fn``, ``balance_bias_hook``, ``max_violation``: the MoE MLP, its
   auxiliary losses for week03's Trainer and DeepSeek-V3's loss-free bias update (a hook)
 """
 
@@ -26,6 +26,7 @@ from week08_sota.moe import (
     max_violation,
     moe_aux_loss,
     moe_loss_fn,
+    route,
 )
 
 
@@ -41,5 +42,5 @@ __all__ = [
     "MLAttention", "LatentCache", "LatentRotary", "softmax_scale", "yarn_inv_freq",
     "sota_from_hf", "sota_to_hf", "flash2_torch", "flash2_triton", "flash_attn",
     "MoE", "moe_loss_fn", "moe_aux_loss", "balance_bias_hook", "max_violation",
-    "active_param_count",
+    "active_param_count", "route",
 ]
