@@ -10,8 +10,10 @@ and each row counts its positions from its first real token.
 Storage is preallocated, (n_layer, B, n_kv_head, max_len, head_dim) for ``k``
 and for ``v``, so a decode step writes in place and reads views.
 
-Left out: paged, quantised and sliding-window-evicting caches, and the latent
-cache of week08's MLA (which implements the same protocol).
+The clock, the padding and the positions live in ``CacheClock``, which week08's
+latent cache for MLA shares.
+
+Left out: paged, quantised and sliding-window-evicting caches.
 """
 
 from __future__ import annotations
@@ -19,18 +21,24 @@ from __future__ import annotations
 import torch
 
 
-class KVCache:
-    """Per-layer keys and values; see the module docstring. ``pos`` is shared by every row."""
+def check_sizes(owner: str, **sizes) -> None:
+    """Every size a positive int, or a ValueError naming the first that is not."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{owner} {name} must be a positive int, got {value!r}")
 
-    def __init__(self, n_layer: int, batch_size: int, n_kv_head: int, head_dim: int, max_len: int,
-                 device=None, dtype=torch.float32, pad: torch.Tensor | None = None):
-        for name, value in (("n_layer", n_layer), ("batch_size", batch_size),
-                            ("n_kv_head", n_kv_head), ("head_dim", head_dim), ("max_len", max_len)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"KVCache {name} must be a positive int, got {value!r}")
-        shape = (n_layer, batch_size, n_kv_head, max_len, head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+
+class CacheClock:
+    """What every cache of the project shares (``shared.Cache`` minus the storage): one clock
+    ``pos`` for all rows, ``max_len``, the rows' left padding ``pad`` and their positions.
+
+    A cache class stores its tensors, then calls ``_start(batch_size, max_len, pad, device)``;
+    it implements ``batch_size``, ``update``, ``nbytes`` and ``keep`` (which calls
+    ``_set_pad`` with the kept rows' padding). ``KVCache`` below and week08's ``LatentCache``
+    are the two.
+    """
+
+    def _start(self, batch_size: int, max_len: int, pad: torch.Tensor | None, device) -> None:
         self.max_len = max_len
         self.pos = 0
         if pad is None:
@@ -39,6 +47,41 @@ class KVCache:
             got = tuple(pad.shape) if isinstance(pad, torch.Tensor) else type(pad).__name__
             raise ValueError(f"pad must be a tensor of shape ({batch_size},), got {got}")
         self._set_pad(pad.to(device=device, dtype=torch.long))
+
+    @staticmethod
+    def checked_max_len(model, max_len: int | None) -> int:
+        """``max_len`` for a cache of ``model`` (default: its block size), checked."""
+        block = model.config.block_size
+        if max_len is not None and not 0 < max_len <= block:
+            raise ValueError(f"max_len must be in 1..{block} (block_size), got {max_len}")
+        return max_len or block
+
+    def _set_pad(self, pad: torch.Tensor) -> None:
+        if bool((pad < 0).any()) or bool((pad >= self.max_len).any()):
+            raise ValueError(f"pad values must be in 0..{self.max_len - 1}, got {pad.tolist()}")
+        self.pad = pad
+        self.padded = bool(pad.any())  # read once: no host sync per decode step
+
+    def advance(self, n: int) -> None:
+        self.pos += n
+
+    def positions(self, T: int) -> torch.Tensor:
+        """(B, T): each row's position of its next ``T`` tokens, from its first real token."""
+        absolute = torch.arange(self.pos, self.pos + T, device=self.pad.device)  # (T,)
+        return (absolute[None, :] - self.pad[:, None]).clamp(min=0)
+
+
+class KVCache(CacheClock):
+    """Per-layer keys and values; see the module docstring. ``pos`` is shared by every row."""
+
+    def __init__(self, n_layer: int, batch_size: int, n_kv_head: int, head_dim: int, max_len: int,
+                 device=None, dtype=torch.float32, pad: torch.Tensor | None = None):
+        check_sizes("KVCache", n_layer=n_layer, batch_size=batch_size, n_kv_head=n_kv_head,
+                    head_dim=head_dim, max_len=max_len)
+        shape = (n_layer, batch_size, n_kv_head, max_len, head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self._start(batch_size, max_len, pad, device)
         self._views()
 
     @classmethod
@@ -47,17 +90,9 @@ class KVCache:
         """A cache shaped for ``model`` (its config's layers, kv heads and head size)."""
         c = model.config
         p = model.tok_emb.weight
-        if max_len is not None and not 0 < max_len <= c.block_size:
-            raise ValueError(f"max_len must be in 1..{c.block_size} (block_size), got {max_len}")
         n_kv = getattr(c, "n_kv_head", None) or c.n_head
-        return cls(c.n_layer, batch_size, n_kv, c.head_dim, max_len or c.block_size,
+        return cls(c.n_layer, batch_size, n_kv, c.head_dim, cls.checked_max_len(model, max_len),
                    p.device, p.dtype, pad)
-
-    def _set_pad(self, pad: torch.Tensor) -> None:
-        if bool((pad < 0).any()) or bool((pad >= self.max_len).any()):
-            raise ValueError(f"pad values must be in 0..{self.max_len - 1}, got {pad.tolist()}")
-        self.pad = pad
-        self.padded = bool(pad.any())  # read once: no host sync per decode step
 
     def _views(self) -> None:
         self.layers = list(zip(self.k.unbind(0), self.v.unbind(0)))  # per-layer views, made once
@@ -95,14 +130,6 @@ class KVCache:
             k_all.narrow(2, self.pos, T).copy_(k)
             v_all.narrow(2, self.pos, T).copy_(v)
         return k_all.narrow(2, 0, end), v_all.narrow(2, 0, end)
-
-    def advance(self, n: int) -> None:
-        self.pos += n
-
-    def positions(self, T: int) -> torch.Tensor:
-        """(B, T): each row's position of its next ``T`` tokens, from its first real token."""
-        absolute = torch.arange(self.pos, self.pos + T, device=self.pad.device)  # (T,)
-        return (absolute[None, :] - self.pad[:, None]).clamp(min=0)
 
     def nbytes(self) -> int:
         return self.k.numel() * self.k.element_size() * 2

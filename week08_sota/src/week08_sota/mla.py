@@ -45,6 +45,7 @@ import torch
 import torch.nn as nn
 
 from week01_transformer import Context, attention_kernel
+from week01_transformer.cache import CacheClock, check_sizes
 from week04_modern_arch_tools.modules import RMSNorm, linear_rows
 from week04_modern_arch_tools.rope import apply_rope, apply_rope_swapped, rope_inv_freq
 from week08_sota.config import SotaConfig
@@ -127,35 +128,25 @@ class LatentRotary(nn.Module):
 # ---------------------------------------------------------------- the latent cache
 
 
-class LatentCache:
+class LatentCache(CacheClock):
     """``shared.Cache`` for MLA: per layer, each token's latent ``c_kv`` (d_c) and its rotary
     key (d_r), side by side in one preallocated (n_layer, B, max_len, d_c + d_r) buffer.
 
     ``update(layer, c_kv, k_rope)`` takes (B, T, d_c) and (B, T, d_r) (one token may come as
     (B, d_c), (B, d_r)) and returns every latent and rotary key so far, (B, pos + T, d_c)
     and (B, pos + T, d_r) views; ``joint(layer)`` is the two side by side, (B, pos, d_c +
-    d_r), what the absorbed step reads as its keys. Left padding, ``positions`` and
-    ``keep`` behave as week01's ``KVCache``.
+    d_r), what the absorbed step reads as its keys. The clock, left padding and
+    ``positions`` are week01's ``CacheClock``, shared with its ``KVCache``.
     """
 
     def __init__(self, n_layer: int, batch_size: int, kv_lora_rank: int, rope_dim: int,
                  max_len: int, device=None, dtype=torch.float32, pad: torch.Tensor | None = None):
-        for name, value in (("n_layer", n_layer), ("batch_size", batch_size),
-                            ("kv_lora_rank", kv_lora_rank), ("rope_dim", rope_dim),
-                            ("max_len", max_len)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"LatentCache {name} must be a positive int, got {value!r}")
+        check_sizes("LatentCache", n_layer=n_layer, batch_size=batch_size,
+                    kv_lora_rank=kv_lora_rank, rope_dim=rope_dim, max_len=max_len)
         self.kv_lora_rank, self.rope_dim = kv_lora_rank, rope_dim
         self.kv = torch.zeros(n_layer, batch_size, max_len, kv_lora_rank + rope_dim,
                               device=device, dtype=dtype)
-        self.max_len = max_len
-        self.pos = 0
-        if pad is None:
-            pad = torch.zeros(batch_size, dtype=torch.long, device=device)
-        if not isinstance(pad, torch.Tensor) or pad.shape != (batch_size,):
-            got = tuple(pad.shape) if isinstance(pad, torch.Tensor) else type(pad).__name__
-            raise ValueError(f"pad must be a tensor of shape ({batch_size},), got {got}")
-        self._set_pad(pad.to(device=device, dtype=torch.long))
+        self._start(batch_size, max_len, pad, device)
         self._views()
 
     @classmethod
@@ -164,16 +155,8 @@ class LatentCache:
         """A cache shaped for ``model`` (its config's layers, kv_lora_rank, qk_rope_head_dim)."""
         c = model.config
         p = model.tok_emb.weight
-        if max_len is not None and not 0 < max_len <= c.block_size:
-            raise ValueError(f"max_len must be in 1..{c.block_size} (block_size), got {max_len}")
         return cls(c.n_layer, batch_size, c.kv_lora_rank, c.qk_rope_head_dim,
-                   max_len or c.block_size, p.device, p.dtype, pad)
-
-    def _set_pad(self, pad: torch.Tensor) -> None:
-        if bool((pad < 0).any()) or bool((pad >= self.max_len).any()):
-            raise ValueError(f"pad values must be in 0..{self.max_len - 1}, got {pad.tolist()}")
-        self.pad = pad
-        self.padded = bool(pad.any())  # read once: no host sync per decode step
+                   cls.checked_max_len(model, max_len), p.device, p.dtype, pad)
 
     def _views(self) -> None:
         self.layers = list(self.kv.unbind(0))  # per-layer (B, max_len, d_c + d_r) views
@@ -210,14 +193,6 @@ class LatentCache:
         if torch.is_grad_enabled():
             return self.kv[layer, :, :end]
         return self.layers[layer].narrow(1, 0, end)
-
-    def advance(self, n: int) -> None:
-        self.pos += n
-
-    def positions(self, T: int) -> torch.Tensor:
-        """(B, T): each row's position of its next ``T`` tokens, from its first real token."""
-        absolute = torch.arange(self.pos, self.pos + T, device=self.pad.device)  # (T,)
-        return (absolute[None, :] - self.pad[:, None]).clamp(min=0)
 
     def nbytes(self) -> int:
         """(d_c + d_r) * n_layer * batch_size * max_len * bytes per number."""
