@@ -30,26 +30,13 @@ from __future__ import annotations
 
 import torch
 
-from week04_modern_arch_tools.hf import half_to_interleaved, interleaved_to_half
+from week04_modern_arch_tools.hf import _rope_of, half_to_interleaved, interleaved_to_half
 from week08_sota.config import SotaConfig
 from week08_sota.model import SotaModel
 
 ROPE_KINDS = ("default", "yarn", "linear", "llama3")
 
 # ---------------------------------------------------------------- configs
-
-
-def _rope_of(hf_cfg) -> tuple[float, dict | None]:
-    params = getattr(hf_cfg, "rope_parameters", None)
-    if params is None:  # transformers 4.x
-        params = dict(getattr(hf_cfg, "rope_scaling", None) or {})
-        params.setdefault("rope_theta", getattr(hf_cfg, "rope_theta", 10000.0))
-    params = dict(params)
-    base = float(params.pop("rope_theta", 10000.0))
-    kind = params.get("rope_type", params.get("type", "default"))
-    if kind in (None, "default"):
-        return base, None
-    return base, params
 
 
 def config_from_hf(hf_cfg, attention: str = "sdpa") -> SotaConfig:
