@@ -27,7 +27,8 @@ adds its kernel with ``register_attention("flash2", fn)`` and selects it with
 ``GPTConfig(attention="flash2")``, without editing this file; the configs
 validate against whatever is registered when they are built.
 
-Left out: kernels that take grouped kv heads directly, and paged caches.
+Left out: paged caches. (week08's FlashAttention-2 kernels also take grouped kv heads,
+``k``/``v`` with fewer heads than ``q``, without repeating them; these two need equal heads.)
 """
 
 from __future__ import annotations
