@@ -197,7 +197,16 @@ DECODE_CONFIGS = {
     "mha-explicit": dict(n_kv_head=4, attention="explicit"),
     "nanochat": NANOCHAT_FLAVOUR,
     "mqa-tied": dict(n_kv_head=1, tie_embeddings=True),
+    # week01's experiment switches, inherited: the step must honour them too
+    "no-scale": dict(n_kv_head=2, attn_scale=False),
+    "post-norm": dict(n_kv_head=2, norm_position="post"),
 }
+
+
+def test_hf_refuses_week01s_experiment_switches():
+    for kw in (dict(attn_scale=False), dict(causal=False), dict(norm_position="post")):
+        with pytest.raises(ValueError, match=f"cannot express {next(iter(kw))}="):
+            Llama(tiny(n_kv_head=2, **kw)).to_hf()
 
 
 @pytest.mark.parametrize("packed", [False, True], ids=["views", "packed"])

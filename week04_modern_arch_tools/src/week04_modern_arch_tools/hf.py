@@ -125,6 +125,9 @@ def hf_config(config: LlamaConfig, attn_implementation: str = "eager"):
         problems.append(f"mlp={config.mlp!r}")
     if config.dropout:
         problems.append(f"dropout={config.dropout}")
+    for name, default in (("attn_scale", True), ("causal", True), ("norm_position", "pre")):
+        if getattr(config, name, default) != default:  # week01's experiment switches
+            problems.append(f"{name}={getattr(config, name)!r}")
     if problems:
         raise ValueError("Hugging Face's Llama cannot express " + ", ".join(problems)
                          + "; build the model with qk_norm=False, logit_softcap=None, "

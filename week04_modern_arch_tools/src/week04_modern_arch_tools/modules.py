@@ -151,6 +151,10 @@ class LlamaAttention(CausalSelfAttention):
         self._lean = not _overrides(self, "step", LlamaAttention) and not any(
             _overrides(self, name, LlamaAttention) for name in
             ("forward", "project", "split_heads", "attend", "decode_attention"))
+        # week01's experiment switches (no 1/sqrt(d) scale, no causal mask) run through
+        # week01's generic step, which calls this forward: the lean step assumes the defaults
+        self._lean = self._lean and getattr(config, "attn_scale", True) and \
+            getattr(config, "causal", True)
 
     def project(self, x: torch.Tensor, ctx: LlamaContext | None):
         if ctx is None or getattr(ctx, "rotary", None) is None:
