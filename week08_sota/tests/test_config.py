@@ -26,6 +26,8 @@ def test_derived_sizes():
     ("n_group", 3, r"n_group \(3\) must divide n_routed_experts"),
     ("capacity_factor", 0.0, "capacity_factor must be None or > 0"),
     ("aux_loss_alpha", -1.0, "aux_loss_alpha must be >= 0"),
+    ("attn_scale", False, "apply to attn_type='gqa' only"),
+    ("causal", False, "apply to attn_type='gqa' only"),
 ])
 def test_bad_values_say_what_is_valid(field, value, message):
     with pytest.raises(ValueError, match=message):

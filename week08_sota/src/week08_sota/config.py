@@ -112,6 +112,10 @@ class SotaConfig(LlamaConfig):
         if self.attn_type == "mla" and self.qk_norm:
             raise ValueError("SotaConfig.qk_norm applies to attn_type='gqa' only: MLA normalises "
                              "its latents (kv_norm, q_norm) instead; set qk_norm=False")
+        if self.attn_type == "mla" and not (self.attn_scale and self.causal):
+            raise ValueError("SotaConfig: week01's attn_scale=False / causal=False experiments "
+                             "apply to attn_type='gqa' only; MLA keeps its own softmax scale "
+                             "(1 / sqrt(qk_head_dim), YaRN's mscale) and the causal mask")
         if self.attn_type == "mla" and self.sliding_window is not None:
             raise ValueError("SotaConfig.sliding_window applies to attn_type='gqa' only: set "
                              "sliding_window=None for MLA")
