@@ -32,6 +32,15 @@ os.environ.setdefault("NANOCHAT_CACHE", os.path.join(tempfile.gettempdir(), "nan
 # hypothesis writes its example database into the working directory by default
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "nanochat-hypothesis"))
 
+# Triton (week08's FlashAttention-2 kernels) runs on a machine without CUDA only in its
+# interpreter, and it reads that switch when it is first imported, which bitsandbytes, peft
+# and transformers do long before week08's tests run: so decide here, before any of them
+if "TRITON_INTERPRET" not in os.environ:
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ["TRITON_INTERPRET"] = "1"
+
 ROOT = Path(__file__).parent
 for src in sorted([*ROOT.glob("*/src/*/__init__.py"), *ROOT.glob("tracks/*/src/*/__init__.py")]):
     name = src.parent.name

@@ -197,10 +197,24 @@ DECODE_CONFIGS = {
     "mha-explicit": dict(n_kv_head=4, attention="explicit"),
     "nanochat": NANOCHAT_FLAVOUR,
     "mqa-tied": dict(n_kv_head=1, tie_embeddings=True),
-    # week01's experiment switches, inherited: the step must honour them too
-    "no-scale": dict(n_kv_head=2, attn_scale=False),
-    "post-norm": dict(n_kv_head=2, norm_position="post"),
 }
+
+
+@pytest.mark.parametrize("kw", [dict(attn_scale=False), dict(norm_position="post")],
+                         ids=["no-scale", "post-norm"])
+def test_decode_step_honours_week01s_switches(kw):
+    """week01's experiment switches, inherited by LlamaConfig: ``step`` gives the forward's
+    logits (without a 1/sqrt(d) scale the lean path cannot be used: it falls back)."""
+    model = randomise_norms(Llama(tiny(n_kv_head=2, **kw))).eval()
+    idx = torch.randint(0, 96, (3, 8))
+    lean, general = (KVCache.for_model(model, 3, 20) for _ in range(2))
+    with torch.no_grad():
+        model(idx, cache=lean)
+        model(idx, cache=general)
+        for _ in range(4):
+            tok = torch.randint(0, 96, (3, 1))
+            torch.testing.assert_close(model.step(tok, lean), model(tok, cache=general)[:, -1],
+                                       atol=ATOL, rtol=0)
 
 
 def test_hf_refuses_week01s_experiment_switches():
