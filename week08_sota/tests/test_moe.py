@@ -138,7 +138,7 @@ def test_equals_hf_deepseek_v3_moe(n_group, topk_group, norm, shared):
 @pytest.mark.parametrize("grouped", [False, True], ids=["slices", "grouped"])
 @pytest.mark.parametrize("gating,n_group", [("softmax", 1), ("sigmoid", 4)])
 def test_dispatch_equals_per_token_loop(gating, n_group, grouped):
-    from week08_sota.moe import _GROUPED_MM
+    from week08_sota.dispatch import _GROUPED_MM
 
     if grouped and _GROUPED_MM is None:
         pytest.skip("this torch build has no grouped matmul")
@@ -375,7 +375,7 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_grouped_mm_dispatch_equals_the_slice_loop(device):
-    from week08_sota.moe import _GROUPED_MM
+    from week08_sota.dispatch import _GROUPED_MM
 
     if _GROUPED_MM is None:
         pytest.skip("this torch build has no grouped matmul")
