@@ -70,7 +70,9 @@ def half_to_interleaved(w: torch.Tensor, n_heads: int) -> torch.Tensor:
 # ---------------------------------------------------------------- configs
 
 
-def _rope_of(hf_cfg) -> tuple[float, dict | None]:
+def rope_of(hf_cfg) -> tuple[float, dict | None]:
+    """(RoPE base, scaling dict or None) of a Hugging Face config, transformers 4.x or 5.x
+    (week08's DeepSeek-V3 conversion reads its configs with it too)."""
     params = getattr(hf_cfg, "rope_parameters", None)  # transformers >= 5
     if params is None:
         params = dict(getattr(hf_cfg, "rope_scaling", None) or {})
@@ -93,7 +95,7 @@ def config_from_hf(hf_cfg, attention: str = "sdpa") -> LlamaConfig:
     head_dim = getattr(hf_cfg, "head_dim", None)
     if head_dim not in (None, hf_cfg.hidden_size // hf_cfg.num_attention_heads):
         problems.append(f"head_dim={head_dim} != hidden_size / num_attention_heads")
-    base, scaling = _rope_of(hf_cfg)
+    base, scaling = rope_of(hf_cfg)
     if scaling is not None and scaling.get("rope_type", scaling.get("type")) not in ("linear",
                                                                                       "llama3"):
         problems.append(f"rope scaling {scaling} (ours: linear, llama3)")

@@ -119,9 +119,9 @@ def run_baseline(preset: BaselinePreset, out: Path, data: str | None = None,
                  device: str = "cpu", seed: int = 0, steps: int | None = None,
                  progress: bool = True, workers: int = 1) -> dict:
     """Tokenizer, shards, model, training, report card; returns the ``baseline.json`` dict."""
+    from shared.checkpoint import resolve
     from week02_bpe import BPETokenizer, TokenLoader, prepare, token_bytes
     from week03_training import TrainConfig, Trainer
-    from shared.checkpoint import resolve
 
     t_start = time.perf_counter()
     timings: dict[str, float] = {}

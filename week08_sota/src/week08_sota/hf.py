@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from week04_modern_arch_tools.hf import _rope_of, half_to_interleaved, interleaved_to_half
+from week04_modern_arch_tools.hf import half_to_interleaved, interleaved_to_half, rope_of
 from week08_sota.config import SotaConfig
 from week08_sota.model import SotaModel
 
@@ -49,7 +49,7 @@ def config_from_hf(hf_cfg, attention: str = "sdpa") -> SotaConfig:
     kv_heads = getattr(hf_cfg, "num_key_value_heads", None) or hf_cfg.num_attention_heads
     if kv_heads != hf_cfg.num_attention_heads:
         problems.append(f"num_key_value_heads={kv_heads} != num_attention_heads")
-    base, scaling = _rope_of(hf_cfg)
+    base, scaling = rope_of(hf_cfg)
     if scaling is not None and scaling.get("rope_type", scaling.get("type")) not in ROPE_KINDS:
         problems.append(f"rope scaling {scaling} (ours: {ROPE_KINDS})")
     if getattr(hf_cfg, "n_shared_experts", 1) in (0, None):
