@@ -13,6 +13,7 @@ from shared import (
     best_fit,
     load_checkpoint,
     pack_batch,
+    pack_documents,
     pad_batch,
     save_checkpoint,
 )
@@ -146,6 +147,21 @@ def test_pack_batch_worked_example():
     assert y.tolist() == [[7, 8, 9, -1], [2, 3, -1, 5]]
     with pytest.raises(ValueError, match="length 6 > capacity 5"):
         pack_batch([[1] * 6], 4)
+
+
+def test_pack_documents_worked_example():
+    """The same packing as pack_batch's example, plus labels: row c is document 0 then a
+    padding column (-1); row a+b is [0 0 0 1] (x holds a's 3 tokens and b's first). With
+    masks that train every token, b's first token 4 is still no target of a's last (3):
+    it lies in another document (pack_batch would train that pair)."""
+    a, b, c = [1, 2, 3], [4, 5], [6, 7, 8, 9]
+    x, y, seg = pack_documents([a, b, c], 4)
+    assert x.tolist() == [[6, 7, 8, 0], [1, 2, 3, 4]]
+    assert y.tolist() == [[7, 8, 9, -1], [2, 3, -1, 5]]
+    assert seg.tolist() == [[0, 0, 0, -1], [0, 0, 0, 1]]
+    ones = [[1] * len(s) for s in (a, b, c)]
+    assert pack_batch([a, b, c], 4, ones)[1].tolist()[1] == [2, 3, 4, 5]
+    assert pack_documents([a, b, c], 4, ones)[1].tolist()[1] == [2, 3, -1, 5]
 
 
 # ----------------------------------------------------------------------------- sampling

@@ -326,3 +326,23 @@ def test_trains_with_weeks_03_trainer_and_the_moe_loss(tmp_path):
     probe = torch.tensor([ids[:16]])
     with torch.no_grad():
         torch.testing.assert_close(back(probe), model.eval()(probe), atol=0, rtol=0)
+
+
+def test_packed_rows_give_each_document_its_own_logits():
+    """week09 packs conversations into rows: MLA (latent RoPE included) and the MoE see
+    only their own document under week01's ``segments=`` mask."""
+    import dataclasses
+
+    from week08_sota import SOTA_PRESETS, SotaModel
+
+    torch.manual_seed(0)
+    model = SotaModel(dataclasses.replace(SOTA_PRESETS["test"], vocab_size=50)).eval()
+    g = torch.Generator().manual_seed(1)
+    docs = [torch.randint(0, 50, (n,), generator=g) for n in (6, 3, 8)]
+    seg = torch.tensor([[i for i, d in enumerate(docs) for _ in range(len(d))]])
+    out = model(torch.cat(docs)[None], segments=seg)
+    start = 0
+    for d in docs:
+        torch.testing.assert_close(out[0, start:start + len(d)], model(d[None])[0],
+                                   atol=1e-5, rtol=1e-5)
+        start += len(d)

@@ -3,7 +3,8 @@
 - protocols: ``LanguageModel``, ``Tokenizer``, ``Tool``
 - metrics:   ``MetricsLogger``, ``new_run_dir``, ``read_metrics``, ``best_time``, ``save_benchmark``
 - protocols: ``Cache`` (what ``model.new_cache`` returns), ``IGNORE_INDEX`` (-1, the one mask)
-- batching:  ``pad_batch``, ``best_fit``, ``pack_batch`` (targets masked with IGNORE_INDEX),
+- batching:  ``pad_batch``, ``best_fit``, ``pack_batch``, ``pack_documents`` (+ document labels
+  for a block-diagonal mask; targets masked with IGNORE_INDEX),
   ``SampledBatches`` (resumable random batches for week03's Trainer)
 - checkpoint: ``save_checkpoint`` / ``load_checkpoint`` (atomic safetensors + JSON);
   ``save_model`` / ``load_model(path)`` rebuild any week's model from its import path
@@ -13,7 +14,7 @@
 - dashboard, reflection: behind ``make dashboard`` and ``make reflect``
 """
 
-from shared.batching import SampledBatches, best_fit, pack_batch, pad_batch
+from shared.batching import SampledBatches, best_fit, pack_batch, pack_documents, pad_batch
 from shared.checkpoint import (
     CheckpointError,
     build_model,
@@ -57,5 +58,5 @@ __all__ = [
     "MetricsLogger", "best_time", "load_benchmarks", "new_run_dir", "read_metrics", "runs_root", "save_benchmark", "truncate_metrics",
     "LanguageModel", "Tokenizer", "Tool", "Cache", "IGNORE_INDEX",
     "is_smoke", "smoke",
-    "pad_batch", "best_fit", "pack_batch", "SampledBatches",
+    "pad_batch", "best_fit", "pack_batch", "pack_documents", "SampledBatches",
 ]

@@ -11,19 +11,21 @@ every token but the first is trained.
 
 - ``pad_batch``: sequences of different lengths in one (x, y); right padding
   by default, left padding on request;
-- ``best_fit`` and ``pack_batch``: several short sequences per row of a fixed
-  length, placed by best-fit decreasing;
+- ``best_fit``, ``pack_batch`` and ``pack_documents``: several short sequences per
+  row of a fixed length, placed by best-fit decreasing (``pack_documents``: with
+  each position's document label, for a block-diagonal attention mask);
 - ``SampledBatches``: random batches of a list of examples through a collate
   function, with ``state_dict``/``load_state_dict``, so week03's Trainer can
   run (and resume exactly) a fine-tuning loop over examples.
 
-Left out, deliberately: a document (block-diagonal) attention mask for packed
-rows. The models of this project (week01's GPT, week04's Llama) attend
-causally over the whole row, so in a packed row a later sequence *sees* the
-ones before it. That is the usual trade for pretraining-style text (documents
-separated by a BOS token, as GPT-2 trained), and it is why packing is offered
-for that kind of data only: conversations or prompt/answer pairs whose
-context must not leak into each other are padded, not packed. Also left out:
+Packed rows and attention: ``pack_batch`` concatenates sequences, and a
+model that attends causally over the whole row lets a later sequence *see*
+the ones before it (the usual trade for pretraining text, documents
+separated by a BOS token, as GPT-2 trained). ``pack_documents`` also returns
+each position's document label, (R, T) ``segments``, which week01's models
+take as ``forward(idx, segments=...)``: a block-diagonal mask and positions
+counted per document, so every packed conversation gets exactly the logits it
+would get alone (week09's SFT packs chat data this way). Also left out:
 bucketing by length and streaming from disk (week02's ``TokenLoader`` streams
 pretraining shards).
 """
@@ -38,7 +40,8 @@ import torch
 
 from shared.protocols import IGNORE_INDEX
 
-__all__ = ["pad_batch", "best_fit", "pack_batch", "SampledBatches", "IGNORE_INDEX"]
+__all__ = ["pad_batch", "best_fit", "pack_batch", "pack_documents", "SampledBatches",
+           "IGNORE_INDEX"]
 
 SIDES = ("right", "left")
 
@@ -167,7 +170,27 @@ def pack_batch(seqs: Sequence[Sequence[int]], block_size: int,
     ``pad_batch(..., pad_to=block_size)``. The pair that crosses from one
     sequence into the next is trained only if the next sequence's mask marks
     its first token (the default mask does not). The model still attends
-    across the sequences of a row: see the module docstring.
+    across the sequences of a row: see the module docstring (``pack_documents``).
+    """
+    x, y, _ = pack_documents(seqs, block_size, masks, pad_id=pad_id, device=device,
+                             cross_targets=True)
+    return x, y
+
+
+def pack_documents(seqs: Sequence[Sequence[int]], block_size: int,
+                   masks: Sequence[Sequence[int]] | None = None, *, pad_id: int = 0,
+                   device=None, cross_targets: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x, y, segments), each (R, block_size): ``pack_batch``'s rows plus document labels.
+
+    ``segments[r, t]`` is the index (0, 1, ... in placement order) of the sequence that
+    input position t of row r belongs to, and -1 on padding; a model given
+    ``segments=`` attends within a document only. The pair that crosses from one
+    sequence into the next is never trained (its target lies in another document)
+    unless ``cross_targets`` (what ``pack_batch`` does for plain causal rows).
+
+    Example, block_size 6, sequences of lengths 4 and 3 (one bin of 7 tokens):
+    ``segments == [[0, 0, 0, 0, 1, 1]]``; y[0, 3] (token 0 of sequence 1) is -1.
     """
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
@@ -175,7 +198,18 @@ def pack_batch(seqs: Sequence[Sequence[int]], block_size: int,
     bins = best_fit([len(ids) for ids, _ in rows], block_size + 1)
     ids = [[t for i in b for t in rows[i][0]] for b in bins]
     mask = [[m for i in b for m in rows[i][1]] for b in bins]
-    return pad_batch(ids, mask, pad_id=pad_id, pad_to=block_size, device=device)
+    labels = [[k for k, i in enumerate(b) for _ in rows[i][0]] for b in bins]
+    if not cross_targets:  # a document's first token is never the target of the one before
+        for lab, m in zip(labels, mask):
+            for t in range(1, len(lab)):
+                if lab[t] != lab[t - 1]:
+                    m[t] = 0
+    x, y = pad_batch(ids, mask, pad_id=pad_id, pad_to=block_size, device=device)
+    seg = torch.full((len(bins), block_size), -1, dtype=torch.long)
+    for r, lab in enumerate(labels):
+        n = len(lab) - 1  # x holds a row's tokens but its last
+        seg[r, :n] = torch.tensor(lab[:n], dtype=torch.long)
+    return x, y, seg.to(device) if device is not None else seg
 
 
 # ----------------------------------------------------------------------------- sampling

@@ -146,9 +146,24 @@ class KVCache(CacheClock):
 # ---------------------------------------------------------------- the mask of one forward pass
 
 
+def segment_positions(segments: torch.Tensor) -> torch.Tensor:
+    """(B, T) int64: each token's position inside its segment (0 at a segment's first token).
+
+    ``segments`` (B, T) labels the documents packed into each row, each one a contiguous
+    run of equal values: ``[[0, 0, 0, 1, 1, -1]]`` -> ``[[0, 1, 2, 0, 1, 0]]``.
+    """
+    B, T = segments.shape
+    t = torch.arange(T, device=segments.device).expand(B, T)  # (B, T)
+    first = torch.ones_like(segments, dtype=torch.bool)
+    first[:, 1:] = segments[:, 1:] != segments[:, :-1]  # (B, T): a segment starts here
+    start = torch.where(first, t, torch.zeros_like(t)).cummax(dim=1).values  # (B, T)
+    return t - start
+
+
 def attention_mask(start: int, T: int, pad: torch.Tensor | None = None,
                    padded: bool | None = None, window: int | None = None, device=None,
-                   causal: bool = True) -> tuple[torch.Tensor | None, bool]:
+                   causal: bool = True, segments: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor | None, bool]:
     """``(mask, causal)`` for ``T`` new queries at positions ``start..start+T-1``, shared by
     every layer of one forward pass (the attention kernels' contract):
 
@@ -166,7 +181,22 @@ def attention_mask(start: int, T: int, pad: torch.Tensor | None = None,
     the keys after it, so only padding (and a window, then ``|query - key| < window``) is
     masked: ``(None, False)`` when nothing is. With a cache, the keys after a query are
     only those of the same pass (earlier ones were computed before later tokens existed).
+
+    ``segments`` (B, T): several documents packed into each row (no cache, no left
+    padding); a query reads only keys of its own segment, so the mask is block-diagonal,
+    (B, 1, T, T). Right padding is a segment of its own.
     """
+    if segments is not None:
+        if start != 0 or (pad is not None and bool(pad.any())):
+            raise ValueError("segments= (packed documents) works on a whole row without a "
+                             "cache or left padding")
+        allowed, _ = attention_mask(0, T, None, False, window, segments.device, causal)
+        same = segments[:, :, None] == segments[:, None, :]  # (B, T, T)
+        if allowed is None:  # plain causal (or nothing masked)
+            allowed = torch.ones(1, 1, T, T, dtype=torch.bool, device=segments.device)
+            if causal:
+                allowed = allowed.tril()
+        return allowed & same[:, None], False  # (B, 1, T, T)
     if padded is None:
         padded = pad is not None and bool(pad.any())
     if window is not None and start + T <= window:

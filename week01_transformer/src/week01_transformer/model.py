@@ -20,7 +20,9 @@ This file is also the model contract later weeks build on:
   (by default the ``attention_cls`` / ``mlp_cls`` class attributes), so an MoE
   MLP or another attention is a one-class swap, and per-layer choices read
   ``config.layer_config(layer_idx)``;
-- one forward: ``forward(idx, cache=None, pad=None)``; every block takes a
+- one forward: ``forward(idx, cache=None, pad=None, segments=None)`` (``segments``:
+  documents packed into a row, each attending only to itself, positions counted per
+  document; for training on packed rows); every block takes a
   ``Context`` (the cache, the attention mask, the start position) that the
   model builds once per pass; ``new_cache(batch_size, max_len, pad)`` returns
   the model's ``KVCache`` (``shared.Cache``);
@@ -48,7 +50,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from week01_transformer.attention import attention_kernel
-from week01_transformer.cache import KVCache, attention_mask
+from week01_transformer.cache import KVCache, attention_mask, segment_positions
 from week01_transformer.config import PRESETS, GPTConfig
 from week01_transformer.decoding import DecodeConfig, generate_ids
 from week01_transformer.modules import Block, Context, layer_norm, module_step
@@ -190,8 +192,20 @@ class GPT(nn.Module):
         ``max_len`` positions (``block_size`` when None); ``pad`` (B,) counts left padding."""
         return KVCache.for_model(self, batch_size, max_len, pad)
 
-    def context(self, T: int, cache=None, pad: torch.Tensor | None = None) -> Context:
-        """The ``Context`` of a pass over ``T`` new tokens (after the cache's, if any)."""
+    def context(self, T: int, cache=None, pad: torch.Tensor | None = None,
+                segments: torch.Tensor | None = None) -> Context:
+        """The ``Context`` of a pass over ``T`` new tokens (after the cache's, if any);
+        ``segments`` (B, T): packed documents (block-diagonal mask, per-document positions)."""
+        if segments is not None:
+            if cache is not None:
+                raise ValueError("segments= (packed documents) is a whole-row forward; it "
+                                 "cannot continue a cache")
+            device = self.tok_emb.weight.device
+            mask, causal = attention_mask(0, T, pad, None, device=device,
+                                          causal=getattr(self.config, "causal", True),
+                                          segments=segments)
+            return self.context_cls(mask=mask, causal=causal, start=0, length=T, device=device,
+                                    segments=segments, pos=segment_positions(segments))
         start = 0 if cache is None else cache.pos
         if cache is not None:
             pad, padded = cache.pad, getattr(cache, "padded", None)
@@ -205,7 +219,9 @@ class GPT(nn.Module):
                                 pad=pad if padded else None, length=T, device=device)
 
     def positions(self, ctx: Context, T: int, device) -> torch.Tensor:
-        """Each new token's position: (T,), or (B, T) when rows are left-padded."""
+        """Each new token's position: (T,), or (B, T) when rows are left-padded or packed."""
+        if ctx.pos is not None:
+            return ctx.pos  # (B, T): counted inside each packed document
         absolute = torch.arange(ctx.start, ctx.start + T, device=device)  # (T,)
         if ctx.pad is None:
             return absolute
@@ -225,15 +241,25 @@ class GPT(nn.Module):
         """Final norm and the language-model head: (..., C) -> (..., V)."""
         return self.lm_head(self.ln_f(x))
 
-    def forward(self, idx: torch.Tensor, cache=None, pad: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, cache=None, pad: torch.Tensor | None = None,
+                segments: torch.Tensor | None = None) -> torch.Tensor:
         """Next-token logits (B, T, V) for token ids ``idx`` of shape (B, T).
 
         With a ``cache`` (``new_cache``), ``idx`` continues the tokens already in
         it. ``pad`` (B,) marks left padding when there is no cache (a cache
-        carries its own).
+        carries its own). ``segments`` (B, T) labels documents packed into each row (a
+        contiguous run of one value per document, padding a run of its own): a token
+        attends only to earlier tokens of its document and counts its position from the
+        document's first token, so each document gets the logits it would get alone.
         """
         self.check_input(idx)
+        if segments is not None:
+            if segments.shape != idx.shape:
+                raise ValueError(f"segments shape {tuple(segments.shape)} must equal idx shape "
+                                 f"{tuple(idx.shape)}")
+            if cache is not None or pad is not None:
+                raise ValueError("segments= cannot be combined with a cache or left padding")
+            return self.run(idx, segments=segments)
         if cache is not None:
             if idx.size(0) != cache.batch_size:
                 raise ValueError(f"batch size {idx.size(0)} differs from the cache's "
@@ -244,11 +270,12 @@ class GPT(nn.Module):
         return self.run(idx, cache, pad)
 
     def run(self, idx: torch.Tensor, cache=None, pad: torch.Tensor | None = None,
-            last_only: bool = False) -> torch.Tensor:
+            last_only: bool = False, segments: torch.Tensor | None = None) -> torch.Tensor:
         """``forward`` without the input checks; ``last_only`` gives the last position's
         logits only, (B, 1, V) (a prefill needs no more)."""
         T = idx.size(1)
-        ctx = self.context(T, cache, pad)
+        ctx = self.context(T, cache, pad) if segments is None else \
+            self.context(T, segments=segments)
         x = self.embed(idx, ctx)  # (B, T, C)
         for block in self.blocks:
             x = block(x, ctx)

@@ -30,7 +30,9 @@ class Context:
     ``cache``: the model's cache or None; ``mask`` / ``causal``: the attention
     kernels' mask contract (``attention_mask``); ``start``: the position of the
     first new token; ``length``: how many new tokens; ``pad``: each row's left
-    padding (None when there is none). ``mask_for(window)`` is the mask of a layer
+    padding (None when there is none); ``segments`` / ``pos``: the labels and in-document
+    positions of documents packed into one row (``forward(idx, segments=...)``), else
+    None. ``mask_for(window)`` is the mask of a layer
     that reads only a window of recent positions, made once per pass and window.
     Subclasses add their own fields (week04: the RoPE angles).
     """
@@ -42,6 +44,8 @@ class Context:
     pad: torch.Tensor | None = None  # (B,) left padding, None when no row is padded
     length: int = 0
     device: torch.device | None = None
+    segments: torch.Tensor | None = None  # (B, T) packed documents' labels, or None
+    pos: torch.Tensor | None = None  # (B, T) explicit positions (inside each segment), or None
     _windows: dict = field(default_factory=dict, repr=False)
 
     def mask_for(self, window: int | None, causal: bool = True
@@ -54,7 +58,7 @@ class Context:
         if key not in self._windows:
             self._windows[key] = attention_mask(self.start, self.length, self.pad,
                                                 self.pad is not None, window, self.device,
-                                                causal=causal)
+                                                causal=causal, segments=self.segments)
         return self._windows[key]
 
 

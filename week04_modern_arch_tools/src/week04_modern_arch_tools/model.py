@@ -75,15 +75,16 @@ class Llama(GPT):
         return None  # RoPE rotates q and k instead
 
     # -- forward
-    def context(self, T: int, cache=None, pad: torch.Tensor | None = None) -> LlamaContext:
+    def context(self, T: int, cache=None, pad: torch.Tensor | None = None,
+                segments: torch.Tensor | None = None) -> LlamaContext:
         """week01's context plus the RoPE angles of the ``T`` new tokens."""
-        ctx = super().context(T, cache, pad)
+        ctx = super().context(T, cache, pad, segments)
         rot = ctx.rotary = self.rotary
-        if ctx.pad is None:  # every row at the same positions
+        if ctx.pad is None and ctx.pos is None:  # every row at the same positions
             ctx.rows = slice(ctx.start, ctx.start + T)
             if T == 1:
                 ctx.step_cos, ctx.step_sin_rot = rot.cos[ctx.start], rot.sin_rot[ctx.start]
-        else:  # each row counts from its first real token
+        else:  # each row counts from its first real token (or each packed document from its own)
             ctx.rows = self.positions(ctx, T, rot.cos.device)  # (B, T)
             if T == 1:
                 rows = ctx.rows[:, 0]
