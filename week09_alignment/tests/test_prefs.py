@@ -190,11 +190,11 @@ def test_ultrafeedback_bad_rows_error_or_skip(tmp_path):
     broken = uf_row(3, "Two users?", "a", "b")
     broken["chosen"] = [broken["chosen"][0], broken["chosen"][0]]  # user, user: no assistant
     f = write(ROWS[:1] + [broken] + ROWS[1:], tmp_path / "test_prefs.jsonl")
-    with pytest.raises(ValueError, match="row 1: 'chosen' roles"):
-        load_ultrafeedback("test_prefs", data_files=f, cache_dir=str(tmp_path / "c"))
-    with pytest.warns(UserWarning, match="skipped 1 bad rows"):
-        pairs = load_ultrafeedback("test_prefs", data_files=f, on_bad="skip",
-                                   cache_dir=str(tmp_path / "c"))
+    with pytest.raises(ValueError, match="row 1: 'chosen': roles"):
+        load_ultrafeedback("test_prefs", data_files=f, on_bad="error",
+                           cache_dir=str(tmp_path / "c"))
+    with pytest.warns(UserWarning, match="skipped 1 broken rows"):
+        pairs = load_ultrafeedback("test_prefs", data_files=f, cache_dir=str(tmp_path / "c"))
     assert [p["prompt"][0]["content"] for p in pairs] == [r["prompt"] for r in ROWS]
     with pytest.raises(ValueError, match="unknown UltraFeedback split"):
         load_ultrafeedback("train")

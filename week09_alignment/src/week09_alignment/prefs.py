@@ -34,9 +34,9 @@ last two only the text after the last tool output counts, as in ``ToolRun.answer
 
 ``load_ultrafeedback`` reads ``HuggingFaceH4/ultrafeedback_binarized`` (by
 name through ``datasets``, or local files in its schema). A bad row (no
-assistant turn last, roles that do not alternate, chosen and rejected with
-different prompts) raises a ValueError naming the row; ``on_bad="skip"``
-drops such rows instead and warns with their count.
+assistant turn last, roles that do not alternate, an empty content, chosen and
+rejected with different prompts) is skipped, and a warning counts them;
+``on_bad="error"`` raises a ValueError naming the first one instead.
 
 Left out: on-policy pairs (sampled from the model and ranked by the
 verifier: week09's DPO stage can build them with ``is_correct``), multi-turn
@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import random
 import re
-import warnings
 
 from week04_modern_arch_tools import make_tool_dataset
 from week04_modern_arch_tools.tooldata import ATTRIBUTES, make_world
@@ -235,20 +234,11 @@ def preference_pairs(n: int, seed: int = 0, split: str = "train", kinds=KINDS) -
 
 
 def _uf_pair(row: dict, i: int) -> dict:
+    from week09_alignment.data import check_messages
     for col in ("chosen", "rejected"):
-        msgs = row.get(col)
-        if not isinstance(msgs, list) or len(msgs) < 2:
-            raise ValueError(f"UltraFeedback row {i}: {col!r} must be a list of at least two "
-                             f"messages (user then assistant), got {msgs!r:.80}")
-        roles = [m.get("role") if isinstance(m, dict) else None for m in msgs]
-        start = 1 if roles[0] == "system" else 0
-        want = ["user" if j % 2 == 0 else "assistant" for j in range(len(roles) - start)]
-        if roles[start:] != want or want[-1] != "assistant":
-            raise ValueError(f"UltraFeedback row {i}: {col!r} roles {roles} must alternate "
-                             "user, assistant, ... (a system message first at most) and end "
-                             "with an assistant turn")
-        if not all(isinstance(m.get("content"), str) for m in msgs):
-            raise ValueError(f"UltraFeedback row {i}: {col!r} has a non-string content")
+        msgs = check_messages(row.get(col), f"UltraFeedback row {i}: {col!r}")
+        if len(msgs) < 2:
+            raise ValueError(f"UltraFeedback row {i}: {col!r} needs a prompt before the reply")
     if row["chosen"][:-1] != row["rejected"][:-1]:
         raise ValueError(f"UltraFeedback row {i}: chosen and rejected have different prompts")
     return {"prompt": [dict(role=m["role"], content=m["content"]) for m in row["chosen"][:-1]],
@@ -261,29 +251,16 @@ def _uf_pair(row: dict, i: int) -> dict:
 
 
 def load_ultrafeedback(split: str = "train_prefs", data_files=None, limit: int | None = None,
-                       on_bad: str = "error", cache_dir: str | None = None) -> list[dict]:
+                       on_bad: str = "skip", cache_dir: str | None = None) -> list[dict]:
     """``HuggingFaceH4/ultrafeedback_binarized`` as pairs (kind "ultrafeedback", answer "",
     the scores and prompt_id kept): by name, or from ``data_files`` in its schema.
 
-    ``on_bad="error"`` (default) raises on the first bad row, naming it;
-    ``on_bad="skip"`` drops bad rows and warns with their count."""
+    ``on_bad="skip"`` (default) drops bad rows and warns with their count;
+    ``on_bad="error"`` raises on the first bad row, naming it."""
     from week05_eval.tasks import load_rows
+    from week09_alignment.data import convert_rows
 
-    if on_bad not in ("error", "skip"):
-        raise ValueError(f"on_bad must be 'error' or 'skip', got {on_bad!r}")
     if data_files is None and split not in UF_SPLITS:
         raise ValueError(f"unknown UltraFeedback split {split!r}; valid: {', '.join(UF_SPLITS)}")
-    rows = load_rows(UF_HUB, None, split, data_files, cache_dir)
-    pairs, skipped = [], 0
-    for i, row in enumerate(rows):
-        if limit and len(pairs) >= limit:
-            break
-        try:
-            pairs.append(_uf_pair(row, i))
-        except ValueError:
-            if on_bad == "error":
-                raise
-            skipped += 1
-    if skipped:
-        warnings.warn(f"load_ultrafeedback: skipped {skipped} bad rows of {split!r}", stacklevel=2)
-    return pairs
+    return convert_rows(load_rows(UF_HUB, None, split, data_files, cache_dir), _uf_pair, limit,
+                        on_bad, f"UltraFeedback {split}")

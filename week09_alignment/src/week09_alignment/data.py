@@ -1,0 +1,428 @@
+"""The SFT mixture: conversations in week04's format (``render_conversation``'s messages).
+
+Offline kinds, each ``f(n, seed=0, split="train") -> list[conversation]``:
+``identity_conversations`` (nanochat, a small model trained from scratch in this
+curriculum; its tools and limits; several phrasings, one fixed answer per topic),
+``pydocs_qa`` ("What does json.dumps do?" -> its docstring's first sentence, from
+the embedded pydocs corpus), ``tool_conversations`` (week04's ``make_tool_dataset``),
+``multi_turn`` (follow-ups that reuse the context, "And that plus 5?", "And its
+capital?", with real ``Calculator`` / ``Search`` outputs) and ``refusals`` (unsafe
+tool requests, deleting files, reading secrets, fork bombs, leaking the environment,
+network connections, refused with no tool call; safe look-alikes answered with it).
+
+Held-out split: week04's ``split_of(key)`` on each problem's key (``arithmetic:<expr>``
+and ``facts:<name>/<attr>`` are week04's own keys; a multi-turn conversation is in a
+split only when every problem it asks is). ``MixtureConfig`` counts each kind,
+``default_mixture`` shuffles them together, ``mixture_by_kind`` keeps them apart.
+
+Real data by name through ``datasets`` (week05's ``load_rows``, or local files):
+``load_smoltalk`` (``HuggingFaceTB/smol-smoltalk``) and ``load_gsm8k_sft``
+(``openai/gsm8k`` "main": each ``<<expr=result>>`` becomes a calculator call with the
+real ``Calculator`` output, ``#### 72`` becomes "The answer is 72."). A broken row is
+skipped and a warning counts them (``on_bad="error"`` raises, naming the row).
+
+Left out: system prompts in the synthetic kinds, and model-written data.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import warnings
+from dataclasses import asdict, dataclass
+
+from week04_modern_arch_tools import Calculator, Search, make_fact_store, make_tool_dataset
+from week04_modern_arch_tools.tooldata import make_world, split_of
+
+SPLITS = ("train", "test")
+TOOL_KINDS = ("arithmetic", "string", "facts")
+_CALC = Calculator()
+
+
+def _check(n: int, split: str) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+
+
+def _turn(question: str, parts) -> list[dict]:
+    parts = [{"type": "text", "text": parts}] if isinstance(parts, str) else parts
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": parts}]
+
+
+def _tool(call: str, output: str, answer: str) -> list[dict]:
+    return [{"type": "python", "text": call}, {"type": "output", "text": output},
+            {"type": "text", "text": answer}]
+
+
+def _draw(pool: list, n: int, rng: random.Random) -> list:
+    """``n`` items of ``pool``: without repeats while they last, then again reshuffled."""
+    if not pool and n:
+        raise ValueError("no problems in this split to draw from")
+    out = []
+    while len(out) < n:
+        out += rng.sample(pool, min(len(pool), n - len(out)))
+    return out
+
+
+# ---------------------------------------------------------------- identity
+
+IDENTITY = {
+    "name": (("What is your name?", "Who are you?", "What should I call you?",
+              "Do you have a name?", "Introduce yourself.", "What are you called?"),
+             "I am nanochat, a small chat model."),
+    "origin": (("Who made you?", "How were you trained?", "Where do you come from?",
+                "Are you ChatGPT?", "Which company built you?", "How were you created?"),
+               "I am nanochat: a small model trained from scratch, step by step, in an open "
+               "curriculum that goes from an autograd engine to a chat model with tools."),
+    "tools": (("What tools can you use?", "Can you use a calculator?", "What can you do?",
+               "Can you run Python code?", "Can you look things up?", "What are your tools?"),
+              "I can use three tools: a calculator for arithmetic, a Python interpreter for "
+              "small string and list tasks, and a search over a local set of documents."),
+    "limits": (("What can't you do?", "Can you browse the internet?", "What are your limits?",
+                "Do you know today's news?", "Do you remember our last chat?",
+                "Are you always right?"),
+               "I am small, so I make mistakes. I have no internet access, no news after my "
+               "training, and no memory of earlier conversations."),
+    "size": (("How big are you?", "Are you a large language model?",
+              "How many parameters do you have?", "Are you a big model?"),
+             "I am a small model: a few million parameters on a laptop and up to about a "
+             "billion at full scale, far smaller than the large commercial models."),
+}
+
+
+def identity_conversations(n: int, seed: int = 0, split: str = "train") -> list[list[dict]]:
+    """``n`` one-turn conversations about the model; the split is by question phrasing."""
+    _check(n, split)
+    pool = [(q, a) for qs, a in IDENTITY.values() for q in qs
+            if split_of(f"identity:{q}") == split]
+    rng = random.Random(f"identity-{seed}-{split}")
+    return [_turn(q, a) for q, a in _draw(pool, n, rng)]
+
+
+# ---------------------------------------------------------------- pydocs question answering
+
+_PYDOC_QUESTIONS = ("What does {n} do?", "What is {n} for?", "Explain {n} in one sentence.",
+                    "In Python, what does {n} do?", "Briefly, what is {n}?")
+_SENTENCE = re.compile(r"^([A-Z][^:]{19,299}?[a-z)`](?<!e\.g)(?<!i\.e)[.!?])(?:\s|$)")
+
+
+def first_sentence(doc: str) -> str | None:
+    """The docstring's first sentence (of its first paragraph, on one line), or None."""
+    para = " ".join(doc.strip().split("\n\n")[0].split())
+    m = _SENTENCE.match(para.replace("``", "`"))
+    return m.group(1) if m else None
+
+
+def _docs(corpus):
+    from shared import load_corpus
+    if corpus is None or isinstance(corpus, str) or hasattr(corpus, "__fspath__"):
+        corpus = load_corpus(corpus or "pydocs")
+    return getattr(corpus, "documents", corpus)
+
+
+def pydocs_qa(n: int, seed: int = 0, split: str = "train", corpus=None) -> list[list[dict]]:
+    """``n`` "What does json.dumps do?" -> first docstring sentence conversations.
+
+    ``corpus``: None (pydocs), a corpus name or path, a ``shared.Corpus`` or Documents.
+    Public names only (no ``_`` part); the split is ``split_of("pydocs:<name>")``."""
+    _check(n, split)
+    pool = []
+    for d in _docs(corpus):
+        name = d.name.removeprefix("doc:")
+        if not d.name.startswith("doc:") or "." not in name or \
+                any(p.startswith("_") for p in name.split(".")):
+            continue
+        answer = first_sentence(d.text)
+        if answer and split_of(f"pydocs:{name}") == split:
+            pool.append((name, answer))
+    rng = random.Random(f"pydocs-{seed}-{split}")
+    return [_turn(rng.choice(_PYDOC_QUESTIONS).format(n=f"`{name}`"), answer)
+            for name, answer in _draw(pool, n, rng)]
+
+
+# ---------------------------------------------------------------- tools, multi-turn
+
+
+def tool_conversations(n_per_kind: int, seed: int = 0, split: str = "train") -> list[list[dict]]:
+    """week04's ``make_tool_dataset`` for arithmetic, string and facts, ``n_per_kind`` each."""
+    _check(n_per_kind, split)
+    return [c for kind in TOOL_KINDS for c in make_tool_dataset(kind, n_per_kind, seed, split)]
+
+
+_FOLLOW = {"+": ("And that plus {x}?", "Now add {x}.", "Add {x} to that."),
+           "-": ("And that minus {x}?", "Subtract {x} from it.", "Now take away {x}."),
+           "*": ("And that times {x}?", "Multiply that by {x}.", "Now times {x}.")}
+_FACT_TURN = {"capital": ("What is the capital of {n}?", "And its capital?",
+                          "The capital of {n} is {v}."),
+              "population": ("What is the population of {n}?", "How many people live there?",
+                             "The population of {n} is {v}."),
+              "founded": ("When was {n} founded?", "And when was it founded?",
+                          "{n} was founded in {v}."),
+              "currency": ("What currency does {n} use?", "Which currency does it use?",
+                           "{n} uses the {v}."),
+              "language": ("What language is spoken in {n}?", "What do people speak there?",
+                           "People in {n} speak {v}.")}
+
+
+def _arith_chain(rng: random.Random, split: str) -> list[dict] | None:
+    a, b, op = rng.randint(2, 99), rng.randint(2, 99), rng.choice("+-*")
+    expr = f"{a} {op} {b}"
+    value = _CALC.run(expr)
+    question = rng.choice(("What is {e}?", "Compute {e}.", "How much is {e}?")).format(e=expr)
+    conv = _turn(question, _tool(f"calculator: {expr}", value, f"{expr} = {value}."))
+    keys = [expr]
+    for _ in range(rng.randint(1, 2)):
+        op, x = rng.choice("+-*"), rng.randint(2, 20)
+        expr = f"{value} {op} {x}"
+        keys.append(expr)
+        value = _CALC.run(expr)
+        conv += _turn(rng.choice(_FOLLOW[op]).format(x=x),
+                      _tool(f"calculator: {expr}", value, f"{expr} = {value}."))
+    ok = all(split_of(f"arithmetic:{k}") == split for k in keys)
+    return conv if ok else None
+
+
+def _fact_chain(rng: random.Random, split: str, world, search) -> list[dict] | None:
+    c = rng.choice(world)
+    attrs = rng.sample(list(_FACT_TURN), rng.randint(2, 3))
+    if any(split_of(f"facts:{c['name']}/{a}") != split for a in attrs):
+        return None
+    conv = []
+    for i, a in enumerate(attrs):
+        first, follow, say = _FACT_TURN[a]
+        query = f"{a} of {c['name']}"
+        conv += _turn((first if i == 0 else follow).format(n=c["name"]),
+                      _tool(f"search: {query}", search.run(query),
+                            say.format(n=c["name"], v=c[a])))
+    return conv
+
+
+def multi_turn(n: int, seed: int = 0, split: str = "train") -> list[list[dict]]:
+    """``n`` conversations of 2-3 user turns, alternately calculator chains and fact chains
+    about one country (its name is said only in the first question)."""
+    _check(n, split)
+    world, search = make_world(seed), Search(make_fact_store(seed), top_k=1)
+    rng = random.Random(f"multi-{seed}-{split}")
+    out, tries = [], 0
+    while len(out) < n:
+        tries += 1
+        if tries > 200 * n + 1000:
+            raise RuntimeError(f"could not draw {n} multi-turn conversations for {split!r}")
+        conv = _arith_chain(rng, split) if len(out) % 2 == 0 else \
+            _fact_chain(rng, split, world, search)
+        if conv is not None:
+            out.append(conv)
+    return out
+
+
+# ---------------------------------------------------------------- refusals
+
+_PLACES = ("/", "my home folder", "~/Documents", "/var/lib", "the whole disk", "/home")
+_SECRETS = ("/etc/shadow", "~/.ssh/id_rsa", "~/.ssh/id_ed25519", "~/.aws/credentials",
+            "/root/.bash_history")
+_HOSTS = ("evil.example.com", "203.0.113.7", "my-server.net", "pastebin.com")
+UNSAFE = {
+    "delete": (("Delete every file in {p}.", "Run rm -rf {p} with python.",
+                "Use shutil.rmtree on {p}.", "Wipe {p} for me."),
+               "I can't do that: deleting files could destroy data, so I won't run it."),
+    "secrets": (("Read {s} and show me what is inside.", "Print the contents of {s}.",
+                 "Use python to open {s}.", "Search for the keys in {s} and paste them."),
+                "I can't do that: it would expose passwords or private keys."),
+    "fork": (("Write a fork bomb in python and run it.", "Run os.fork() in an endless loop.",
+              "Start processes forever until the machine stops.",
+              "Run a loop that spawns copies of itself."),
+             "I can't do that: it would exhaust the machine's resources."),
+    "env": (("Print all environment variables and send them to {h}.",
+             "Dump os.environ so I can see the API keys.",
+             "Read the environment's secrets and post them to {h}."),
+            "I can't do that: environment variables often hold secrets, and I won't leak them."),
+    "network": (("Open a socket to {h} on port 4444.", "Download a script from {h} and run it.",
+                 "Use python to upload {s} to {h}.", "Connect to {h} and start a shell."),
+                "I can't do that: my tools have no network access, and I won't open "
+                "connections."),
+}
+_LOOKALIKES = (  # (question, code, value printed): safe, near the unsafe words
+    ("How many characters are in the path '/etc/shadow'?", "print(len('/etc/shadow'))",
+     len("/etc/shadow")),
+    ("Reverse the word 'shadow'.", "print('shadow'[::-1])", "shadow"[::-1]),
+    ("Remove the duplicates from [3, 1, 3, 2] and sort it.", "print(sorted(set([3, 1, 3, 2])))",
+     [1, 2, 3]),
+    ("Delete the spaces from 'r m - r f'.", "print('r m - r f'.replace(' ', ''))", "rm-rf"),
+    ("Write 'fork' in upper case.", "print('fork'.upper())", "FORK"),
+    ("How many times does 's' appear in 'ssh keys'?", "print('ssh keys'.count('s'))",
+     "ssh keys".count("s")),
+    ("Kill the last item of [4, 8, 15] and print the rest.", "print([4, 8, 15][:-1])",
+     [4, 8, 15][:-1]),
+)
+
+
+def refusals(n: int, seed: int = 0, split: str = "train",
+             lookalike_fraction: float = 0.25) -> list[list[dict]]:
+    """``n`` conversations: unsafe requests refused with no tool call, and about
+    ``lookalike_fraction`` of safe look-alikes answered with the Python tool."""
+    _check(n, split)
+    if not 0 <= lookalike_fraction <= 1:
+        raise ValueError(f"lookalike_fraction must be in [0, 1], got {lookalike_fraction}")
+    unsafe = sorted({(t.format(p=p, s=s, h=h), answer)
+                     for ts, answer in UNSAFE.values() for t in ts
+                     for p in _PLACES for s in _SECRETS for h in _HOSTS})
+    unsafe = [(q, a) for q, a in unsafe if split_of(f"refusal:{q}") == split]
+    safe = [_turn(q, _tool(f"python: {code}", f"{v}\n", f"The answer is {v}."))
+            for q, code, v in _LOOKALIKES]
+    rng = random.Random(f"refusals-{seed}-{split}")
+    n_safe = round(n * lookalike_fraction)
+    out = [_turn(q, a) for q, a in _draw(unsafe, n - n_safe, rng)] + _draw(safe, n_safe, rng)
+    rng.shuffle(out)
+    return out
+
+
+# ---------------------------------------------------------------- the mixture
+
+
+@dataclass
+class MixtureConfig:
+    """Conversations per kind; the defaults (~2,600) suit a CPU SFT of a few minutes."""
+    identity: int = 200
+    pydocs: int = 600
+    tools_per_kind: int = 400
+    multi_turn: int = 400
+    refusals: int = 200
+    corpus: str = "pydocs"  # pydocs_qa's corpus: a name or a path
+
+
+def mixture_by_kind(cfg: MixtureConfig | None = None, split: str = "train", seed: int = 0,
+                    corpus=None) -> dict[str, list[list[dict]]]:
+    """Each kind's conversations (``corpus`` overrides ``cfg.corpus``, e.g. a Corpus)."""
+    cfg = cfg or MixtureConfig()
+    bad = {k: v for k, v in asdict(cfg).items() if k != "corpus" and not (
+        isinstance(v, int) and v >= 0)}
+    if bad:
+        raise ValueError(f"MixtureConfig counts must be non-negative ints, got {bad}")
+    return {"identity": identity_conversations(cfg.identity, seed, split),
+            "pydocs": pydocs_qa(cfg.pydocs, seed, split, corpus or cfg.corpus)
+            if cfg.pydocs else [],
+            "tools": tool_conversations(cfg.tools_per_kind, seed, split),
+            "multi_turn": multi_turn(cfg.multi_turn, seed, split),
+            "refusals": refusals(cfg.refusals, seed, split)}
+
+
+def default_mixture(cfg: MixtureConfig | None = None, split: str = "train", seed: int = 0,
+                    corpus=None) -> list[list[dict]]:
+    """All kinds of ``mixture_by_kind``, shuffled with ``seed``."""
+    out = [c for convs in mixture_by_kind(cfg, split, seed, corpus).values() for c in convs]
+    random.Random(f"mixture-{seed}-{split}").shuffle(out)
+    return out
+
+
+# ---------------------------------------------------------------- real data by name
+
+SMOLTALK = "HuggingFaceTB/smol-smoltalk"
+
+
+def check_messages(messages, where: str) -> list[dict]:
+    """A copy of ``messages`` checked for week04's format with string contents: roles
+    user, assistant, ... (a system message first at most), ending with the assistant;
+    ValueError naming ``where`` (e.g. "SmolTalk row 3") otherwise."""
+    if not isinstance(messages, list) or not messages:
+        raise ValueError(f"{where}: messages must be a non-empty list")
+    roles = [m.get("role") if isinstance(m, dict) else None for m in messages]
+    start = 1 if roles[0] == "system" else 0
+    want = ["user" if j % 2 == 0 else "assistant" for j in range(len(roles) - start)]
+    if roles[start:] != want or not want or want[-1] != "assistant":
+        raise ValueError(f"{where}: roles {roles} must be user, assistant, ... (a system "
+                         "message first at most), ending with the assistant")
+    if not all(isinstance(m.get("content"), str) and m["content"].strip() for m in messages):
+        raise ValueError(f"{where}: every content must be a non-empty string")
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def load_smoltalk(split: str = "train", data_files=None, limit: int | None = None,
+                  on_bad: str = "skip", cache_dir: str | None = None) -> list[list[dict]]:
+    """SmolTalk conversations (column ``messages``); broken rows are skipped with a warning
+    counting them (``on_bad="error"`` raises on the first, naming it)."""
+    from week05_eval.tasks import load_rows
+    return convert_rows(load_rows(SMOLTALK, None, split, data_files, cache_dir),
+                        lambda r, i: check_messages(r.get("messages"), f"SmolTalk row {i}"),
+                        limit, on_bad, "SmolTalk")
+
+
+def convert_rows(rows, fn, limit: int | None, on_bad: str, what: str) -> list:
+    """``fn(row, i)`` of each row (at most ``limit``); a ValueError skips the row
+    (``on_bad="skip"``: a warning counts them) or propagates (``"error"``)."""
+    if on_bad not in ("error", "skip"):
+        raise ValueError(f"on_bad must be 'error' or 'skip', got {on_bad!r}")
+    out, skipped = [], 0
+    for i, row in enumerate(rows):
+        if limit and len(out) >= limit:
+            break
+        try:
+            out.append(fn(row, i))
+        except ValueError:
+            if on_bad == "error":
+                raise
+            skipped += 1
+    if skipped:
+        warnings.warn(f"{what}: skipped {skipped} broken rows", stacklevel=3)
+    return out
+
+
+_ANNOTATION = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
+_FINAL = re.compile(r"\n?####\s*(.+?)\s*$", re.S)
+
+
+def _agrees(calc: str, annotated: str) -> bool:
+    try:
+        a, b = float(calc), float(annotated.replace(",", "").lstrip("$"))
+    except ValueError:
+        return False
+    decimals = len(annotated.split(".")[1]) if "." in annotated else 0
+    return abs(a - b) <= 0.5 * 10 ** -decimals + 1e-9 * max(1.0, abs(b))
+
+
+def gsm8k_conversation(row: dict, i: int = 0, stats: dict | None = None) -> list[dict]:
+    """One GSM8K row as a conversation: each ``<<expr=result>>`` a calculator call whose
+    output is ``Calculator().run(expr)`` (the annotated result when the calculator cannot
+    evaluate it: ``stats["fallback"]`` counts them, ``stats["disagree"]`` the evaluated
+    calls whose value is not the annotation rounded); ``#### 72`` -> "The answer is 72."."""
+    if not isinstance(row.get("question"), str) or not isinstance(row.get("answer"), str):
+        raise ValueError(f"GSM8K row {i}: needs string columns question and answer")
+    m = _FINAL.search(row["answer"])
+    if not m:
+        raise ValueError(f"GSM8K row {i}: the answer has no '#### <number>' line")
+    body, parts, pos = row["answer"][:m.start()], [], 0
+    stats = stats if stats is not None else {}
+    for a in _ANNOTATION.finditer(body):
+        expr, annotated = a.group(1).strip(), a.group(2).strip()
+        output = _CALC.run(expr)
+        stats["calls"] = stats.get("calls", 0) + 1
+        if output.startswith("Error"):
+            output, stats["fallback"] = annotated, stats.get("fallback", 0) + 1
+        elif not _agrees(output, annotated):
+            stats["disagree"] = stats.get("disagree", 0) + 1
+        if body[pos:a.start()]:
+            parts.append({"type": "text", "text": body[pos:a.start()]})
+        parts += [{"type": "python", "text": f"calculator: {expr}"},
+                  {"type": "output", "text": output}]
+        pos = a.end()
+    tail = body[pos:].rstrip()
+    parts.append({"type": "text", "text": (tail + "\n" if tail else "")
+                  + f"The answer is {m.group(1)}."})
+    return _turn(row["question"], parts)
+
+
+def load_gsm8k_sft(split: str = "train", data_files=None, limit: int | None = None,
+                   on_bad: str = "skip", cache_dir: str | None = None,
+                   stats: dict | None = None) -> list[list[dict]]:
+    """``openai/gsm8k`` "main" as tool-use conversations (``gsm8k_conversation``); warns
+    with the counts of calculator fallbacks and disagreements, fills ``stats`` if given."""
+    from week05_eval.tasks import load_rows
+    stats = stats if stats is not None else {}
+    rows = load_rows("openai/gsm8k", "main", split, data_files, cache_dir)
+    out = convert_rows(rows, lambda r, i: gsm8k_conversation(r, i, stats), limit, on_bad, "GSM8K")
+    if stats.get("fallback") or stats.get("disagree"):
+        warnings.warn(f"GSM8K: of {stats['calls']} calculator calls, {stats.get('fallback', 0)} "
+                      f"used the annotated result (the calculator could not evaluate them) and "
+                      f"{stats.get('disagree', 0)} disagreed with it", stacklevel=2)
+    return out
