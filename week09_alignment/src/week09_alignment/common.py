@@ -66,13 +66,14 @@ def read_stage(out: str | os.PathLike) -> dict:
 
 
 def run_stage(model, tokenizer, loader, cfg: TrainConfig, out: str | os.PathLike, *,
-              loss_fn=None, hooks=(), params=None, desc: str = "train",
+              loss_fn=None, hooks=(), params=None, val_loader=None, desc: str = "train",
               meta: dict | None = None, resume: bool = True) -> tuple[Path, Trainer]:
     """Train through week03's Trainer into ``<out>/train`` (resuming its latest checkpoint
-    when ``resume``), then ``save_stage``; returns (model path, trainer)."""
+    when ``resume``), then ``save_stage``; returns (model path, trainer). ``val_loader``:
+    held-out batches the Trainer scores with the same loss_fn every ``cfg.eval_every``."""
     out = Path(out)
     trainer = Trainer(model, loader, cfg, loss_fn=loss_fn, hooks=hooks, params=params,
-                      run_dir=out / "train", desc=desc)
+                      val_loader=val_loader, run_dir=out / "train", desc=desc)
     if resume and trainer.latest() is not None:
         step = trainer.resume()
         print(f"[{desc}] resumed from step {step} ({trainer.latest()})", flush=True)
