@@ -283,3 +283,42 @@ def test_rollout_loader_reuses_and_resumes(tiny, tmp_path):
     t_res.fit()
     for (n, p), q in zip(m_ref.named_parameters(), m_res.parameters()):
         assert torch.equal(p, q), n
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_pass_at_k_equals_counting_subsets():
+    """pass@k is the share of k-subsets of the n samples that hold a correct one: n = 4,
+    c = 1, k = 2 gives 1 - C(3, 2) / C(4, 2) = 0.5, counted here over all 6 pairs."""
+    from itertools import combinations
+
+    from week09_alignment.grpo_train import pass_at_k
+    for n, c, k in [(4, 1, 2), (8, 3, 4), (5, 0, 3), (6, 6, 1), (7, 2, 7)]:
+        flags = [1] * c + [0] * (n - c)
+        subsets = list(combinations(range(n), k))
+        want = sum(any(flags[i] for i in s) for s in subsets) / len(subsets)
+        assert abs(pass_at_k(n, c, k) - want) < 1e-12
+    with pytest.raises(ValueError, match="1 <= k <= n"):
+        pass_at_k(3, 1, 4)
+
+
+def test_command_smoke(tiny, tmp_path, monkeypatch):
+    """``main`` end to end in smoke mode from a saved stage: eval.json with both measures and
+    their intervals, metrics.jsonl with the reward curve's columns."""
+    from week09_alignment.common import save_stage
+    from week09_alignment.grpo_train import main
+    monkeypatch.setenv("NANOCHAT_SMOKE", "1")
+    monkeypatch.setenv("NANOCHAT_RUNS", str(tmp_path / "runs"))
+    model, tok = tiny
+    save_stage(tmp_path / "init", model, tok, {"stage": "test"})
+    out = tmp_path / "grpo"
+    assert main(["--init", str(tmp_path / "init"), "--out", str(out), "--no-progress",
+                 "--beta", "0.04"]) == 0
+    result = __import__("json").loads((out / "eval.json").read_text())
+    assert {"exact_match", "pass@4"} <= result.keys()
+    assert len(result["pass@4"]["ci95"]) == 2
+    rows = [__import__("json").loads(x) for x in
+            (out / "train" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "reward_mean" in r]
+    assert len(steps) == 2 and all("kl" in r and "clip_ratio" in r for r in steps)

@@ -362,3 +362,8 @@ class GRPOLoss:
                        frac_zero_std=float((r.view(-1, G).std(dim=1) < 1e-6).float().mean()),
                        completion_len=float(batch["completion_mask"].sum(-1).mean()))
         return loss, metrics
+
+
+if __name__ == "__main__":  # python -m week09_alignment.grpo: the command
+    from week09_alignment.grpo_train import main
+    raise SystemExit(main())
