@@ -275,7 +275,7 @@ def test_lora_reference_is_the_base_and_restores_adapters(setup):
 
 
 def test_short_dpo_run_raises_heldout_implicit_reward_accuracy(setup, tmp_path):
-    """40 steps of DPO (week03's Trainer through run_stage) on 160 pairs; on 40
+    """20 steps of DPO (week03's Trainer through run_stage) on 160 pairs; on 40
     held-out pairs the implicit reward (0 for every pair before: the policy is its
     own reference, accuracy 0) then ranks most chosen replies first."""
     from shared import SampledBatches
@@ -290,12 +290,48 @@ def test_short_dpo_run_raises_heldout_implicit_reward_accuracy(setup, tmp_path):
     before = implicit_reward_accuracy(policy, ref, held, tok, cfg.beta, block_size=BLOCK)
     enc = [encode_pair(p, tok, BLOCK) for p in train]
     loader = SampledBatches(enc, 8, lambda b: collate_pairs(b, tok, BLOCK), seed=0)
-    tc = TrainConfig(steps=40, batch_size=8, block_size=BLOCK, lr=cfg.lr, warmup_steps=2,
+    tc = TrainConfig(steps=20, batch_size=8, block_size=BLOCK, lr=cfg.lr, warmup_steps=2,
                      eval_every=0, progress=False)
     _, trainer = run_stage(policy, tok, loader, tc, tmp_path / "dpo", loss_fn=DPOLoss(cfg, ref),
                            desc="dpo")
     after = implicit_reward_accuracy(policy, ref, held, tok, cfg.beta, block_size=BLOCK)
+    print("held-out before", before, "after", after)
     assert before["accuracy"] == 0.0 and before["margin"] == 0.0
     assert after["accuracy"] >= 0.9 and after["margin"] > 0
     assert trainer.history[-1] < trainer.history[0]
     assert (tmp_path / "dpo" / "train" / "metrics.jsonl").is_file()
+
+
+# ---------------------------------------------------------------- the command
+
+
+@pytest.mark.parametrize("reference", ["lora", "precomputed"])
+def test_command_writes_before_after_and_resumes(setup, tmp_path, monkeypatch, reference):
+    """``main`` end to end on a tiny stage folder (3 steps, week09 prefs pairs): stage.json
+    holds the figures before and after, metrics.jsonl the DPO metrics of every step, the
+    saved model reloads as a plain week04 Llama (LoRA merged), and a rerun resumes."""
+    import json
+
+    from shared import load_model
+    from week09_alignment.common import read_stage, save_stage
+    from week09_alignment.dpo_train import main
+
+    monkeypatch.setenv("NANOCHAT_RUNS", str(tmp_path / "runs"))
+    tok, model, _ = setup
+    init = tmp_path / "init"
+    save_stage(init, model, tok, {"stage": "test"})
+    out = tmp_path / "dpo"
+    argv = ["--init", str(init), "--out", str(out), "--preset", "tiny", "--steps", "3",
+            "--n-train", "12", "--n-eval", "4", "--reference", reference, "--no-progress",
+            "--device", "cpu"]
+    assert main(argv) == 0
+    meta = read_stage(out)
+    for when in ("before", "after"):
+        assert set(meta[when]) >= {"implicit_reward_accuracy", "verified_win_rate", "reward_margin"}
+    assert meta["before"]["implicit_reward_accuracy"] == 0.0
+    rows = [json.loads(line) for line in (out / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all("rewards/margins" in r and "logps/chosen" in r for r in rows)
+    reloaded = load_model(out / "model.safetensors")
+    assert type(reloaded).__name__ == "Llama"
+    assert main(argv) == 0  # resumes from step 3: nothing left to train
+    assert len((out / "train" / "metrics.jsonl").read_text().splitlines()) == 3

@@ -24,7 +24,8 @@ no reward model, no sampling.
   ``rewards/accuracies`` and ``rewards/margins``) and ``verified_win_rate``
   (greedy replies with week05's tools, judged by a checker).
 
-The command (``python -m week09_alignment.dpo``) lives in ``dpo_train.py``.
+The command (``python -m week09_alignment.dpo``: presets, the stage run, the
+before / after figures) lives in ``dpo_train.py``.
 
 Left out: TRL's other loss types (hinge, exo, nca, bco, apo, ...), f-divergence
 variants, WPO weighting, length-desensitised DPO (``ld_alpha``), syncing the
@@ -390,8 +391,8 @@ def verified_win_rate(model, tokenizer, pairs: list[dict], is_correct, tools: di
                       progress: bool = False) -> float:
     """The fraction of held-out prompts whose greedy reply ``is_correct(pair, reply)``
     accepts. Replies come from week04's ``generate_with_tools`` (batched, KV cache)
-    with week05's ``default_tools(seed)`` unless ``tools`` is given; ``reply`` is the
-    decoded text of everything generated (tool calls and their outputs included)."""
+    with week05's ``default_tools(seed)`` unless ``tools`` is given; ``reply`` is
+    ``ToolRun.answer(tokenizer)``, the model's own text after its last tool output."""
     from week04_modern_arch_tools import generate_with_tools
 
     if not pairs:
@@ -407,7 +408,13 @@ def verified_win_rate(model, tokenizer, pairs: list[dict], is_correct, tools: di
                           disable=not progress):
             runs = generate_with_tools(model, tokenizer, [list(p["prompt"]) for p in chunk], tools,
                                        max_new_tokens=max_new_tokens, temperature=0.0, seed=seed)
-            wins += sum(bool(is_correct(p, run.text)) for p, run in zip(chunk, runs))
+            wins += sum(bool(is_correct(p, run.answer(tokenizer))) for p, run in zip(chunk, runs))
     finally:
         model.train(was_training)
     return wins / len(pairs)
+
+
+if __name__ == "__main__":
+    from week09_alignment.dpo_train import main
+
+    raise SystemExit(main())

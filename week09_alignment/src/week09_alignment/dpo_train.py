@@ -1,0 +1,192 @@
+"""The DPO stage command: ``python -m week09_alignment.dpo`` (``main`` here).
+
+    python -m week09_alignment.dpo --preset tiny --out runs/week09-dpo
+    python -m week09_alignment.dpo --preset gpu --init runs/week09-sft --out runs/week09-dpo \\
+        --loss ipo --reference lora
+
+Top to bottom: load the starting model (``--init``: a stage folder or
+checkpoint; default ``runs/week09-sft`` when that stage exists, else
+``auto``), draw synthetic preference pairs (``week09_alignment.prefs``:
+train pairs and held-out test pairs on different problems), build the
+reference (copy / lora / precomputed), measure the held-out implicit-reward
+accuracy and the verified win rate BEFORE, train through
+``week09_alignment.common.run_stage`` (week03's Trainer: progress bar,
+``<out>/train/metrics.jsonl`` with the DPO metrics each step, checkpoints in
+``<out>/train/checkpoints``, a rerun resumes), measure AFTER, print both and
+save them into ``<out>/stage.json``. With ``--reference lora`` the adapters
+are merged into a plain copy of the model before it is saved, so the next
+stage loads an ordinary checkpoint.
+
+Presets (one code path): ``tiny`` (CPU, about a minute on 2 cores from
+week07's tiny base) and ``gpu`` (more pairs, steps, rows and tokens).
+
+Left out: on-policy pairs (sampling and ranking with the verifier),
+UltraFeedback from the command line (``prefs.load_ultrafeedback`` gives pairs
+in the same format for ``DPOLoss``), multi-GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from week09_alignment.dpo import (
+    LOSS_TYPES,
+    REFERENCES,
+    DPOConfig,
+    DPOLoss,
+    Reference,
+    collate_pairs,
+    encode_pair,
+    implicit_reward_accuracy,
+    precompute_reference,
+    verified_win_rate,
+)
+
+PRESETS = {
+    "tiny": DPOConfig(steps=60, batch_size=8, block_size=192, n_train=256, n_eval=48,
+                      max_new_tokens=40, lr=5e-4, eval_batch_size=48),
+    "gpu": DPOConfig(steps=2000, batch_size=64, block_size=512, n_train=20000, n_eval=500,
+                     max_new_tokens=128, lr=5e-5, warmup_steps=100, eval_batch_size=128),
+}
+
+
+def default_init() -> str:
+    """``runs/week09-sft`` (under ``$NANOCHAT_RUNS``) when the SFT stage is there, else ``auto``."""
+    from shared.metrics import runs_root
+
+    sft = runs_root() / "week09-sft"
+    return str(sft) if (sft / "model.safetensors").is_file() else "auto"
+
+
+def merged_copy(model):
+    """A copy of ``model`` with its active week06 adapters merged and every ``LoRALinear``
+    replaced by a plain ``nn.Linear`` (what ``shared.load_model`` rebuilds)."""
+    from week06_lora import lora_layers
+
+    plain = copy.deepcopy(model)
+    for name, layer in lora_layers(plain).items():
+        for ad in layer.active:
+            if ad not in layer.merged:
+                layer.merge(ad)
+        linear = torch.nn.Linear(layer.weight.shape[1], layer.weight.shape[0],
+                                 bias=layer.bias is not None)
+        linear.weight, linear.bias = layer.weight, layer.bias
+        parent, _, child = name.rpartition(".")
+        setattr(plain.get_submodule(parent) if parent else plain, child, linear)
+    for p in plain.parameters():
+        p.requires_grad_(True)
+    return plain
+
+
+def _figures(model, reference, held, tok, cfg: DPOConfig, block: int, tools, progress: bool) -> dict:
+    from week09_alignment.prefs import is_correct
+
+    acc = implicit_reward_accuracy(model, reference, held, tok, cfg.beta, block_size=block,
+                                   batch_size=cfg.eval_batch_size)
+    win = verified_win_rate(model, tok, held, is_correct, tools=tools,
+                            max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size,
+                            seed=cfg.seed, progress=progress)
+    return {"implicit_reward_accuracy": acc["accuracy"], "reward_margin": acc["margin"],
+            "logp_accuracy": acc["logp_accuracy"], "verified_win_rate": win, "n_eval": acc["n"]}
+
+
+def run_dpo(cfg: DPOConfig, init: str, out: str | Path, device: str = "cpu",
+            progress: bool = True) -> dict:
+    """The whole stage (see the module docstring); returns what ``stage.json`` holds."""
+    from shared import SampledBatches
+    from week03_training import TrainConfig
+    from week05_eval.report import default_tools
+    from week06_lora import inject_lora
+    from week09_alignment.common import load_start, read_stage, run_stage, save_stage
+    from week09_alignment.prefs import preference_pairs
+
+    out = Path(out)
+    model, tok, desc = load_start(init, progress=progress)
+    model.to(device)
+    block = min(cfg.block_size, model.config.block_size)
+    train = preference_pairs(cfg.n_train, cfg.seed, "train")
+    held = preference_pairs(cfg.n_eval, cfg.seed, "test")
+    if cfg.reference == "lora":
+        inject_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha)  # freezes the base
+    reference = Reference.make(cfg.reference, model)
+    if cfg.reference == "precomputed":  # pi_ref = the starting model, scored once
+        train = precompute_reference(model, train, tok, block, cfg.eval_batch_size, progress)
+        held = precompute_reference(model, held, tok, block, cfg.eval_batch_size, progress)
+    tools = default_tools(cfg.seed)  # the world the fact pairs were drawn from
+    before = _figures(model, reference, held, tok, cfg, block, tools, progress)
+    print(f"[dpo] before: {before}", flush=True)
+
+    encoded = [encode_pair(p, tok, block) for p in train]
+    loader = SampledBatches(encoded, cfg.batch_size, lambda b: collate_pairs(b, tok, block),
+                            seed=cfg.seed)
+    tc = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, block_size=block, lr=cfg.lr,
+                     warmup_steps=min(cfg.warmup_steps, cfg.steps - 1), weight_decay=0.0,
+                     eval_every=0, ckpt_every=max(cfg.steps // 4, 1), device=device,
+                     seed=cfg.seed, progress=progress, extra={"dpo": asdict(cfg)})
+    model.train()
+    run_stage(model, tok, loader, tc, out, loss_fn=DPOLoss(cfg, reference), desc="dpo",
+              meta={"stage": "dpo", "init": desc})
+    after = _figures(model, reference, held, tok, cfg, block, tools, progress)
+    meta = {**read_stage(out), "config": asdict(cfg), "before": before, "after": after}
+    save_stage(out, merged_copy(model) if cfg.reference == "lora" else model, tok, meta)
+    return meta
+
+
+def _table(before: dict, after: dict) -> str:
+    rows = [("implicit-reward accuracy", "implicit_reward_accuracy"),
+            ("reward margin", "reward_margin"), ("log-prob accuracy", "logp_accuracy"),
+            ("verified win rate", "verified_win_rate")]
+    lines = [f"{'held-out (' + str(after['n_eval']) + ' pairs)':<28}{'before':>8}{'after':>8}"]
+    lines += [f"{name:<28}{before[k]:>8.3f}{after[k]:>8.3f}" for name, k in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m week09_alignment.dpo",
+                                 description="DPO on synthetic preference pairs with a checkable "
+                                             "winner; prints held-out figures before and after.")
+    ap.add_argument("--init", default=None, help="stage folder or checkpoint to start from "
+                    "(default: runs/week09-sft if present, else auto)")
+    ap.add_argument("--out", default=None, help="stage folder (default: runs/week09-dpo)")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    ap.add_argument("--loss", choices=LOSS_TYPES, default="sigmoid")
+    ap.add_argument("--reference", choices=REFERENCES, default="copy")
+    ap.add_argument("--beta", type=float, default=None)
+    ap.add_argument("--label-smoothing", type=float, default=None, help="robust loss only")
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--n-train", type=int, default=None)
+    ap.add_argument("--n-eval", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+
+    from shared.metrics import runs_root
+
+    over = {k: v for k, v in {"beta": args.beta, "steps": args.steps, "lr": args.lr,
+                              "label_smoothing": args.label_smoothing, "n_train": args.n_train,
+                              "n_eval": args.n_eval, "seed": args.seed}.items() if v is not None}
+    if args.loss == "robust" and "label_smoothing" not in over:
+        over["label_smoothing"] = 0.1
+    if args.reference == "lora" and "lr" not in over:  # adapters train at ~10x the full rate
+        over["lr"] = PRESETS[args.preset].lr * 10     # (week06's LoRA vs full fine-tune runs)
+    try:
+        cfg = replace(PRESETS[args.preset], loss_type=args.loss, reference=args.reference, **over)
+    except ValueError as e:
+        ap.error(str(e))
+    out = args.out or str(runs_root() / "week09-dpo")
+    meta = run_dpo(cfg, args.init or default_init(), out, device=args.device,
+                   progress=not args.no_progress)
+    print(_table(meta["before"], meta["after"]))
+    print(f"[dpo] saved {Path(out) / 'stage.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
