@@ -31,8 +31,6 @@ from week09_alignment.dpo import (
 )
 from week09_alignment.logprobs import sequence_logprobs
 
-pytestmark = pytest.mark.core
-
 BLOCK = 96
 
 
@@ -92,9 +90,20 @@ def _trl_trainer(hf_policy, hf_ref, tok, tmp_path, loss_type, beta, label_smooth
                       processing_class=to_hf_tokenizer(tok))
 
 
-@pytest.mark.parametrize("loss_type,beta,smoothing", [("sigmoid", 0.1, 0.0), ("ipo", 0.5, 0.0),
-                                                      ("robust", 0.2, 0.2)])
-def test_loss_gradients_and_metrics_equal_trl(setup, tmp_path, loss_type, beta, smoothing):
+@pytest.mark.core
+def test_sigmoid_loss_gradients_and_metrics_equal_trl(setup, tmp_path):
+    """The paper's loss (TRL's default ``sigmoid``)."""
+    _check_against_trl(setup, tmp_path, "sigmoid", 0.1, 0.0)
+
+
+@pytest.mark.stretch
+@pytest.mark.parametrize("loss_type,beta,smoothing", [("ipo", 0.5, 0.0), ("robust", 0.2, 0.2)])
+def test_ipo_and_robust_equal_trl(setup, tmp_path, loss_type, beta, smoothing):
+    """IPO (TRL's per-token normalised form) and robust DPO (label smoothing 0.2)."""
+    _check_against_trl(setup, tmp_path, loss_type, beta, smoothing)
+
+
+def _check_against_trl(setup, tmp_path, loss_type, beta, smoothing):
     tok, model, pairs = setup
     ref_model = model
     policy = _perturbed(model).train()
@@ -130,6 +139,7 @@ def test_loss_gradients_and_metrics_equal_trl(setup, tmp_path, loss_type, beta, 
         assert metrics[k] == pytest.approx(logged[k], rel=1e-5, abs=scale), k
 
 
+@pytest.mark.core
 def test_precomputed_reference_equals_trl_precomputed_column(setup, tmp_path):
     """TRL reads ``ref_chosen_logps`` / ``ref_rejected_logps`` from the batch when
     ``precompute_ref_log_probs``; ours come from ``precompute_reference``."""
@@ -159,6 +169,7 @@ def test_precomputed_reference_equals_trl_precomputed_column(setup, tmp_path):
 # ---------------------------------------------------------------- batches
 
 
+@pytest.mark.core
 def test_encode_pair_masks_the_completion_only(setup):
     """The chosen side is user turn + calculator call + tool output + text: its mask is
     week04's render mask after the prompt, so the tool output stays 0; the rows of a
@@ -189,6 +200,7 @@ def test_encode_pair_masks_the_completion_only(setup):
             assert not batch["mask"][row, L:].any() and not batch["attention_mask"][row, L:].any()
 
 
+@pytest.mark.core
 def test_truncation_keeps_the_start_and_refuses_an_empty_completion(setup):
     tok, _, pairs = setup
     n = len(encode_pair(pairs[0], tok, BLOCK)["chosen_ids"])
@@ -201,6 +213,7 @@ def test_truncation_keeps_the_start_and_refuses_an_empty_completion(setup):
         encode_pair({"prompt": [], "chosen": []}, tok, BLOCK)
 
 
+@pytest.mark.core
 def test_bad_config_and_loss_arguments_raise():
     with pytest.raises(ValueError, match="loss_type"):
         DPOConfig(loss_type="hinge")
@@ -216,6 +229,7 @@ def test_bad_config_and_loss_arguments_raise():
 # ---------------------------------------------------------------- the three references
 
 
+@pytest.mark.core
 def test_three_references_give_the_same_loss_at_step_zero(setup):
     from week06_lora import inject_lora
 
@@ -244,6 +258,7 @@ def test_three_references_give_the_same_loss_at_step_zero(setup):
         torch.testing.assert_close(a, p, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.core
 def test_lora_reference_is_the_base_and_restores_adapters(setup):
     from week06_lora import inject_lora, lora_layers, set_active_adapters
 
@@ -274,6 +289,7 @@ def test_lora_reference_is_the_base_and_restores_adapters(setup):
 # ---------------------------------------------------------------- a real run
 
 
+@pytest.mark.core
 def test_short_dpo_run_raises_heldout_implicit_reward_accuracy(setup, tmp_path):
     """20 steps of DPO (week03's Trainer through run_stage) on 160 pairs; on 40
     held-out pairs the implicit reward (0 for every pair before: the policy is its
@@ -305,6 +321,7 @@ def test_short_dpo_run_raises_heldout_implicit_reward_accuracy(setup, tmp_path):
 # ---------------------------------------------------------------- the command
 
 
+@pytest.mark.stretch  # its data are prefs' synthetic pairs (Stretch)
 @pytest.mark.parametrize("reference", ["lora", "precomputed"])
 def test_command_writes_before_after_and_resumes(setup, tmp_path, monkeypatch, reference):
     """``main`` end to end on a tiny stage folder (3 steps, week09 prefs pairs): stage.json
