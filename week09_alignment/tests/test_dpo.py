@@ -26,9 +26,9 @@ from week09_alignment.dpo import (
     collate_pairs,
     dpo_loss,
     encode_pair,
-    implicit_reward_accuracy,
     precompute_reference,
 )
+from week09_alignment.dpo_train import implicit_reward_accuracy
 from week09_alignment.logprobs import sequence_logprobs
 
 BLOCK = 96

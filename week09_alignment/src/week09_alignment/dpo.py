@@ -19,13 +19,11 @@ no reward model, no sampling.
   ``lora`` (the policy itself with every week06 adapter switched off, then
   switched back: no second model in memory), ``precomputed`` (log-probs
   computed once before training and carried by the pairs and batches);
-- ``DPOLoss``: the week03 ``Trainer`` loss_fn;
-- ``implicit_reward_accuracy`` (held-out pairs, as TRL logs
-  ``rewards/accuracies`` and ``rewards/margins``) and ``verified_win_rate``
-  (greedy replies with week05's tools, judged by a checker).
+- ``DPOLoss``: the week03 ``Trainer`` loss_fn.
 
-The command (``python -m week09_alignment.dpo``: presets, the stage run, the
-before / after figures) lives in ``dpo_train.py``.
+``dpo_train.py`` holds the held-out measurements (``implicit_reward_accuracy``,
+``verified_win_rate``) and the command (``python -m week09_alignment.dpo``:
+presets, the stage run, the before / after figures).
 
 Left out: TRL's other loss types (hinge, exo, nca, bco, apo, ...), f-divergence
 variants, WPO weighting, length-desensitised DPO (``ld_alpha``), syncing the
@@ -350,68 +348,6 @@ class DPOLoss:
         return dpo_loss(chosen, rejected, ref_chosen.to(chosen.dtype), ref_rejected.to(chosen.dtype),
                         beta=c.beta, loss_type=c.loss_type, label_smoothing=c.label_smoothing,
                         chosen_tokens=n_chosen, rejected_tokens=n_rejected)
-
-
-# ---------------------------------------------------------------- evaluation
-
-
-def implicit_reward_accuracy(model, reference, pairs: list[dict], tokenizer, beta: float,
-                             block_size: int | None = None, batch_size: int = 32) -> dict:
-    """On held-out ``pairs``: ``accuracy`` (fraction with beta * log-ratio of chosen >
-    rejected: TRL's rewards/accuracies), ``margin`` (mean reward difference:
-    rewards/margins) and ``logp_accuracy`` (fraction where the policy alone gives the
-    chosen reply the higher log-prob; informative before training, when the rewards are 0).
-
-    ``reference``: a ``Reference`` (precomputed: the pairs carry the log-probs) or a model.
-    """
-    if not isinstance(reference, Reference):
-        reference = Reference("copy", reference)
-    block_size = block_size or model.config.block_size
-    was_training = model.training
-    model.eval()
-    cs, rs, rcs, rrs = [], [], [], []
-    try:
-        with torch.no_grad():
-            for chunk in _chunks(list(pairs), batch_size):
-                batch = collate_pairs(chunk, tokenizer, block_size, device=_device(model))
-                c, r = sequence_logprobs(model, batch["ids"], batch["mask"]).chunk(2)
-                rc, rr = reference.logps(model, batch)
-                cs.append(c), rs.append(r), rcs.append(rc.to(c)), rrs.append(rr.to(c))
-    finally:
-        model.train(was_training)
-    c, r, rc, rr = (torch.cat(x) for x in (cs, rs, rcs, rrs))  # (N,) each
-    chosen_rewards, rejected_rewards = beta * (c - rc), beta * (r - rr)  # (N,) each
-    return {"accuracy": (chosen_rewards > rejected_rewards).float().mean().item(),
-            "margin": (chosen_rewards - rejected_rewards).mean().item(),
-            "logp_accuracy": (c > r).float().mean().item(), "n": len(c)}
-
-
-def verified_win_rate(model, tokenizer, pairs: list[dict], is_correct, tools: dict | None = None,
-                      max_new_tokens: int = 48, batch_size: int = 32, seed: int = 0,
-                      progress: bool = False) -> float:
-    """The fraction of held-out prompts whose greedy reply ``is_correct(pair, reply)``
-    accepts. Replies come from week04's ``generate_with_tools`` (batched, KV cache)
-    with week05's ``default_tools(seed)`` unless ``tools`` is given; ``reply`` is
-    ``ToolRun.answer(tokenizer)``, the model's own text after its last tool output."""
-    from week04_modern_arch_tools import generate_with_tools
-
-    if not pairs:
-        raise ValueError("verified_win_rate needs at least one pair")
-    if tools is None:
-        from week05_eval.report import default_tools
-        tools = default_tools(seed)
-    was_training = model.training
-    model.eval()
-    wins = 0
-    try:
-        for chunk in tqdm(list(_chunks(list(pairs), batch_size)), desc="win rate",
-                          disable=not progress):
-            runs = generate_with_tools(model, tokenizer, [list(p["prompt"]) for p in chunk], tools,
-                                       max_new_tokens=max_new_tokens, temperature=0.0, seed=seed)
-            wins += sum(bool(is_correct(p, run.answer(tokenizer))) for p, run in zip(chunk, runs))
-    finally:
-        model.train(was_training)
-    return wins / len(pairs)
 
 
 if __name__ == "__main__":
