@@ -21,7 +21,14 @@ from week04_modern_arch_tools import (
     render_conversation,
 )
 from week09_alignment.hf_tokenizer import to_hf_messages, to_hf_tokenizer
-from week09_alignment.sft import PackedRows, encode, make_loader, padded_collate, sft_loss
+from week09_alignment.sft import (
+    PackedRows,
+    encode,
+    make_loader,
+    pack_documents,
+    padded_collate,
+    sft_loss,
+)
 
 pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
 
@@ -106,6 +113,19 @@ def test_loss_equals_trl_compute_loss(setup):
     ours, metrics = sft_loss(model.train(), padded_collate(rows))
     torch.testing.assert_close(ours, theirs.float(), atol=1e-5, rtol=1e-5)
     assert metrics["trained_tokens"] == int((batch["labels"][:, 1:] != -100).sum())
+
+
+def test_pack_documents_worked_example():
+    """block_size 4, lengths 3, 2, 4 -> best fit: [c] (4 tokens, room 1) and a+b. Row a+b =
+    [1, 2, 3, 4, 5]: x [1, 2, 3, 4], labels [0 0 0 1]; every token is trained, yet 3 -> 4
+    (a's last token to b's first) is not a target; row c gets a padding column (-1)."""
+    a, b, c = [1, 2, 3], [4, 5], [6, 7, 8, 9]
+    x, y, seg = pack_documents([a, b, c], 4, [[1] * 3, [1] * 2, [1] * 4])
+    assert x.tolist() == [[6, 7, 8, 0], [1, 2, 3, 4]]
+    assert y.tolist() == [[7, 8, 9, -1], [2, 3, -1, 5]]
+    assert seg.tolist() == [[0, 0, 0, -1], [0, 0, 0, 1]]
+    x, y, seg = pack_documents([[1, 2, 3, 4], [5, 6, 7]], 6)
+    assert seg.tolist() == [[0, 0, 0, 0, 1, 1]] and y[0, 3] == IGNORE_INDEX
 
 
 def test_packed_loss_equals_padded_loss_so_nothing_leaks(setup):
