@@ -57,7 +57,7 @@ class TaxConfig:
 def stage_scores(model, tokenizer, cfg: TaxConfig) -> dict:
     """Every figure of one stage's column (see the module docstring)."""
     from week05_eval.report import ReportConfig, default_tools, evaluate_checkpoint
-    from week09_alignment.dpo import verified_win_rate
+    from week09_alignment.dpo_train import verified_win_rate
     from week09_alignment.prefs import is_correct, preference_pairs
 
     model.eval()
