@@ -26,8 +26,6 @@ from week09_alignment.prefs import (
     reply_text,
 )
 
-stretch = pytest.mark.stretch
-core = pytest.mark.core
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +55,7 @@ def problem_key(pair: dict) -> str:
     return f"arithmetic:{call.removeprefix('calculator: ')}"
 
 
-@stretch
+@pytest.mark.stretch
 def test_splits_follow_split_of_and_are_disjoint():
     keys = {}
     for split in ("train", "test"):
@@ -67,7 +65,7 @@ def test_splits_follow_split_of_and_are_disjoint():
     assert keys["train"] and keys["test"] and not keys["train"] & keys["test"]
 
 
-@stretch
+@pytest.mark.stretch
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_chosen_is_correct_and_rejected_is_not(split):
     pairs = preference_pairs(300, seed=1, split=split)
@@ -79,7 +77,7 @@ def test_chosen_is_correct_and_rejected_is_not(split):
         assert is_correct(p, reply_text(p["chosen"][0]))
 
 
-@stretch
+@pytest.mark.stretch
 def test_answers_are_the_real_tools_and_worlds():
     """tool answers are what week04's Calculator prints; fact answers are the world's values;
     both rejected forms (with and without the tool call) occur."""
@@ -98,7 +96,7 @@ def test_answers_are_the_real_tools_and_worlds():
     assert forms == {"tool": {True, False}, "fact": {True, False}}
 
 
-@stretch
+@pytest.mark.stretch
 def test_verifier_numbers_and_contradictions():
     num = {"answer": "1776"}
     assert is_correct(num, "37 * 48 = 1,776.") and is_correct(num, "It is 1776.0")
@@ -111,7 +109,7 @@ def test_verifier_numbers_and_contradictions():
         is_correct({"answer": ""}, "x")
 
 
-@stretch
+@pytest.mark.stretch
 def test_pairs_render_with_week04():
     convs = make_tool_dataset("arithmetic", 50, seed=0) + make_tool_dataset("facts", 50, seed=0)
     tok = fit_tokenizer(convs, vocab_size=300)
@@ -124,7 +122,7 @@ def test_pairs_render_with_week04():
             assert not any(mask[:n_prompt])
 
 
-@stretch
+@pytest.mark.stretch
 def test_deterministic_per_seed():
     a, b = preference_pairs(60, seed=3), preference_pairs(60, seed=3)
     assert json.dumps(a) == json.dumps(b)
@@ -132,7 +130,7 @@ def test_deterministic_per_seed():
     assert len(preference_pairs(7, kinds=("tool",))) == 7
 
 
-@stretch
+@pytest.mark.stretch
 def test_bad_arguments_say_what_is_valid():
     with pytest.raises(ValueError, match="valid: train, test"):
         preference_pairs(3, split="dev")
@@ -170,7 +168,7 @@ def write(rows, path):
     return str(path)
 
 
-@core
+@pytest.mark.core
 @pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
 def test_ultrafeedback_local_file_round_trip(tmp_path, suffix):
     f = write(ROWS, tmp_path / f"train_prefs{suffix}")
@@ -185,7 +183,7 @@ def test_ultrafeedback_local_file_round_trip(tmp_path, suffix):
                                   cache_dir=str(tmp_path / "c"))) == 2
 
 
-@core
+@pytest.mark.core
 def test_ultrafeedback_bad_rows_error_or_skip(tmp_path):
     broken = uf_row(3, "Two users?", "a", "b")
     broken["chosen"] = [broken["chosen"][0], broken["chosen"][0]]  # user, user: no assistant

@@ -48,9 +48,7 @@ def save_stage(out: str | os.PathLike, model, tokenizer, meta: dict | None = Non
     """Save the model, its tokenizer and ``stage.json`` into ``out``; returns the model path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tok_tmp = out / "tokenizer.json.tmp"
-    tokenizer.save(tok_tmp)
-    os.replace(tok_tmp, out / "tokenizer.json")
+    tokenizer.save(out / "tokenizer.json")  # week02's save is atomic (temp file, rename)
     meta = dict(meta or {})
     path = save_model(out / MODEL_FILE, model, {"tokenizer": "tokenizer.json", **meta})
     tmp = out / (STAGE_FILE + ".tmp")
