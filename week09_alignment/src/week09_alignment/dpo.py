@@ -44,6 +44,7 @@ from week09_alignment.logprobs import sequence_logprobs
 
 LOSS_TYPES = ("sigmoid", "ipo", "robust")
 REFERENCES = ("copy", "lora", "precomputed")
+PAIRS = ("synthetic", "on_policy")  # prefs.preference_pairs, or onpolicy.on_policy_pairs
 REF_KEYS = ("ref_chosen_logps", "ref_rejected_logps")  # TRL's column names, on a pair
 
 
@@ -70,6 +71,8 @@ class DPOConfig:
     max_new_tokens: int = 48       # verified win rate: reply length
     eval_batch_size: int = 32
     seed: int = 0
+    pairs: str = "synthetic"      # synthetic | on_policy (the model's own samples, verified)
+    samples: int = 4               # on_policy: replies sampled per training prompt
 
     def __post_init__(self):
         problems = []
@@ -77,6 +80,8 @@ class DPOConfig:
             problems.append(f"loss_type {self.loss_type!r} unknown; valid: {', '.join(LOSS_TYPES)}")
         if self.reference not in REFERENCES:
             problems.append(f"reference {self.reference!r} unknown; valid: {', '.join(REFERENCES)}")
+        if self.pairs not in PAIRS:
+            problems.append(f"pairs {self.pairs!r} unknown; valid: {', '.join(PAIRS)}")
         if self.beta <= 0:
             problems.append(f"beta must be > 0, got {self.beta}")
         if not 0.0 <= self.label_smoothing < 0.5:

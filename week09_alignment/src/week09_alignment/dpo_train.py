@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 from week09_alignment.dpo import (
     LOSS_TYPES,
+    PAIRS,
     REFERENCES,
     DPOConfig,
     DPOLoss,
@@ -187,13 +188,22 @@ def run_dpo(cfg: DPOConfig, init: str, out: str | Path, device: str = "cpu",
     block = min(cfg.block_size, model.config.block_size)
     train = preference_pairs(cfg.n_train, cfg.seed, "train")
     held = preference_pairs(cfg.n_eval, cfg.seed, "test")
+    tools = default_tools(cfg.seed)  # the world the fact pairs were drawn from
+    counts = {}
+    if cfg.pairs == "on_policy":  # the model's own replies, judged by the verifier
+        from week09_alignment.onpolicy import on_policy_pairs
+        train, counts = on_policy_pairs(model, tok, train, tools, samples=cfg.samples,
+                                        max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                                        progress=progress)
+        print(f"[dpo] {len(train)} on-policy pairs: {counts}", flush=True)
+        if not train:
+            raise ValueError("every sampled reply was correct: no on-policy pairs to learn from")
     if cfg.reference == "lora":
         inject_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha)  # freezes the base
     reference = Reference.make(cfg.reference, model)
     if cfg.reference == "precomputed":  # pi_ref = the starting model, scored once
         train = precompute_reference(model, train, tok, block, cfg.eval_batch_size, progress)
         held = precompute_reference(model, held, tok, block, cfg.eval_batch_size, progress)
-    tools = default_tools(cfg.seed)  # the world the fact pairs were drawn from
     before = _figures(model, reference, held, tok, cfg, block, tools, progress)
     print(f"[dpo] before: {before}", flush=True)
 
@@ -208,7 +218,8 @@ def run_dpo(cfg: DPOConfig, init: str, out: str | Path, device: str = "cpu",
     run_stage(model, tok, loader, tc, out, loss_fn=DPOLoss(cfg, reference), desc="dpo",
               meta={"stage": "dpo", "init": desc})
     after = _figures(model, reference, held, tok, cfg, block, tools, progress)
-    meta = {**read_stage(out), "config": asdict(cfg), "before": before, "after": after}
+    meta = {**read_stage(out), "config": asdict(cfg), "before": before, "after": after,
+            "pairs": {"n": len(train), **counts}}
     save_stage(out, merged_copy(model) if cfg.reference == "lora" else model, tok, meta)
     return meta
 
@@ -232,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
     ap.add_argument("--loss", choices=LOSS_TYPES, default="sigmoid")
     ap.add_argument("--reference", choices=REFERENCES, default="copy")
+    ap.add_argument("--pairs", choices=PAIRS, default=None,
+                    help="synthetic pairs, or the model's own samples judged by the verifier "
+                         "(default: the preset's)")
     ap.add_argument("--beta", type=float, default=None)
     ap.add_argument("--label-smoothing", type=float, default=None, help="robust loss only")
     ap.add_argument("--steps", type=int, default=None)
@@ -246,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     from shared.metrics import runs_root
 
     over = {k: v for k, v in {"beta": args.beta, "steps": args.steps, "lr": args.lr,
+                              "pairs": args.pairs,
                               "label_smoothing": args.label_smoothing, "n_train": args.n_train,
                               "n_eval": args.n_eval, "seed": args.seed}.items() if v is not None}
     if args.loss == "robust" and "label_smoothing" not in over:
