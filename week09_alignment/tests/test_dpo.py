@@ -75,15 +75,17 @@ def _perturbed(model, seed=1):
 # ---------------------------------------------------------------- vs TRL
 
 
-def _trl_trainer(hf_policy, hf_ref, tok, tmp_path, loss_type, beta, label_smoothing):
+def _trl_trainer(hf_policy, hf_ref, tok, tmp_path, loss_type, beta, label_smoothing,
+                 sft_weight=0.0):
     from datasets import Dataset
     from trl import DPOConfig as TRLConfig
     from trl import DPOTrainer
 
     from week09_alignment.hf_tokenizer import to_hf_tokenizer
 
-    args = TRLConfig(output_dir=str(tmp_path), report_to="none", beta=beta, loss_type=[loss_type],
-                     label_smoothing=label_smoothing, use_cpu=True, bf16=False,
+    types, weights = ([loss_type, "sft"], [1.0, sft_weight]) if sft_weight else ([loss_type], None)
+    args = TRLConfig(output_dir=str(tmp_path), report_to="none", beta=beta, loss_type=types,
+                     loss_weights=weights, label_smoothing=label_smoothing, use_cpu=True, bf16=False,
                      gradient_checkpointing=False, disable_dropout=True)
     ds = Dataset.from_dict({"prompt": ["1"], "chosen": ["2"], "rejected": ["3"]})  # unused
     return DPOTrainer(model=hf_policy, ref_model=hf_ref, args=args, train_dataset=ds,
@@ -103,15 +105,29 @@ def test_ipo_and_robust_equal_trl(setup, tmp_path, loss_type, beta, smoothing):
     _check_against_trl(setup, tmp_path, loss_type, beta, smoothing)
 
 
-def _check_against_trl(setup, tmp_path, loss_type, beta, smoothing):
+@pytest.mark.core
+@pytest.mark.parametrize("alpha", [0.5, 1.0])
+def test_rpo_sft_term_equals_trl(setup, tmp_path, alpha):
+    """RPO / DPO + NLL: TRL's ``loss_type=["sigmoid", "sft"]``, ``loss_weights=[1, alpha]``
+    (the chosen rows' mean token NLL over the whole batch), loss and gradients; pairs of
+    different lengths, so a mean per row would differ from TRL's mean over all tokens."""
+    _check_against_trl(setup, tmp_path, "sigmoid", 0.1, 0.0, sft_weight=alpha)
+
+
+def _check_against_trl(setup, tmp_path, loss_type, beta, smoothing, sft_weight=0.0):
     tok, model, pairs = setup
     ref_model = model
     policy = _perturbed(model).train()
     hf_policy, hf_ref = policy.to_hf().train(), ref_model.to_hf().eval()
-    trainer = _trl_trainer(hf_policy, hf_ref, tok, tmp_path, loss_type, beta, smoothing)
+    trainer = _trl_trainer(hf_policy, hf_ref, tok, tmp_path, loss_type, beta, smoothing,
+                           sft_weight)
 
     batch = collate_pairs(pairs[:6], tok, BLOCK)
-    cfg = DPOConfig(beta=beta, loss_type=loss_type, label_smoothing=smoothing, reference="copy")
+    if sft_weight:
+        n = batch["mask"][:6].sum(dim=1)
+        assert len(set(n.tolist())) > 1  # rows of different lengths
+    cfg = DPOConfig(beta=beta, loss_type=loss_type, label_smoothing=smoothing, reference="copy",
+                    sft_weight=sft_weight)
     ours, metrics = DPOLoss(cfg, Reference.make("copy", ref_model))(policy, batch)
     inputs = {"input_ids": batch["ids"], "attention_mask": batch["attention_mask"],
               "completion_mask": batch["mask"]}
@@ -137,6 +153,13 @@ def _check_against_trl(setup, tmp_path, loss_type, beta, smoothing):
         assert metrics[k] == pytest.approx(logged[k], rel=1e-5), k
     for k in ("rewards/chosen", "rewards/rejected", "rewards/margins"):
         assert metrics[k] == pytest.approx(logged[k], rel=1e-5, abs=scale), k
+    if sft_weight:  # the NLL really is in both: ours = plain DPO + alpha * nll
+        assert metrics["nll"] > 0
+        c, r = sequence_logprobs(policy, batch["ids"], batch["mask"]).detach().chunk(2)
+        rc, rr = sequence_logprobs(ref_model, batch["ids"], batch["mask"]).detach().chunk(2)
+        plain, _ = dpo_loss(c, r, rc, rr, beta=beta)
+        torch.testing.assert_close(ours.detach(), plain + sft_weight * metrics["nll"],
+                                   rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.core
@@ -339,12 +362,19 @@ def test_command_writes_before_after_and_resumes(setup, tmp_path, monkeypatch, r
     save_stage(init, model, tok, {"stage": "test"})
     out = tmp_path / "dpo"
     argv = ["--init", str(init), "--out", str(out), "--preset", "tiny", "--steps", "3",
-            "--n-train", "12", "--n-eval", "4", "--reference", reference, "--no-progress",
+            "--n-train", "12", "--n-eval", "4", "--n-arith", "3", "--reference", reference,
+            "--no-progress",
             "--device", "cpu"]
     assert main(argv) == 0
     meta = read_stage(out)
     for when in ("before", "after"):
-        assert set(meta[when]) >= {"implicit_reward_accuracy", "verified_win_rate", "reward_margin"}
+        assert set(meta[when]) >= {"implicit_reward_accuracy", "verified_win_rate", "reward_margin",
+                                   "arithmetic_exact"}
+        assert meta[when]["n_arith"] == 3
+    for k in ("verified_win_rate", "arithmetic_exact"):
+        c = meta["change"][k]
+        assert c["ci95"][0] <= c["delta"] <= c["ci95"][1]
+        assert c["delta"] == pytest.approx(meta["after"][k] - meta["before"][k])
     assert meta["before"]["implicit_reward_accuracy"] == 0.0
     rows = [json.loads(line) for line in (out / "train" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all("rewards/margins" in r and "logps/chosen" in r for r in rows)

@@ -25,6 +25,9 @@ no reward model, no sampling.
 ``verified_win_rate``) and the command (``python -m week09_alignment.dpo``:
 presets, the stage run, the before / after figures).
 
+``DPOConfig.sft_weight`` adds RPO's NLL on the chosen replies (Pang et al.,
+2024, "Iterative Reasoning Preference Optimization"; TRL's ``"sft"`` loss type).
+
 Left out: TRL's other loss types (hinge, exo, nca, bco, apo, ...), f-divergence
 variants, WPO weighting, length-desensitised DPO (``ld_alpha``), syncing the
 reference during training, padding-free batches and multi-GPU.
@@ -40,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from week09_alignment.logprobs import sequence_logprobs
+from week09_alignment.logprobs import sequence_logprobs, token_logprobs
 
 LOSS_TYPES = ("sigmoid", "ipo", "robust")
 REFERENCES = ("copy", "lora", "precomputed")
@@ -68,11 +71,13 @@ class DPOConfig:
     warmup_steps: int = 5
     n_train: int = 256             # synthetic preference pairs to train on
     n_eval: int = 64               # held-out pairs for the before / after figures
+    n_arith: int = 100             # held-out week05 arithmetic problems (calculator exact match)
     max_new_tokens: int = 48       # verified win rate: reply length
     eval_batch_size: int = 32
     seed: int = 0
     pairs: str = "synthetic"      # synthetic | on_policy (the model's own samples, verified)
     samples: int = 4               # on_policy: replies sampled per training prompt
+    sft_weight: float = 0.0        # RPO: + sft_weight * NLL of the chosen replies (TRL "sft")
 
     def __post_init__(self):
         problems = []
@@ -84,13 +89,15 @@ class DPOConfig:
             problems.append(f"pairs {self.pairs!r} unknown; valid: {', '.join(PAIRS)}")
         if self.beta <= 0:
             problems.append(f"beta must be > 0, got {self.beta}")
+        if self.sft_weight < 0:
+            problems.append(f"sft_weight must be >= 0, got {self.sft_weight}")
         if not 0.0 <= self.label_smoothing < 0.5:
             problems.append(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
         if self.label_smoothing and self.loss_type != "robust":
             problems.append("label_smoothing is used by loss_type 'robust' only; "
                             f"got {self.label_smoothing} with {self.loss_type!r}")
         for name in ("lora_r", "steps", "batch_size", "block_size", "n_train", "n_eval",
-                     "max_new_tokens", "eval_batch_size"):
+                     "n_arith", "max_new_tokens", "eval_batch_size"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if problems:
@@ -104,7 +111,9 @@ def dpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor,
              ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor,
              beta: float = 0.1, loss_type: str = "sigmoid", label_smoothing: float = 0.0,
              chosen_tokens: torch.Tensor | None = None,
-             rejected_tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+             rejected_tokens: torch.Tensor | None = None, sft_weight: float = 0.0,
+             chosen_token_logps: torch.Tensor | None = None,
+             chosen_token_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """(mean loss, metrics) from summed completion log-probs, each (B,).
 
     With h = log(pi(y_w)/pi_ref(y_w)) - log(pi(y_l)/pi_ref(y_l)) (chosen y_w, rejected y_l):
@@ -115,6 +124,12 @@ def dpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor,
       (``chosen_tokens``, ``rejected_tokens``; TRL's normalisation, clamped at 1);
     - robust (Chowdhury et al. eq. 8): the unbiased loss under labels flipped with
       rate e: ((1 - e) * -log s(beta h) - e * -log s(-beta h)) / (1 - 2e).
+
+    ``sft_weight`` alpha > 0 adds RPO's NLL term (Pang et al. 2024; TRL's
+    ``loss_type=[..., "sft"]``, ``loss_weights=[1, alpha]``): alpha times minus the
+    mean log-prob over every chosen completion token of the batch (one mean over
+    tokens, not per row), from ``chosen_token_logps`` (B, T-1) where
+    ``chosen_token_mask`` (B, T-1) is 1; logged as ``nll`` whenever those are given.
 
     Metrics (TRL's names, floats): rewards/chosen and rewards/rejected are the mean
     implicit rewards beta * log-ratio; rewards/accuracies the fraction with
@@ -145,6 +160,21 @@ def dpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor,
         if not 0.0 <= e < 0.5:
             raise ValueError(f"label_smoothing must be in [0, 0.5) for 'robust', got {e}")
         per_pair = (-(1 - e) * F.logsigmoid(beta * h) + e * F.logsigmoid(-beta * h)) / (1 - 2 * e)
+    loss = per_pair.mean()
+    if sft_weight < 0:
+        raise ValueError(f"sft_weight must be >= 0, got {sft_weight}")
+    if sft_weight > 0 and (chosen_token_logps is None or chosen_token_mask is None):
+        raise ValueError("sft_weight > 0 needs chosen_token_logps and chosen_token_mask "
+                         "(the chosen rows' per-token log-probs and completion mask, (B, T-1))")
+    nll = None
+    if chosen_token_logps is not None and chosen_token_mask is not None:
+        if chosen_token_logps.shape != chosen_token_mask.shape or len(chosen_token_logps) != len(h):
+            raise ValueError(f"chosen_token_logps {tuple(chosen_token_logps.shape)} and "
+                             f"chosen_token_mask {tuple(chosen_token_mask.shape)} must both be "
+                             f"(B={len(h)}, T-1)")
+        nll = -chosen_token_logps[chosen_token_mask.bool()].mean()  # scalar: over all tokens
+        if sft_weight > 0:
+            loss = loss + sft_weight * nll
     chosen_rewards = beta * chosen_ratio.detach()  # (B,)
     rejected_rewards = beta * rejected_ratio.detach()  # (B,)
     metrics = {
@@ -155,7 +185,9 @@ def dpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor,
         "logps/chosen": chosen_logps.detach().mean().item(),
         "logps/rejected": rejected_logps.detach().mean().item(),
     }
-    return per_pair.mean(), metrics
+    if nll is not None:
+        metrics["nll"] = nll.item()
+    return loss, metrics
 
 
 # ---------------------------------------------------------------- pairs to batches
@@ -336,7 +368,9 @@ def _device(model) -> torch.device:
 
 class DPOLoss:
     """``loss_fn(model, batch) -> (loss, metrics)`` for week03's Trainer: the policy's
-    log-probs by ``sequence_logprobs``, the reference's by ``reference``, then ``dpo_loss``."""
+    log-probs by ``token_logprobs`` (one forward; summed over the completion mask as
+    ``sequence_logprobs`` does, and kept per token for the RPO NLL term), the reference's
+    by ``reference``, then ``dpo_loss``."""
 
     def __init__(self, config: DPOConfig, reference: Reference):
         if reference.kind != config.reference:
@@ -346,13 +380,17 @@ class DPOLoss:
 
     def __call__(self, model, batch: dict) -> tuple[torch.Tensor, dict]:
         ids, mask = batch["ids"], batch["mask"]  # (2B, T)
-        chosen, rejected = sequence_logprobs(model, ids, mask).chunk(2)  # (B,) each
+        lp = token_logprobs(model, ids)  # (2B, T-1): token t's log-prob at t - 1
+        target_mask = mask[:, 1:]  # (2B, T-1)
+        chosen, rejected = (lp * target_mask.to(lp.dtype)).sum(dim=1).chunk(2)  # (B,) each
         ref_chosen, ref_rejected = self.reference.logps(model, batch)  # (B,) each
         n_chosen, n_rejected = mask.sum(dim=1).chunk(2)  # (B,) completion token counts
         c = self.config
         return dpo_loss(chosen, rejected, ref_chosen.to(chosen.dtype), ref_rejected.to(chosen.dtype),
                         beta=c.beta, loss_type=c.loss_type, label_smoothing=c.label_smoothing,
-                        chosen_tokens=n_chosen, rejected_tokens=n_rejected)
+                        chosen_tokens=n_chosen, rejected_tokens=n_rejected,
+                        sft_weight=c.sft_weight, chosen_token_logps=lp.chunk(2)[0],
+                        chosen_token_mask=target_mask.chunk(2)[0])
 
 
 if __name__ == "__main__":

@@ -93,12 +93,12 @@ def implicit_reward_accuracy(model, reference, pairs: list[dict], tokenizer, bet
             "logp_accuracy": (c > r).float().mean().item(), "n": len(c)}
 
 
-def verified_win_rate(model, tokenizer, pairs: list[dict], is_correct, tools: dict | None = None,
-                      max_new_tokens: int = 48, batch_size: int = 32, seed: int = 0,
-                      progress: bool = False) -> float:
-    """The fraction of held-out prompts whose greedy reply ``is_correct(pair, reply)``
-    accepts. Replies come from week04's ``generate_with_tools`` (batched, KV cache)
-    with week05's ``default_tools(seed)`` unless ``tools`` is given; ``reply`` is
+def verified_wins(model, tokenizer, pairs: list[dict], is_correct, tools: dict | None = None,
+                  max_new_tokens: int = 48, batch_size: int = 32, seed: int = 0,
+                  progress: bool = False) -> list[bool]:
+    """Per held-out prompt, whether its greedy reply ``is_correct(pair, reply)`` accepts.
+    Replies come from week04's ``generate_with_tools`` (batched, KV cache) with week05's
+    ``default_tools(seed)`` unless ``tools`` is given; ``reply`` is
     ``ToolRun.answer(tokenizer)``, the model's own text after its last tool output."""
     from week04_modern_arch_tools import generate_with_tools
 
@@ -109,16 +109,48 @@ def verified_win_rate(model, tokenizer, pairs: list[dict], is_correct, tools: di
         tools = default_tools(seed)
     was_training = model.training
     model.eval()
-    wins = 0
+    wins = []
     try:
         for chunk in tqdm(list(_chunks(list(pairs), batch_size)), desc="win rate",
                           disable=not progress):
             runs = generate_with_tools(model, tokenizer, [list(p["prompt"]) for p in chunk], tools,
                                        max_new_tokens=max_new_tokens, temperature=0.0, seed=seed)
-            wins += sum(bool(is_correct(p, run.answer(tokenizer))) for p, run in zip(chunk, runs))
+            wins += [bool(is_correct(p, run.answer(tokenizer))) for p, run in zip(chunk, runs)]
     finally:
         model.train(was_training)
-    return wins / len(pairs)
+    return wins
+
+
+def verified_win_rate(model, tokenizer, pairs: list[dict], is_correct, tools: dict | None = None,
+                      max_new_tokens: int = 48, batch_size: int = 32, seed: int = 0,
+                      progress: bool = False) -> float:
+    """The fraction of held-out prompts whose greedy reply is correct (``verified_wins``)."""
+    wins = verified_wins(model, tokenizer, pairs, is_correct, tools, max_new_tokens, batch_size,
+                         seed, progress)
+    return sum(wins) / len(wins)
+
+
+def arithmetic_hits(model, tokenizer, n: int, tools: dict, max_new_tokens: int = 48,
+                    batch_size: int = 32, seed: int = 0, progress: bool = False) -> list[bool]:
+    """Per problem of week05's held-out ``tool_task("arithmetic", n)``: the greedy chat reply
+    with the tools (``evaluate_generative(style="chat")``) matches the answer numerically."""
+    from week05_eval.generative import evaluate_generative, score
+    from week05_eval.tasks import tool_task
+
+    task = tool_task("arithmetic", n=n, seed=seed, split="test")
+    res = evaluate_generative(model, tokenizer, task, style="chat", tools=tools,
+                              max_new_tokens=max_new_tokens, batch_size=batch_size,
+                              seed=seed, progress=progress)
+    return [bool(score(ex, p)) for ex, p in zip(task.examples, res.predictions)]
+
+
+def _change(before: list[bool], after: list[bool], seed: int) -> dict:
+    """Mean paired change after - before and its 95% bootstrap interval over the prompts."""
+    from week09_alignment.grpo_train import bootstrap_ci
+
+    deltas = [float(a) - float(b) for b, a in zip(before, after)]
+    lo, hi = bootstrap_ci(deltas, seed=seed)
+    return {"delta": sum(deltas) / len(deltas), "ci95": [lo, hi], "n": len(deltas)}
 
 
 # ---------------------------------------------------------------- the command
@@ -160,16 +192,21 @@ def merged_copy(model):
     return plain
 
 
-def _figures(model, reference, held, tok, cfg: DPOConfig, block: int, tools, progress: bool) -> dict:
+def _figures(model, reference, held, tok, cfg: DPOConfig, block: int, tools, progress: bool):
+    """(figures for stage.json, per-prompt win list, per-problem arithmetic hit list)."""
     from week09_alignment.prefs import is_correct
 
     acc = implicit_reward_accuracy(model, reference, held, tok, cfg.beta, block_size=block,
                                    batch_size=cfg.eval_batch_size)
-    win = verified_win_rate(model, tok, held, is_correct, tools=tools,
-                            max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size,
-                            seed=cfg.seed, progress=progress)
-    return {"implicit_reward_accuracy": acc["accuracy"], "reward_margin": acc["margin"],
-            "logp_accuracy": acc["logp_accuracy"], "verified_win_rate": win, "n_eval": acc["n"]}
+    wins = verified_wins(model, tok, held, is_correct, tools=tools,
+                         max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size,
+                         seed=cfg.seed, progress=progress)
+    hits = arithmetic_hits(model, tok, cfg.n_arith, tools, cfg.max_new_tokens,
+                           cfg.eval_batch_size, cfg.seed, progress)
+    return ({"implicit_reward_accuracy": acc["accuracy"], "reward_margin": acc["margin"],
+             "logp_accuracy": acc["logp_accuracy"], "verified_win_rate": sum(wins) / len(wins),
+             "arithmetic_exact": sum(hits) / len(hits), "n_eval": acc["n"],
+             "n_arith": len(hits)}, wins, hits)
 
 
 def run_dpo(cfg: DPOConfig, init: str, out: str | Path, device: str = "cpu",
@@ -204,7 +241,7 @@ def run_dpo(cfg: DPOConfig, init: str, out: str | Path, device: str = "cpu",
     if cfg.reference == "precomputed":  # pi_ref = the starting model, scored once
         train = precompute_reference(model, train, tok, block, cfg.eval_batch_size, progress)
         held = precompute_reference(model, held, tok, block, cfg.eval_batch_size, progress)
-    before = _figures(model, reference, held, tok, cfg, block, tools, progress)
+    before, wins0, hits0 = _figures(model, reference, held, tok, cfg, block, tools, progress)
     print(f"[dpo] before: {before}", flush=True)
 
     encoded = [encode_pair(p, tok, block) for p in train]
@@ -217,19 +254,29 @@ def run_dpo(cfg: DPOConfig, init: str, out: str | Path, device: str = "cpu",
     model.train()
     run_stage(model, tok, loader, tc, out, loss_fn=DPOLoss(cfg, reference), desc="dpo",
               meta={"stage": "dpo", "init": desc})
-    after = _figures(model, reference, held, tok, cfg, block, tools, progress)
+    after, wins1, hits1 = _figures(model, reference, held, tok, cfg, block, tools, progress)
+    change = {"verified_win_rate": _change(wins0, wins1, cfg.seed),
+              "arithmetic_exact": _change(hits0, hits1, cfg.seed)}
     meta = {**read_stage(out), "config": asdict(cfg), "before": before, "after": after,
-            "pairs": {"n": len(train), **counts}}
+            "change": change, "pairs": {"n": len(train), **counts}}
     save_stage(out, merged_copy(model) if cfg.reference == "lora" else model, tok, meta)
     return meta
 
 
-def _table(before: dict, after: dict) -> str:
+def _table(before: dict, after: dict, change: dict | None = None) -> str:
+    change = change or {}
     rows = [("implicit-reward accuracy", "implicit_reward_accuracy"),
             ("reward margin", "reward_margin"), ("log-prob accuracy", "logp_accuracy"),
-            ("verified win rate", "verified_win_rate")]
-    lines = [f"{'held-out (' + str(after['n_eval']) + ' pairs)':<28}{'before':>8}{'after':>8}"]
-    lines += [f"{name:<28}{before[k]:>8.3f}{after[k]:>8.3f}" for name, k in rows]
+            ("verified win rate", "verified_win_rate"),
+            (f"arithmetic exact ({after.get('n_arith', '?')})", "arithmetic_exact")]
+    lines = [f"{'held-out (' + str(after['n_eval']) + ' pairs)':<28}{'before':>8}{'after':>8}"
+             f"{'change [95% CI]':>26}"]
+    for name, k in rows:
+        line = f"{name:<28}{before[k]:>8.3f}{after[k]:>8.3f}"
+        if k in change:
+            c = change[k]
+            line += f"{c['delta']:>+10.3f} [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -252,6 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--n-train", type=int, default=None)
     ap.add_argument("--n-eval", type=int, default=None)
+    ap.add_argument("--n-arith", type=int, default=None, help="held-out arithmetic problems")
+    ap.add_argument("--sft-weight", type=float, default=None,
+                    help="RPO: weight of the NLL on the chosen replies (0: plain DPO)")
+    ap.add_argument("--samples", type=int, default=None, help="on_policy: samples per prompt")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--no-progress", action="store_true")
@@ -262,7 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     over = {k: v for k, v in {"beta": args.beta, "steps": args.steps, "lr": args.lr,
                               "pairs": args.pairs,
                               "label_smoothing": args.label_smoothing, "n_train": args.n_train,
-                              "n_eval": args.n_eval, "seed": args.seed}.items() if v is not None}
+                              "n_eval": args.n_eval, "seed": args.seed,
+                              "n_arith": args.n_arith, "sft_weight": args.sft_weight,
+                              "samples": args.samples}.items() if v is not None}
     if args.loss == "robust" and "label_smoothing" not in over:
         over["label_smoothing"] = 0.1
     if args.reference == "lora" and "lr" not in over:  # adapters train at ~10x the full rate
@@ -274,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or str(runs_root() / "week09-dpo")
     meta = run_dpo(cfg, args.init or default_init(), out, device=args.device,
                    progress=not args.no_progress)
-    print(_table(meta["before"], meta["after"]))
+    print(_table(meta["before"], meta["after"], meta.get("change")))
     print(f"[dpo] saved {Path(out) / 'stage.json'}")
     return 0
 
