@@ -53,8 +53,8 @@ class Preset:
 
 
 PRESETS = {
-    "tiny": Preset(GRPOConfig(group_size=4, prompts_per_step=4, num_iterations=2, max_new_tokens=48,
-                              lr=1e-4, steps=20)),
+    "tiny": Preset(GRPOConfig(group_size=8, prompts_per_step=8, num_iterations=2, max_new_tokens=48,
+                              lr=5e-5, steps=100), n_train=1000, n_eval=200),
     "gpu": Preset(GRPOConfig(group_size=8, prompts_per_step=32, num_iterations=1, max_new_tokens=128,
                              lr=1e-5, steps=300), n_train=4000, n_eval=200, eval_samples=16,
                   device="cuda", dtype="bf16", ckpt_every=50),
