@@ -158,6 +158,7 @@ def test_three_cases_and_counts(tok, scripted):
     assert a["chosen"] == reply("The answer is 4.") and a["rejected"] == reply("The answer is 5.")
     assert b["chosen"] == EXAMPLES[1]["chosen"]  # the reference reply, correct by construction
     assert b["rejected"] == reply("The answer is 8.")
+    assert [p["source"] for p in pairs] == ["sampled_correct_vs_wrong", "reference_vs_wrong"]
     for p, ex in zip(pairs, EXAMPLES):
         assert p["prompt"] == ex["prompt"] and p["answer"] == ex["answer"]
         assert p["kind"] == "arithmetic/on-policy"

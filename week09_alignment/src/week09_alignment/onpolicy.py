@@ -66,7 +66,8 @@ def on_policy_pairs(model, tokenizer, examples: list[dict], tools: dict, samples
                     temperature: float = 1.0, max_new_tokens: int = 48, seed: int = 0,
                     batch_size: int = 64, progress: bool = False) -> tuple[list[dict], dict]:
     """Pairs from the model's samples on ``examples``' prompts (``prefs`` pairs: prompt,
-    answer, chosen reference); see the module docstring. Returns (pairs, counts)."""
+    answer, chosen reference); see the module docstring. Returns (pairs, counts); each
+    pair's ``source`` says which case made it (the names of ``counts``)."""
     if samples < 2:
         raise ValueError(f"samples must be >= 2 to compare replies, got {samples}")
     was_training = model.training
@@ -98,7 +99,7 @@ def on_policy_pairs(model, tokenizer, examples: list[dict], tools: dict, samples
                 counts[how] += 1
                 pairs.append({**{k: v for k, v in ex.items() if k not in ("chosen", "rejected")},
                               "chosen": [chosen], "rejected": [wrong],
-                              "kind": f"{ex['kind']}/on-policy"})
+                              "kind": f"{ex['kind']}/on-policy", "source": how})
     finally:
         model.train(was_training)
     counts["sample_accuracy"] = right / max(len(examples) * samples, 1)
