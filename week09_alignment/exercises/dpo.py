@@ -25,7 +25,9 @@ def dpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor,
              ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor,
              beta: float = 0.1, loss_type: str = "sigmoid", label_smoothing: float = 0.0,
              chosen_tokens: torch.Tensor | None = None,
-             rejected_tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+             rejected_tokens: torch.Tensor | None = None, sft_weight: float = 0.0,
+             chosen_token_logps: torch.Tensor | None = None,
+             chosen_token_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """(mean loss over the B pairs, metrics) from summed completion log-probs, each (B,).
 
     Log-ratios: c = chosen_logps - ref_chosen_logps, r = rejected_logps - ref_rejected_logps,
@@ -39,6 +41,13 @@ def dpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor,
       ((1 - e) * -log sigmoid(beta h) - e * -log sigmoid(-beta h)) / (1 - 2 e)
 
     A ValueError for an unknown ``loss_type`` (name the valid ones) or beta <= 0.
+
+    RPO's NLL term (Pang et al. 2024; TRL's ``loss_type=[..., "sft"]``): when
+    ``chosen_token_logps`` (B, T-1) and ``chosen_token_mask`` (B, T-1) are given,
+    nll = -(the mean of chosen_token_logps over every position the mask marks, one mean
+    over all the batch's tokens, not per row); add ``sft_weight * nll`` to the loss and
+    log it as metric "nll". ``sft_weight > 0`` without them is a ValueError, as is a
+    negative weight.
 
     Metrics, floats, TRL's names, from the detached implicit rewards beta * c and beta * r:
     "rewards/chosen", "rewards/rejected" (their means), "rewards/accuracies" (the fraction

@@ -12,7 +12,9 @@ def dpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor,
              ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor,
              beta: float = 0.1, loss_type: str = "sigmoid", label_smoothing: float = 0.0,
              chosen_tokens: torch.Tensor | None = None,
-             rejected_tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+             rejected_tokens: torch.Tensor | None = None, sft_weight: float = 0.0,
+             chosen_token_logps: torch.Tensor | None = None,
+             chosen_token_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """(mean loss, metrics) from summed completion log-probs, each (B,).
 
     With h = log(pi(y_w)/pi_ref(y_w)) - log(pi(y_l)/pi_ref(y_l)) (chosen y_w, rejected y_l):
@@ -23,6 +25,12 @@ def dpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor,
       (``chosen_tokens``, ``rejected_tokens``; TRL's normalisation, clamped at 1);
     - robust (Chowdhury et al. eq. 8): the unbiased loss under labels flipped with
       rate e: ((1 - e) * -log s(beta h) - e * -log s(-beta h)) / (1 - 2e).
+
+    ``sft_weight`` alpha > 0 adds RPO's NLL term (Pang et al. 2024; TRL's
+    ``loss_type=[..., "sft"]``, ``loss_weights=[1, alpha]``): alpha times minus the
+    mean log-prob over every chosen completion token of the batch (one mean over
+    tokens, not per row), from ``chosen_token_logps`` (B, T-1) where
+    ``chosen_token_mask`` (B, T-1) is 1; logged as ``nll`` whenever those are given.
 
     Metrics (TRL's names, floats): rewards/chosen and rewards/rejected are the mean
     implicit rewards beta * log-ratio; rewards/accuracies the fraction with
@@ -53,6 +61,21 @@ def dpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor,
         if not 0.0 <= e < 0.5:
             raise ValueError(f"label_smoothing must be in [0, 0.5) for 'robust', got {e}")
         per_pair = (-(1 - e) * F.logsigmoid(beta * h) + e * F.logsigmoid(-beta * h)) / (1 - 2 * e)
+    loss = per_pair.mean()
+    if sft_weight < 0:
+        raise ValueError(f"sft_weight must be >= 0, got {sft_weight}")
+    if sft_weight > 0 and (chosen_token_logps is None or chosen_token_mask is None):
+        raise ValueError("sft_weight > 0 needs chosen_token_logps and chosen_token_mask "
+                         "(the chosen rows' per-token log-probs and completion mask, (B, T-1))")
+    nll = None
+    if chosen_token_logps is not None and chosen_token_mask is not None:
+        if chosen_token_logps.shape != chosen_token_mask.shape or len(chosen_token_logps) != len(h):
+            raise ValueError(f"chosen_token_logps {tuple(chosen_token_logps.shape)} and "
+                             f"chosen_token_mask {tuple(chosen_token_mask.shape)} must both be "
+                             f"(B={len(h)}, T-1)")
+        nll = -chosen_token_logps[chosen_token_mask.bool()].mean()  # scalar: over all tokens
+        if sft_weight > 0:
+            loss = loss + sft_weight * nll
     chosen_rewards = beta * chosen_ratio.detach()  # (B,)
     rejected_rewards = beta * rejected_ratio.detach()  # (B,)
     metrics = {
@@ -63,4 +86,6 @@ def dpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor,
         "logps/chosen": chosen_logps.detach().mean().item(),
         "logps/rejected": rejected_logps.detach().mean().item(),
     }
-    return per_pair.mean(), metrics
+    if nll is not None:
+        metrics["nll"] = nll.item()
+    return loss, metrics
