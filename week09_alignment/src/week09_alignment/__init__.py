@@ -9,7 +9,8 @@
   ``load_ultrafeedback``
 - DPO (``dpo``, ``dpo_train``): ``dpo_loss`` (sigmoid, IPO, robust), ``encode_pair``,
   ``collate_pairs``, ``Reference`` (copy, LoRA disabled, precomputed), ``DPOLoss``,
-  ``implicit_reward_accuracy``, ``verified_win_rate``, ``run_dpo``; ``python -m week09_alignment.dpo``
+  ``implicit_reward_accuracy``, ``verified_win_rate``, ``run_dpo``; ``python -m week09_alignment.dpo``;
+  ``on_policy_pairs`` (``onpolicy``): the model's own samples judged by the verifier
 - GRPO (``grpo``, ``rewards``, ``grpo_train``): ``group_advantages``, ``grpo_loss`` (grpo,
   bnpo, dr_grpo, dapo; k3 KL), ``sample_groups`` / ``Rollout``, ``RolloutLoader``,
   ``GRPOLoss``, ``rl_prompts``, ``reward``; ``python -m week09_alignment.grpo_train``
@@ -34,7 +35,13 @@ from week09_alignment.dpo import (
     encode_pair,
     precompute_reference,
 )
-from week09_alignment.dpo_train import implicit_reward_accuracy, run_dpo, verified_win_rate
+from week09_alignment.dpo_train import (
+    arithmetic_hits,
+    implicit_reward_accuracy,
+    run_dpo,
+    verified_win_rate,
+    verified_wins,
+)
 from week09_alignment.grpo import (
     GRPOConfig,
     GRPOLoss,
@@ -48,6 +55,7 @@ from week09_alignment.grpo import (
 )
 from week09_alignment.hf_tokenizer import to_hf_messages, to_hf_tokenizer
 from week09_alignment.logprobs import sequence_logprobs, token_logprobs
+from week09_alignment.onpolicy import on_policy_pairs, run_to_message
 from week09_alignment.prefs import is_correct, load_ultrafeedback, preference_pairs
 from week09_alignment.report import TaxConfig, alignment_tax
 from week09_alignment.rewards import RewardConfig, reward, rl_prompts
@@ -58,7 +66,8 @@ __all__ = [
     "SFTConfig", "encode", "PackedRows", "sft_loss", "run_sft",
     "preference_pairs", "is_correct", "load_ultrafeedback",
     "DPOConfig", "dpo_loss", "encode_pair", "collate_pairs", "Reference", "precompute_reference",
-    "DPOLoss", "implicit_reward_accuracy", "verified_win_rate", "run_dpo",
+    "DPOLoss", "implicit_reward_accuracy", "verified_win_rate", "verified_wins",
+    "arithmetic_hits", "run_dpo", "on_policy_pairs", "run_to_message",
     "GRPOConfig", "group_advantages", "grpo_loss", "sample_groups", "Rollout", "RolloutLoader",
     "GRPOLoss", "frozen_reference", "LoraReference", "RewardConfig", "reward", "rl_prompts",
     "token_logprobs", "sequence_logprobs", "to_hf_tokenizer", "to_hf_messages",

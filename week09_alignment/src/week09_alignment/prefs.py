@@ -38,9 +38,11 @@ assistant turn last, roles that do not alternate, an empty content, chosen and
 rejected with different prompts) is skipped, and a warning counts them;
 ``on_bad="error"`` raises a ValueError naming the first one instead.
 
-Left out: on-policy pairs (sampled from the model and ranked by the
-verifier: week09's DPO stage can build them with ``is_correct``), multi-turn
-synthetic prompts, and ties (UltraFeedback rows with equal scores are kept).
+On-policy pairs (the model's own samples ranked by ``is_correct``) are
+``week09_alignment.onpolicy``'s.
+
+Left out: multi-turn synthetic prompts, and ties (UltraFeedback rows with
+equal scores are kept).
 """
 
 from __future__ import annotations
