@@ -316,8 +316,10 @@ def test_command_smoke(tiny, tmp_path, monkeypatch):
     assert main(["--init", str(tmp_path / "init"), "--out", str(out), "--no-progress",
                  "--beta", "0.04"]) == 0
     result = __import__("json").loads((out / "eval.json").read_text())
-    assert {"exact_match", "pass@4"} <= result.keys()
-    assert len(result["pass@4"]["ci95"]) == 2
+    from week09_alignment.grpo_train import PRESETS
+    k = f"pass@{PRESETS['tiny'].grpo.group_size}"  # k = G, the preset's group size
+    assert {"exact_match", k} <= result.keys()
+    assert len(result[k]["ci95"]) == 2
     rows = [__import__("json").loads(x) for x in
             (out / "train" / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "reward_mean" in r]

@@ -187,7 +187,7 @@ def _change(before: list[bool], after: list[bool], seed: int) -> dict:
 PRESETS = {
     # tuned on 150 train-split prompts held out of training (see the module docstring)
     "tiny": DPOConfig(steps=150, batch_size=8, block_size=192, n_train=512, n_eval=150,
-                      n_arith=100, max_new_tokens=40, lr=1e-4, beta=0.3, sft_weight=1.0,
+                      n_arith=100, max_new_tokens=64, lr=1e-4, beta=0.3, sft_weight=1.0,
                       eval_batch_size=48),
     "gpu": DPOConfig(steps=2000, batch_size=64, block_size=512, n_train=20000, n_eval=500,
                      max_new_tokens=128, lr=5e-5, warmup_steps=100, eval_batch_size=128),

@@ -53,7 +53,7 @@ class Preset:
 
 
 PRESETS = {
-    "tiny": Preset(GRPOConfig(group_size=8, prompts_per_step=8, num_iterations=2, max_new_tokens=48,
+    "tiny": Preset(GRPOConfig(group_size=8, prompts_per_step=8, num_iterations=2, max_new_tokens=64,
                               lr=5e-5, steps=100), n_train=1000, n_eval=200),
     "gpu": Preset(GRPOConfig(group_size=8, prompts_per_step=32, num_iterations=1, max_new_tokens=128,
                              lr=1e-5, steps=300), n_train=4000, n_eval=200, eval_samples=16,

@@ -49,7 +49,7 @@ class TaxConfig:
     gen_limit: int = 30       # examples per tool task
     max_tokens: int = 50_000  # held-out pydocs tokens for bpb
     pairs: int = 60           # held-out preference prompts for the win rate
-    max_new_tokens: int = 48
+    max_new_tokens: int = 64  # counts the forced tool output; 40 cuts arithmetic answers
     seed: int = 0
     progress: bool = True
 
