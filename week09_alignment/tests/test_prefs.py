@@ -27,7 +27,6 @@ from week09_alignment.prefs import (
 )
 
 
-
 @pytest.fixture(autouse=True)
 def hermetic(tmp_path, monkeypatch):
     """No hub and no HF cache outside tmp_path."""

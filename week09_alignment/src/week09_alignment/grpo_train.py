@@ -129,6 +129,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="optimizer steps (default: the preset's)")
     p.add_argument("--lr", type=float)
     p.add_argument("--group-size", type=int)
+    p.add_argument("--prompts-per-step", type=int, help="prompts per rollout (x G completions)")
+    p.add_argument("--num-iterations", type=int, help="mu: optimizer steps on one rollout")
     p.add_argument("--beta", type=float, help="KL coefficient (> 0 keeps a frozen reference)")
     p.add_argument("--loss-type", choices=("grpo", "bnpo", "dr_grpo", "dapo"))
     p.add_argument("--format-weight", type=float, default=0.0, help="weight of the format reward")
@@ -142,6 +144,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     pre = PRESETS[args.preset]
     over = {k: v for k, v in {"steps": args.steps, "lr": args.lr, "group_size": args.group_size,
+                              "prompts_per_step": args.prompts_per_step,
+                              "num_iterations": args.num_iterations,
                               "beta": args.beta, "loss_type": args.loss_type}.items() if v is not None}
     cfg = replace(pre.grpo, **over)
     n_train, n_eval, samples = pre.n_train, pre.n_eval, pre.eval_samples
