@@ -40,16 +40,9 @@ pytestmark = pytest.mark.core
 
 @pytest.fixture(autouse=True)
 def hermetic(tmp_path, monkeypatch):
-    """No hub, no caches outside tmp_path."""
+    """No caches or runs outside tmp_path (conftest.py keeps the hub offline)."""
     monkeypatch.setenv("NANOCHAT_CACHE", str(tmp_path / "nanochat"))
     monkeypatch.setenv("NANOCHAT_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    import datasets.config as dc
-    monkeypatch.setattr(dc, "HF_DATASETS_CACHE", tmp_path / "hf" / "datasets")
-    monkeypatch.setattr(dc, "HF_MODULES_CACHE", tmp_path / "hf" / "modules")
-    monkeypatch.setattr(dc, "HF_HUB_OFFLINE", True)
 
 
 DOCS = [Document("doc:json.dumps", "Serialize ``obj`` to a JSON formatted ``str``.\n\nIf ..."),

@@ -26,19 +26,6 @@ from week09_alignment.prefs import (
     reply_text,
 )
 
-
-@pytest.fixture(autouse=True)
-def hermetic(tmp_path, monkeypatch):
-    """No hub and no HF cache outside tmp_path."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    import datasets.config as dc
-    monkeypatch.setattr(dc, "HF_DATASETS_CACHE", tmp_path / "hf" / "datasets")
-    monkeypatch.setattr(dc, "HF_MODULES_CACHE", tmp_path / "hf" / "modules")
-    monkeypatch.setattr(dc, "HF_HUB_OFFLINE", True)
-
-
 WORLD = make_world(0)
 
 
