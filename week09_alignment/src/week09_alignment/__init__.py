@@ -19,57 +19,39 @@
 - ``alignment_tax`` (``report``): BASE / SFT / DPO / RL on one report card;
   ``python -m week09_alignment.pipeline``: the four stages end to end
 """
-from week09_alignment.data import (
-    MixtureConfig,
-    default_mixture,
-    load_gsm8k_sft,
-    load_smoltalk,
-    mixture_by_kind,
-)
-from week09_alignment.dpo import (
-    DPOConfig,
-    DPOLoss,
-    Reference,
-    collate_pairs,
-    dpo_loss,
-    encode_pair,
-    precompute_reference,
-)
-from week09_alignment.dpo_train import (
-    arithmetic_hits,
-    implicit_reward_accuracy,
-    run_dpo,
-    verified_win_rate,
-    verified_wins,
-)
-from week09_alignment.grpo import (
-    GRPOConfig,
-    GRPOLoss,
-    LoraReference,
-    Rollout,
-    RolloutLoader,
-    frozen_reference,
-    group_advantages,
-    grpo_loss,
-    sample_groups,
-)
-from week09_alignment.hf_tokenizer import to_hf_messages, to_hf_tokenizer
-from week09_alignment.logprobs import sequence_logprobs, token_logprobs
-from week09_alignment.onpolicy import on_policy_pairs, run_to_message
-from week09_alignment.prefs import is_correct, load_ultrafeedback, preference_pairs
-from week09_alignment.report import TaxConfig, alignment_tax
-from week09_alignment.rewards import RewardConfig, reward, rl_prompts
-from week09_alignment.sft import PackedRows, SFTConfig, encode, run_sft, sft_loss
 
-__all__ = [
-    "MixtureConfig", "default_mixture", "mixture_by_kind", "load_smoltalk", "load_gsm8k_sft",
-    "SFTConfig", "encode", "PackedRows", "sft_loss", "run_sft",
-    "preference_pairs", "is_correct", "load_ultrafeedback",
-    "DPOConfig", "dpo_loss", "encode_pair", "collate_pairs", "Reference", "precompute_reference",
-    "DPOLoss", "implicit_reward_accuracy", "verified_win_rate", "verified_wins",
-    "arithmetic_hits", "run_dpo", "on_policy_pairs", "run_to_message",
-    "GRPOConfig", "group_advantages", "grpo_loss", "sample_groups", "Rollout", "RolloutLoader",
-    "GRPOLoss", "frozen_reference", "LoraReference", "RewardConfig", "reward", "rl_prompts",
-    "token_logprobs", "sequence_logprobs", "to_hf_tokenizer", "to_hf_messages",
-    "TaxConfig", "alignment_tax",
-]
+# Imported on first use, so ``python -m week09_alignment.<command>`` does not import its
+# own module twice (runpy's warning) and ``import week09_alignment`` stays light.
+_EXPORTS = {
+    "data": ["MixtureConfig", "default_mixture", "mixture_by_kind", "load_smoltalk",
+             "load_gsm8k_sft"],
+    "sft": ["SFTConfig", "encode", "PackedRows", "sft_loss", "run_sft"],
+    "prefs": ["preference_pairs", "is_correct", "load_ultrafeedback"],
+    "dpo": ["DPOConfig", "dpo_loss", "encode_pair", "collate_pairs", "Reference",
+            "precompute_reference", "DPOLoss"],
+    "dpo_train": ["implicit_reward_accuracy", "verified_win_rate", "verified_wins",
+                  "arithmetic_hits", "run_dpo"],
+    "onpolicy": ["on_policy_pairs", "run_to_message"],
+    "grpo": ["GRPOConfig", "group_advantages", "grpo_loss", "sample_groups", "Rollout",
+             "RolloutLoader", "GRPOLoss", "frozen_reference", "LoraReference"],
+    "rewards": ["RewardConfig", "reward", "rl_prompts"],
+    "logprobs": ["token_logprobs", "sequence_logprobs"],
+    "hf_tokenizer": ["to_hf_tokenizer", "to_hf_messages"],
+    "report": ["TaxConfig", "alignment_tax"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        import importlib
+
+        value = getattr(importlib.import_module(f"week09_alignment.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'week09_alignment' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

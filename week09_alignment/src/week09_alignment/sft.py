@@ -128,6 +128,7 @@ class SFTConfig:
     lr: float = 2e-3
     warmup_steps: int = 20
     weight_decay: float = 0.0
+    pretrain_mix: float = 0.0       # fraction of rows that are pydocs text (rehearsal), 0..0.9
     eval_every: int = 100
     eval_conversations: int = 200
     tool_eval: int = 30             # examples per week05 tool task before / after (0: skip)
@@ -148,6 +149,29 @@ PRESETS = {
     "smoke": SFTConfig(block_size=128, batch_size=4, steps=3, eval_every=3,
                        eval_conversations=8, tool_eval=0, mixture={"scale": 0.02}),
 }
+
+
+def pretraining_rows(tokenizer, block_size: int, n: int, seed: int = 0
+                     ) -> list[tuple[list[int], list[int]]]:
+    """``n`` windows of ``block_size + 1`` tokens of pydocs training text (the week05
+    baseline's own pretraining data), every token but the first trained: rehearsal rows."""
+    import random
+
+    from shared import load_corpus
+    from week05_eval.metrics import encode_docs
+
+    docs = list(load_corpus("pydocs").train_docs)
+    rng = random.Random(f"pretrain-{seed}")
+    rng.shuffle(docs)
+    ids: list[int] = []
+    need = (n + 1) * (block_size + 1)
+    for d in docs:
+        ids += encode_docs(tokenizer, d.text)
+        if len(ids) >= need:
+            break
+    W = block_size + 1
+    starts = [rng.randrange(len(ids) - W) for _ in range(n)]
+    return [(ids[i:i + W], [0] + [1] * block_size) for i in starts]
 
 
 def mixture_config(over: dict | None = None):
@@ -207,6 +231,16 @@ def tool_accuracy(model, tokenizer, n: int, seed: int = 0, max_new_tokens: int =
             getattr(tool, "close", lambda: None)()
 
 
+def pydocs_bpb(model, tokenizer, max_tokens: int = 20_000) -> float:
+    """Bits per byte on pydocs' validation documents: what the base knew before SFT."""
+    from shared import load_corpus
+    from week05_eval.metrics import encode_docs, evaluate_ids, token_bytes_of
+
+    ids = encode_docs(tokenizer, [d.text for d in load_corpus("pydocs").val_docs[:40]])
+    model.eval()
+    return evaluate_ids(model, ids[:max_tokens + 1], token_bytes_of(tokenizer)).bpb
+
+
 @torch.no_grad()
 def heldout_loss(model, rows, block_size: int, batch_size: int = 16) -> float:
     """Mean assistant-token loss of held-out conversations (padded, one pass)."""
@@ -231,10 +265,17 @@ def run_sft(cfg: SFTConfig, init: str = "auto", out: str | Path = "runs/week09-s
     block = min(cfg.block_size, model.config.block_size)
     train, cut = encode(load_conversations(cfg.data, "train", cfg.seed, cfg.limit, cfg.mixture),
                         tok, block)
+    if not 0.0 <= cfg.pretrain_mix <= 0.9:
+        raise ValueError(f"pretrain_mix must be in [0, 0.9], got {cfg.pretrain_mix}")
+    if cfg.pretrain_mix > 0:  # rehearsal: whole rows of pretraining text among the chats
+        chat_rows = len(PackedRows(train, block)) if cfg.packing else len(train)
+        n = round(chat_rows * cfg.pretrain_mix / (1 - cfg.pretrain_mix))
+        train = train + pretraining_rows(tok, block, n, cfg.seed)
     test, _ = encode(load_conversations("default", "test", cfg.seed, None, cfg.mixture), tok,
                      block)
     test = test[:cfg.eval_conversations]
     before = {"heldout_loss": heldout_loss(model, test, block),
+              "pydocs_bpb": pydocs_bpb(model, tok),
               "tools": tool_accuracy(model, tok, cfg.tool_eval, cfg.seed)}
     loader = make_loader(train, block, cfg.batch_size, cfg.packing, cfg.seed)
     val = SampledBatches(test, cfg.batch_size, padded_collate, seed=cfg.seed + 1, replace=False)
@@ -249,6 +290,7 @@ def run_sft(cfg: SFTConfig, init: str = "auto", out: str | Path = "runs/week09-s
                               desc="sft", resume=resume,
                               meta={"stage": "sft", "init": where, "config": asdict(cfg)})
     after = {"heldout_loss": heldout_loss(model, test, block),
+             "pydocs_bpb": pydocs_bpb(model, tok),
              "tools": tool_accuracy(model, tok, cfg.tool_eval, cfg.seed)}
     summary = {"stage": "sft", "init": where, "model": str(path), "conversations": len(train),
                "cut": cut, "steps": trainer.step, "before": before, "after": after}
@@ -282,6 +324,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="override the preset's data: default,smoltalk,gsm8k,<file>")
     p.add_argument("--steps", type=int)
     p.add_argument("--no-packing", action="store_true", help="pad each batch instead")
+    p.add_argument("--pretrain-mix", type=float,
+                   help="fraction of rows that are pydocs text: rehearsal against forgetting")
     p.add_argument("--device")
     p.add_argument("--fresh", action="store_true", help="ignore checkpoints already in --out")
     p.add_argument("--no-progress", action="store_true")
@@ -292,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     cfg = PRESETS[args.preset]
     over = {k: v for k, v in (("data", args.data), ("steps", args.steps),
-                              ("device", args.device)) if v is not None}
+                              ("device", args.device), ("pretrain_mix", args.pretrain_mix))
+            if v is not None}
     if args.no_packing:
         over["packing"] = False
     cfg = replace(cfg, **over)
@@ -301,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"SFT from {s['init']}: {s['conversations']} conversations ({s['cut']} cut), "
           f"{s['steps']} steps -> {s['model']}")
     print(f"held-out assistant loss {b['heldout_loss']:.3f} -> {a['heldout_loss']:.3f}")
+    print(f"pydocs bits per byte    {b['pydocs_bpb']:.3f} -> {a['pydocs_bpb']:.3f} "
+          "(what SFT costs the base)")
     for kind in a["tools"]:
         print(f"tool task {kind:10s} {b['tools'][kind]:.0%} -> {a['tools'][kind]:.0%}")
     return 0
