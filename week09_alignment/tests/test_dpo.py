@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from week03_training import TrainConfig
-from week04_modern_arch_tools import Llama, LlamaConfig, fit_tokenizer, make_tool_dataset
+from week04_modern_arch_tools import make_tool_dataset
 from week04_modern_arch_tools.hf import name_map
 from week09_alignment.dpo import (
     DPOConfig,
@@ -52,14 +52,8 @@ def _pairs(convs):
 
 
 @pytest.fixture(scope="module")
-def setup():
-    convs = make_tool_dataset("arithmetic", 200, seed=0)
-    tok = fit_tokenizer(convs, vocab_size=300)
-    torch.manual_seed(0)
-    model = Llama(LlamaConfig(vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_kv_head=2,
-                              n_embd=32, block_size=128))
-    pairs = _pairs(convs)
-    return tok, model, pairs
+def setup(arith_tok, make_llama):
+    return arith_tok, make_llama(arith_tok), _pairs(make_tool_dataset("arithmetic", 200, seed=0))
 
 
 def _perturbed(model, seed=1):

@@ -19,7 +19,7 @@ import torch
 
 from shared import load_checkpoint, save_checkpoint
 from week03_training import TrainConfig, Trainer
-from week04_modern_arch_tools import Llama, LlamaConfig, ToolRun, fit_tokenizer, make_tool_dataset
+from week04_modern_arch_tools import ToolRun
 from week09_alignment import grpo as G
 from week09_alignment.grpo import (
     GRPOConfig,
@@ -35,13 +35,8 @@ pytestmark = pytest.mark.core
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    convs = make_tool_dataset("arithmetic", 200, seed=0)
-    tok = fit_tokenizer(convs, vocab_size=300)
-    torch.manual_seed(0)
-    model = Llama(LlamaConfig(vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_kv_head=2,
-                              n_embd=32, block_size=128))
-    return model, tok
+def tiny(arith_tok, make_llama):
+    return make_llama(arith_tok), arith_tok
 
 
 # ---------------------------------------------------------------- the loss vs TRL
@@ -211,16 +206,14 @@ def _train_cfg(steps, lr, **kw):
                                                         "write_metrics": False, **kw})
 
 
-def test_bandit_reward_rises_through_the_trainer(tiny, tmp_path):
+def test_bandit_reward_rises_through_the_trainer(tiny, make_llama, tmp_path):
     """Reward 1 when the first sampled token is a digit (10 of 300 tokens, p ~ 0.03 at the
     random init). 30 GRPO steps (G = 8, 4 prompts, mu = 2, lr 1e-2) through week03's Trainer;
     the exact expected reward (the softmax mass on the digits) rises well above its start
     (0.033 -> 0.73 measured)."""
     from week04_modern_arch_tools import render_for_completion
     _, tok = tiny
-    torch.manual_seed(0)
-    model = Llama(LlamaConfig(vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_kv_head=2,
-                              n_embd=32, block_size=128))
+    model = make_llama(tok)  # a fresh one: the module's may have trained
     digits = sorted({tok.encode(str(d))[0] for d in range(10)})
 
     @torch.no_grad()

@@ -19,8 +19,6 @@ import torch
 from week04_modern_arch_tools import (
     Llama,
     LlamaConfig,
-    fit_tokenizer,
-    make_tool_dataset,
     render_conversation,
     render_for_completion,
 )
@@ -33,8 +31,8 @@ pytestmark = pytest.mark.stretch
 
 
 @pytest.fixture(scope="module")
-def tok():
-    return fit_tokenizer(make_tool_dataset("arithmetic", 200, seed=0), vocab_size=300)
+def tok(arith_tok):
+    return arith_tok
 
 
 def _user(text):
