@@ -40,8 +40,20 @@ def load_start(which: str | os.PathLike = "auto", progress: bool = True):
     return load_base(str(path) if path.exists() else str(which), progress=progress)
 
 
-def stage_model_path(out: str | os.PathLike) -> Path:
-    return Path(out) / MODEL_FILE
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """``obj`` as indented JSON at ``path``, atomically (a temp file, then a rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+    return path
+
+
+def update_stage(out: str | os.PathLike, **entries) -> dict:
+    """Merge ``entries`` into ``<out>/stage.json`` (atomically); returns the new contents."""
+    meta = {**read_stage(out), **entries}
+    write_json(Path(out) / STAGE_FILE, meta)
+    return meta
 
 
 def save_stage(out: str | os.PathLike, model, tokenizer, meta: dict | None = None) -> Path:
@@ -51,9 +63,7 @@ def save_stage(out: str | os.PathLike, model, tokenizer, meta: dict | None = Non
     tokenizer.save(out / "tokenizer.json")  # week02's save is atomic (temp file, rename)
     meta = dict(meta or {})
     path = save_model(out / MODEL_FILE, model, {"tokenizer": "tokenizer.json", **meta})
-    tmp = out / (STAGE_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, default=str))
-    os.replace(tmp, out / STAGE_FILE)
+    write_json(out / STAGE_FILE, meta)
     return path
 
 

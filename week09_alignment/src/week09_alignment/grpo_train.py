@@ -24,7 +24,6 @@ reference for it), multi-GPU rollouts, a vLLM server.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 from dataclasses import asdict, dataclass, replace
@@ -36,7 +35,7 @@ from tqdm.auto import tqdm
 from shared import is_smoke
 from week03_training import TrainConfig
 from week04_modern_arch_tools import generate_with_tools
-from week09_alignment.common import load_start, run_stage
+from week09_alignment.common import load_start, run_stage, update_stage, write_json
 from week09_alignment.grpo import GRPOConfig, GRPOLoss, RolloutLoader, frozen_reference
 from week09_alignment.rewards import RL_KINDS, correctness, reward, rl_prompts
 
@@ -184,9 +183,8 @@ def main(argv=None) -> int:
 
     result = {"kind": args.kind, "n_eval": len(test), "samples": samples, **gains(before, after)}
     out = Path(args.out)
-    (out / "eval.json").write_text(json.dumps(result, indent=2))
-    stage = json.loads((out / "stage.json").read_text())
-    (out / "stage.json").write_text(json.dumps({**stage, "eval": result}, indent=2, default=str))
+    write_json(out / "eval.json", result)
+    update_stage(out, eval=result)
     for name in before["per_example"]:
         r = result[name]
         print(f"[grpo] {name:12s} {r['before']:.3f} -> {r['after']:.3f}  gain {r['gain']:+.3f} "

@@ -30,7 +30,6 @@ loads them by name) and human preference judgements.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from dataclasses import asdict, dataclass
@@ -165,7 +164,7 @@ def render(columns: dict[str, dict], cfg: TaxConfig, sources: dict[str, str]) ->
 def alignment_tax(stages: dict[str, str], out: str | Path, cfg: TaxConfig | None = None) -> dict:
     """Measure every stage in ``stages`` ({name: init spec or stage folder}); write the card."""
     from week07_continual import plot_heatmap
-    from week09_alignment.common import load_start
+    from week09_alignment.common import load_start, write_json
 
     cfg = cfg or TaxConfig()
     out = Path(out)
@@ -180,7 +179,7 @@ def alignment_tax(stages: dict[str, str], out: str | Path, cfg: TaxConfig | None
     text = render(columns, cfg, sources)
     (out / "report.md").write_text(text)
     result = {"columns": columns, "sources": sources, "config": asdict(cfg)}
-    (out / "report.json").write_text(json.dumps(result, indent=2))
+    write_json(out / "report.json", result)
     m = tax_matrix(columns)
     if m is not None:
         plot_heatmap(m, title="ability (column) after each stage (row)", path=out / "tax.png")

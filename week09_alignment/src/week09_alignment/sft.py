@@ -257,7 +257,7 @@ def heldout_loss(model, rows, block_size: int, batch_size: int = 16) -> float:
 def run_sft(cfg: SFTConfig, init: str = "auto", out: str | Path = "runs/week09-sft",
             progress: bool = True, resume: bool = True) -> dict:
     """Train one SFT stage from ``init`` into ``out``; the before/after figures."""
-    from week09_alignment.common import load_start, run_stage
+    from week09_alignment.common import load_start, run_stage, update_stage
 
     seed_everything(cfg.seed)
     model, tok, where = load_start(init, progress=progress)
@@ -296,19 +296,8 @@ def run_sft(cfg: SFTConfig, init: str = "auto", out: str | Path = "runs/week09-s
                "cut": cut, "steps": trainer.step, "before": before, "after": after}
     if cfg.packing:
         summary["rows_fill"] = PackedRows(train, block).fill()
-    _write_summary(Path(out), summary)
+    update_stage(out, summary=summary)
     return summary
-
-
-def _write_summary(out: Path, summary: dict) -> None:
-    from week09_alignment.common import read_stage
-
-    path = out / "stage.json"
-    meta = read_stage(out)
-    meta["summary"] = summary
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, default=str))
-    tmp.replace(path)
 
 
 # ---------------------------------------------------------------- command line
