@@ -60,6 +60,24 @@ def test_rows_that_stop_early_leave_the_batch_without_changing_the_others(model)
     assert [r.ids for r in nocache] == [r.ids for r in rows]
 
 
+def test_on_keep_hears_which_rows_stay_when_rows_finish(model):
+    """Per-row state outside the cache (week10's per-row adapters) follows ``on_keep``: after
+    every drop, the original row ids it tracks are exactly the rows still decoding."""
+    ps = prompts(3, 9, 6, 4, seed=4)
+    alone = [decode(model, [p], DecodeConfig(max_new_tokens=10, temperature=0))[0] for p in ps]
+    stop = alone[2].ids[3]
+    for use_cache in (True, False):
+        tracked = [torch.arange(len(ps))]
+        d = Decoding(model, ps, DecodeConfig(max_new_tokens=10, temperature=0,
+                                             stop_tokens=(stop,), use_cache=use_cache),
+                     on_keep=lambda idx, t=tracked: t.append(t[-1][idx]))
+        for _ in d:
+            assert tracked[-1].tolist() == d.active  # the hook fires before the next step
+        assert len(tracked) > 1  # some row did finish early
+        assert [r.ids for r in d.rows] == [r.ids for r in decode(
+            model, ps, DecodeConfig(max_new_tokens=10, temperature=0, stop_tokens=(stop,)))]
+
+
 def test_forced_tokens_condition_what_comes_after(model):
     """A hook forces three ids after the row's 2nd token; the continuation is what greedy
     decoding of the prompt + everything so far gives."""

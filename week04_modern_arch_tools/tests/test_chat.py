@@ -8,6 +8,7 @@ from week04_modern_arch_tools import (
     KVCache,
     Llama,
     LlamaConfig,
+    ToolDecoding,
     generate_with_tools,
     render_conversation,
     render_for_completion,
@@ -237,6 +238,33 @@ def test_batched_cached_generation_equals_one_prompt_at_a_time(tokenizer):
         assert batch[b].ids == alone.ids == nocache[b].ids
         assert batch[b].forced == alone.forced
     assert sum(len(r.calls) for r in batch) >= 1 and any(any(r.forced) for r in batch)
+
+
+def test_tool_decoding_streams_the_same_tokens_and_tracks_rows(tokenizer):
+    """``ToolDecoding`` is ``generate_with_tools`` as a stream: the events of each row, joined,
+    are its ids (forced tool outputs included), and ``on_keep`` hears every early finish."""
+    config = LlamaConfig(vocab_size=tokenizer.vocab_size, block_size=96, n_layer=2, n_head=4,
+                         n_kv_head=2, n_embd=32)
+    torch.manual_seed(0)
+    model = CallHappy(config)
+    sp = special_ids(tokenizer)
+    model.boost = [sp["<|python_start|>"], sp["<|python_end|>"]]
+    with torch.no_grad():  # rows end after a few dozen tokens, at different steps
+        model.lm_head.weight[sp["<|assistant_end|>"]] *= 2
+    prompts = ["What is 2 + 2?", "A much longer question about the capital of Zorvania", "x"]
+    tools = {"calculator": Calculator()}
+    kept = []
+    td = ToolDecoding(model, tokenizer, prompts, tools, max_new_tokens=40, on_keep=kept.append)
+    streamed = {b: [] for b in range(len(prompts))}
+    for events in td:
+        for e in events:
+            streamed[e.row].append((e.token, e.forced))
+    ref = generate_with_tools(model, tokenizer, prompts, tools, max_new_tokens=40)
+    for b, run in enumerate(td.runs):
+        assert [t for t, _ in streamed[b]] == run.ids == ref[b].ids
+        assert [f for _, f in streamed[b]] == run.forced
+    assert any(r.finished for r in ref) and kept  # a row finished early and left the batch
+    assert all(len(k) < len(prompts) for k in kept)
 
 
 def test_prompt_forms_and_limits(tokenizer):

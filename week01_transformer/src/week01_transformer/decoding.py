@@ -14,7 +14,9 @@ these); when it ends, ``rows`` holds each prompt's ``Row``. On the way:
   that the row takes on its next steps instead of sampling (a tool's output),
   or ``True`` to finish the row; forced tokens never trigger stop rules;
 - rows that finish early leave the batch (``cache.keep``), so the others
-  decode at the speed of a smaller batch.
+  decode at the speed of a smaller batch; ``on_keep(idx)`` hears of it too
+  (per-row state outside the cache, such as week10's per-row adapters,
+  follows the same rows).
 
 A model needs ``new_cache``, ``run`` and ``step`` (week01's ``GPT`` and every
 subclass have them) for the cached path. Without a cache (``use_cache=False``,
@@ -161,8 +163,10 @@ class Decoding:
     """One batched decode; iterate for per-step events, then read ``rows``."""
 
     def __init__(self, model, prompts, cfg: DecodeConfig | None = None, *, tokenizer=None,
-                 on_token: OnToken | None = None, generator: torch.Generator | None = None):
+                 on_token: OnToken | None = None, generator: torch.Generator | None = None,
+                 on_keep: Callable[[torch.Tensor], None] | None = None):
         self.model, self.cfg = model, cfg or DecodeConfig()
+        self.on_keep = on_keep
         if self.cfg.stop_strings and tokenizer is None:
             raise ValueError("stop_strings need a tokenizer to read the text")
         self.tokenizer, self.on_token = tokenizer, on_token
@@ -223,6 +227,8 @@ class Decoding:
         self.seq = self.seq.index_select(0, idx)
         if self.cache is not None:
             self.cache.keep(idx)
+        if self.on_keep is not None:
+            self.on_keep(idx)
 
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
         c = self.cfg

@@ -8,13 +8,15 @@
 - ``render_conversation``, ``render_for_completion``: chat messages -> ids + loss mask
 - ``Calculator``, ``PythonREPL``, ``Search``: ``shared.Tool``s (ast arithmetic, a sandboxed
   interpreter, BM25 over pydocs or your files)
-- ``generate_with_tools``: batched, cached generation that runs tool calls as they complete
+- ``generate_with_tools``: batched, cached generation that runs tool calls as they complete;
+  ``ToolDecoding``: the same, streamed as per-step token events
 - ``make_tool_dataset``, ``make_fact_store``: synthetic tool-use conversations (train/test)
 - ``fit_tokenizer``, ``finetune``, ``evaluate_tool_use``: the small tool-use fine-tune
 """
 
 from week04_modern_arch_tools.chat import (
     ToolCall,
+    ToolDecoding,
     ToolRun,
     generate_with_tools,
     render_conversation,
@@ -29,7 +31,7 @@ from week04_modern_arch_tools.tools.search import Search
 
 __all__ = [
     "LlamaConfig", "Llama", "KVCache", "LLAMA_PRESETS", "preset_table",
-    "render_conversation", "render_for_completion", "generate_with_tools", "ToolCall", "ToolRun",
+    "render_conversation", "render_for_completion", "generate_with_tools", "ToolDecoding", "ToolCall", "ToolRun",
     "Calculator", "PythonREPL", "SandboxConfig", "Search",
     "make_tool_dataset", "make_fact_store", "fit_tokenizer", "finetune", "evaluate_tool_use",
 ]

@@ -37,15 +37,17 @@ the row is forced to take on its next steps; then sampling resumes. A row
 stops at ``<|assistant_end|>``. A tool error, an unknown tool or a malformed
 call becomes the output text; nothing raises.
 
-Left out: multi-call parallel tool use, streaming, and chat templates of other
-model families.
+``ToolDecoding`` is the same generation as an iterator of per-step token
+events (what a server streams).
+
+Left out: multi-call parallel tool use and chat templates of other model families.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from week01_transformer import DecodeConfig, decode
+from week01_transformer import DecodeConfig, Decoding
 
 SPECIALS = ("<|bos|>", "<|user_start|>", "<|user_end|>", "<|assistant_start|>",
             "<|assistant_end|>", "<|python_start|>", "<|python_end|>", "<|output_start|>",
@@ -220,6 +222,68 @@ def _prompt_ids(prompt, tokenizer) -> list[int]:
 # ---------------------------------------------------------------- generation
 
 
+class ToolDecoding:
+    """``generate_with_tools`` as an object: iterate it for week01's per-step ``TokenEvent``
+    lists (a server streams them), then read ``runs``. ``on_keep`` is passed on to the
+    decoding loop (per-row state outside the cache follows the rows that stay)."""
+
+    def __init__(self, model, tokenizer, prompts, tools: dict, max_new_tokens: int = 256,
+                 temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
+                 seed: int = 0, use_cache: bool = True, max_output_tokens: int = 128,
+                 on_keep=None):
+        if isinstance(prompts, (str, dict)) or (prompts and isinstance(prompts[0], int)):
+            prompts = [prompts]
+        self.tokenizer, self.tools, self.max_output_tokens = tokenizer, tools, max_output_tokens
+        self.sp = special_ids(tokenizer)
+        self.runs = [ToolRun(_prompt_ids(p, tokenizer)) for p in prompts]
+        self.decoding = None
+        if not self.runs:
+            return
+        L = max(len(r.prompt) for r in self.runs)
+        limit = model.config.block_size
+        if L >= limit:
+            raise ValueError(f"the longest prompt has {L} tokens; the model's block_size is "
+                             f"{limit}")
+        self._in_call: list[list[int] | None] = [None] * len(self.runs)
+        cfg = DecodeConfig(max_new_tokens=min(max_new_tokens, limit - L), temperature=temperature,
+                           top_k=top_k, top_p=top_p, seed=seed, use_cache=use_cache,
+                           stop_tokens=(self.sp["<|assistant_end|>"],))
+        self.decoding = Decoding(model, [r.prompt for r in self.runs], cfg,
+                                 on_token=self._on_token, on_keep=on_keep)
+
+    def _on_token(self, b: int, tok: int, forced: bool):
+        """Collect a call's tokens; when it ends, run the tool and force its output."""
+        sp, in_call = self.sp, self._in_call
+        if forced:
+            return None
+        if tok == sp["<|python_start|>"]:
+            in_call[b] = []
+        elif tok == sp["<|python_end|>"] and in_call[b] is not None:
+            name, arg, out = call_tool(self.tokenizer.decode(in_call[b]), self.tools)
+            self.runs[b].calls.append(ToolCall(name, arg, out))
+            in_call[b] = None
+            body = self.tokenizer.encode(out)[:self.max_output_tokens]
+            return [sp["<|output_start|>"], *body, sp["<|output_end|>"]]
+        elif in_call[b] is not None:
+            in_call[b].append(tok)
+        return None
+
+    def __iter__(self):
+        if self.decoding is not None:
+            yield from self.decoding
+            self._finish()
+
+    def _finish(self) -> None:
+        for run, row in zip(self.runs, self.decoding.rows):
+            run.ids, run.forced, run.finished = row.ids, row.forced, row.finished
+            run.text = self.tokenizer.decode(run.ids)
+
+    def run(self) -> list[ToolRun]:
+        for _ in self:
+            pass
+        return self.runs
+
+
 def generate_with_tools(model, tokenizer, prompts, tools: dict, max_new_tokens: int = 256,
                         temperature: float = 0.0, top_k: int | None = None,
                         top_p: float | None = None, seed: int = 0, use_cache: bool = True,
@@ -232,41 +296,7 @@ def generate_with_tools(model, tokenizer, prompts, tools: dict, max_new_tokens: 
     to ``max_output_tokens`` tokens. Greedy (``temperature=0``) by default.
     Runs week01's decoding loop: ``<|assistant_end|>`` is its stop token, and
     its ``on_token`` hook watches each row for a finished call and forces the
-    tool's output.
+    tool's output (``ToolDecoding`` is the same, streamed).
     """
-    if isinstance(prompts, (str, dict)) or (prompts and isinstance(prompts[0], int)):
-        prompts = [prompts]
-    if not prompts:
-        return []
-    sp = special_ids(tokenizer)
-    runs = [ToolRun(_prompt_ids(p, tokenizer)) for p in prompts]
-    L = max(len(r.prompt) for r in runs)
-    limit = model.config.block_size
-    if L >= limit:
-        raise ValueError(f"the longest prompt has {L} tokens; the model's block_size is {limit}")
-    in_call: list[list[int] | None] = [None] * len(runs)
-
-    def on_token(b: int, tok: int, forced: bool):
-        """Collect a call's tokens; when it ends, run the tool and force its output."""
-        if forced:
-            return None
-        if tok == sp["<|python_start|>"]:
-            in_call[b] = []
-        elif tok == sp["<|python_end|>"] and in_call[b] is not None:
-            name, arg, out = call_tool(tokenizer.decode(in_call[b]), tools)
-            runs[b].calls.append(ToolCall(name, arg, out))
-            in_call[b] = None
-            body = tokenizer.encode(out)[:max_output_tokens]
-            return [sp["<|output_start|>"], *body, sp["<|output_end|>"]]
-        elif in_call[b] is not None:
-            in_call[b].append(tok)
-        return None
-
-    cfg = DecodeConfig(max_new_tokens=min(max_new_tokens, limit - L), temperature=temperature,
-                       top_k=top_k, top_p=top_p, seed=seed, use_cache=use_cache,
-                       stop_tokens=(sp["<|assistant_end|>"],))
-    rows = decode(model, [r.prompt for r in runs], cfg, on_token=on_token)
-    for run, row in zip(runs, rows):
-        run.ids, run.forced, run.finished = row.ids, row.forced, row.finished
-        run.text = tokenizer.decode(run.ids)
-    return runs
+    return ToolDecoding(model, tokenizer, prompts, tools, max_new_tokens, temperature, top_k,
+                        top_p, seed, use_cache, max_output_tokens).run()
