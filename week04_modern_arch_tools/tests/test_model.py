@@ -283,6 +283,29 @@ def test_decode_weights_are_kept_until_a_weight_changes():
     assert model.decode_weights() == {}
 
 
+def test_forward_hooks_on_linear_layers_run_in_the_decode_step():
+    """The lean step multiplies plain layers itself; a layer with a forward hook (week10's
+    adapter bank adds its LoRA output that way) is called as a module, so the cached
+    decode step still equals the full forward with the hook in place."""
+    torch.manual_seed(0)
+    model = Llama(tiny(n_kv_head=2)).eval()
+    bump = {}
+    handles = [m.register_forward_hook(lambda mod, inp, out: out + bump.get(id(mod), 0.0))
+               for m in (model.blocks[0].attn.qkv, model.blocks[1].mlp.proj)]
+    bump.update({id(model.blocks[0].attn.qkv): 0.3, id(model.blocks[1].mlp.proj): -0.2})
+    idx = torch.randint(0, model.config.vocab_size, (2, 9))
+    with torch.no_grad():
+        full = model(idx)[:, -1]
+        cache = model.new_cache(2, 16)
+        model.run(idx[:, :-1], cache)
+        stepped = model.step(idx[:, -1:], cache)
+        for h in handles:
+            h.remove()
+        plain = model(idx)[:, -1]
+    assert torch.allclose(stepped, full, atol=1e-5)
+    assert not torch.allclose(plain, full, atol=1e-3)  # the hooks did change the logits
+
+
 def test_step_takes_the_general_path_for_other_attention():
     """A subclass that overrides forward but not step (week08's MLA, say) must not be run by
     the lean path: its forward is called."""

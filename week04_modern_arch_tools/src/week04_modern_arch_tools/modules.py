@@ -60,8 +60,10 @@ def row_major(layer: nn.Linear) -> torch.Tensor:
 def linear_rows(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``layer(x)`` for rows x (B, in): a plain bias-free ``nn.Linear`` runs as one
     ``torch.mm``, on its row-major copy when it keeps one (``Llama.decode_weights``);
-    any other layer (LoRA, quantised) is called as its module."""
-    if type(layer) is nn.Linear and layer.bias is None and x.dim() == 2:
+    any other layer (LoRA, quantised, or one with forward hooks, such as week10's adapter
+    bank) is called as its module, so its hooks run in the one-token step too."""
+    if type(layer) is nn.Linear and layer.bias is None and x.dim() == 2 and not (
+            layer._forward_hooks or layer._forward_pre_hooks):
         kept = layer.__dict__.get(_ROW_MAJOR)
         if kept is None:
             return torch.mm(x, layer.weight.t())  # (B, out)
