@@ -1,0 +1,1 @@
+"""week10_hydra (being built)."""
