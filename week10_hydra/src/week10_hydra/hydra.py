@@ -1,0 +1,232 @@
+"""``Hydra``: one frozen base, many adapter heads, a document store and tools, in one batch.
+
+``Hydra(base, tokenizer, adapters, store, tools)`` answers chat requests. Each
+request names its own adapter: ``None`` (the bare base), a name (nested names
+such as ``"domain/task/user"`` resolve to their whole chain through the
+library), a weighted stack (``[("a", 0.7), ("b", 0.3)]`` or ``{"a": 0.7}``),
+``"auto"`` (the per-request prototype router picks one, or the base when no
+prototype is close) or ``"arrow"`` (per-token routing over the library's
+adapters). ``rag=True`` retrieves passages for the request's last user message
+and renders them into the conversation with numbered citations; the store
+also answers the ``search`` tool, so a model that calls ``search: ...`` reads
+the same documents.
+
+``serve(requests)`` puts every request in one batch: one adapter plan (the
+bank gathers each row's adapters), one run of week04's tool-calling decoding
+loop (week01's ``Decoding``: prefill, one token per row per step, tool outputs
+forced, rows finishing at different steps, the plan following the rows that
+stay). Iterating the returned ``Serving`` yields ``StreamEvent``s (request,
+text delta, done) as tokens are made: what week12's server streams. When it
+ends, ``serving.replies`` holds one ``Reply`` per request. ``chat`` is
+``serve`` for one request.
+
+Left out: adding requests to a batch that is already running (week12 batches
+requests that arrive together), per-request sampling settings within a batch
+(requests with different settings are served in separate batches) and
+speculative decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from week04_modern_arch_tools import ToolDecoding
+from week04_modern_arch_tools.chat import ToolCall, special_ids
+from week10_hydra.bank import AdapterBank, ArrowSpec
+
+ROUTED = ("auto", "arrow")
+
+
+# ---------------------------------------------------------------- requests and replies
+
+
+@dataclass
+class Request:
+    """One chat request: a user message or a conversation, and what serves it."""
+
+    messages: str | list[dict]
+    adapter: object = None  # None | name | stack | "auto" | "arrow"
+    rag: bool = False
+    max_new_tokens: int = 128
+
+    def __post_init__(self):
+        if isinstance(self.messages, str):
+            self.messages = [{"role": "user", "content": self.messages}]
+        if not isinstance(self.messages, list) or not self.messages:
+            raise ValueError("a request's messages are a user message (str) or a non-empty list "
+                             "of {'role', 'content'} dicts")
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) \
+                or self.max_new_tokens <= 0:
+            raise ValueError(f"max_new_tokens must be a positive int, got {self.max_new_tokens!r}")
+
+
+@dataclass
+class StreamEvent:
+    request: int
+    token: int
+    text: str  # the new text this token completes (may be "" mid-character)
+    forced: bool  # a tool's output, not sampled
+    done: bool
+
+
+@dataclass
+class Reply:
+    """A request's answer: the assistant's final text, the raw text with tool calls, and
+    what served it (the resolved adapter stack, the retrieved sources, the tool calls)."""
+
+    text: str
+    raw: str
+    adapter: list[tuple[str, float]] | str | None
+    sources: list = field(default_factory=list)
+    calls: list[ToolCall] = field(default_factory=list)
+    finished: bool = False
+    tokens: int = 0
+
+
+def _last_user(messages: list[dict]) -> str:
+    for m in reversed(messages):
+        if m.get("role") == "user" and isinstance(m.get("content"), str):
+            return m["content"]
+    raise ValueError("a request needs a user message with string content")
+
+
+# ---------------------------------------------------------------- decoding with limits
+
+
+class _LimitedDecoding(ToolDecoding):
+    """week04's tool decoding with a per-row token limit (a row past it finishes)."""
+
+    def __init__(self, *args, limits: list[int], **kwargs):
+        self.limits = limits
+        super().__init__(*args, **kwargs)
+
+    def _on_token(self, b: int, tok: int, forced: bool):
+        said = super()._on_token(b, tok, forced)
+        if len(self.decoding.rows[b].ids) >= self.limits[b]:
+            return True
+        return said
+
+
+class Serving:
+    """One batch being decoded; iterate for ``StreamEvent``s, then read ``replies``."""
+
+    def __init__(self, hydra: Hydra, requests: list[Request], temperature: float, seed: int):
+        self.hydra, self.requests = hydra, requests
+        tok = hydra.tokenizer
+        self.stacks, self.sources, conversations = [], [], []
+        routed = hydra._route(requests)
+        for req, spec in zip(requests, routed):
+            messages = req.messages
+            hits = []
+            if req.rag:
+                if hydra.store is None:
+                    raise ValueError("rag=True needs Hydra(store=...)")
+                hits = hydra.store.search(_last_user(messages), k=hydra.rag_k)
+                messages = hydra.render_rag(messages, hits)
+            self.sources.append(hits)
+            self.stacks.append(spec)
+            conversations.append(messages)
+        self.plan = hydra._plan(self.stacks)
+        limits = [r.max_new_tokens for r in requests]
+        self._ctx = hydra.bank.use(self.plan)
+        self.decoding = _LimitedDecoding(
+            hydra.base, tok, conversations, hydra.tools, max_new_tokens=max(limits),
+            temperature=temperature, seed=seed, limits=limits,
+            on_keep=None if self.plan is None else self.plan.keep)
+        self.replies: list[Reply] = []
+        self._texts = [""] * len(requests)
+
+    def _delta(self, b: int) -> str:
+        """The new, complete text of row b since the last event (UTF-8 safe)."""
+        ids = self.decoding.decoding.rows[b].ids
+        text = self.hydra.tokenizer.decode(ids)
+        if text.endswith("\ufffd"):  # a character split across tokens: wait for the rest
+            return ""
+        new, self._texts[b] = text[len(self._texts[b]):], text
+        return new
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        with self._ctx:
+            for events in self.decoding:
+                for e in events:
+                    yield StreamEvent(e.row, e.token, self._delta(e.row), e.forced, e.done)
+        self._finish()
+
+    def _finish(self) -> None:
+        tok = self.hydra.tokenizer
+        self.replies = [
+            Reply(text=run.answer(tok).strip(), raw=run.text, adapter=stack, sources=hits,
+                  calls=run.calls, finished=run.finished, tokens=len(run.ids))
+            for run, stack, hits in zip(self.decoding.runs, self.stacks, self.sources)]
+
+    def run(self) -> list[Reply]:
+        for _ in self:
+            pass
+        return self.replies
+
+
+# ---------------------------------------------------------------- Hydra
+
+
+class Hydra:
+    """A frozen base with an adapter library (or bare bank), a document store and tools."""
+
+    def __init__(self, base, tokenizer, adapters=None, store=None, tools: dict | None = None,
+                 router=None, arrow: ArrowSpec | None = None, rag_k: int = 3):
+        special_ids(tokenizer)  # a clear error if the tokenizer cannot chat
+        self.base, self.tokenizer = base.eval(), tokenizer
+        if adapters is None:
+            adapters = AdapterBank(base)
+        self.library = None if isinstance(adapters, AdapterBank) else adapters
+        self.bank = adapters if isinstance(adapters, AdapterBank) else adapters.bank
+        if self.bank.model is not base:
+            raise ValueError("the adapter bank must be hooked on this base model "
+                             "(AdapterBank(base))")
+        self.store, self.router, self.arrow, self.rag_k = store, router, arrow, rag_k
+        self.tools = dict(tools or {})
+        if store is not None and "search" not in self.tools:
+            self.tools["search"] = store.as_tool(k=rag_k)
+
+    # -- what serves each request
+    def _route(self, requests: list[Request]) -> list:
+        """Each request's adapter spec, with "auto" decided by the prototype router."""
+        specs = [r.adapter for r in requests]
+        auto = [i for i, s in enumerate(specs) if isinstance(s, str) and s == "auto"]
+        if auto:
+            if self.router is None:
+                raise ValueError("adapter='auto' needs Hydra(router=...), a per-request router "
+                                 "(week10_hydra.routing.PrototypeRouting)")
+            picks = self.router.route([_last_user(requests[i].messages) for i in auto])
+            for i, name in zip(auto, picks):
+                specs[i] = name
+        if any(isinstance(s, str) and s == "arrow" for s in specs) and self.arrow is None:
+            raise ValueError("adapter='arrow' needs Hydra(arrow=ArrowSpec(names, top_k))")
+        return specs
+
+    def _plan(self, specs: list):
+        if all(s is None for s in specs):
+            return None
+        if self.library is not None:
+            return self.library.plan(specs, arrow=self.arrow)
+        return self.bank.plan(specs, arrow=self.arrow)
+
+    def render_rag(self, messages: list[dict], hits) -> list[dict]:
+        from week10_hydra.retrieval import rag_messages
+
+        return rag_messages(messages, hits)
+
+    # -- serving
+    def serve(self, requests, temperature: float = 0.0, seed: int = 0) -> Serving:
+        """One batch for ``requests`` (``Request``s, or dicts / strings that make one)."""
+        reqs = [r if isinstance(r, Request) else
+                Request(**r) if isinstance(r, dict) else Request(r) for r in requests]
+        if not reqs:
+            raise ValueError("serve needs at least one request")
+        return Serving(self, reqs, temperature, seed)
+
+    def chat(self, messages, adapter=None, rag: bool = False, max_new_tokens: int = 128,
+             temperature: float = 0.0, seed: int = 0) -> Reply:
+        """One request, answered: ``serve([...]).run()[0]``."""
+        req = Request(messages, adapter=adapter, rag=rag, max_new_tokens=max_new_tokens)
+        return self.serve([req], temperature=temperature, seed=seed).run()[0]
