@@ -138,3 +138,26 @@ def test_kill_during_saves_loses_nothing_committed(tmp_path):
                 assert bool((v == float(value)).all())
         store.gc()
     assert len(AdapterStore(root)) > 0
+
+
+def test_hierarchical_names_get_a_safe_file_and_keep_their_name(tmp_path):
+    """A name with "/" (a path of nested adapters) is stored under a slug of it, flat in
+    adapters/, and loads, replaces, deletes and survives gc like any other."""
+    m = inject_lora(_model(), targets=["0"], r=2, alpha=4, adapter="a")
+    _fill(m, "a", 0.5)
+    store = AdapterStore(tmp_path)
+    path = store.save("domain/task/user", m, adapter="a")
+    store.save("domain_task_user", m, adapter="a")  # the same slug: its own file
+    assert path.parent == tmp_path / "adapters" and "/" not in path.name
+    assert len(list((tmp_path / "adapters").iterdir())) == 2
+    reopened = AdapterStore(tmp_path)
+    assert reopened.names() == ["domain/task/user", "domain_task_user"]
+    fresh = _model()
+    assert reopened.load("domain/task/user", fresh) == "domain/task/user"
+    assert all(bool((v == 0.5).all()) for v in lora_state_dict(fresh, "domain/task/user").values())
+    assert reopened.verified_path("domain/task/user") == path
+    _fill(m, "a", 0.25)
+    reopened.save("domain/task/user", m, adapter="a")
+    assert not path.exists() and reopened.gc() == []
+    reopened.delete("domain/task/user")
+    assert len(list((tmp_path / "adapters").iterdir())) == 1

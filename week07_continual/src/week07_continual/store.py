@@ -3,7 +3,7 @@
 Layout of a store folder::
 
     manifest.json                    {"format", "version", "adapters": {name: entry}, "blobs": {...}}
-    adapters/<name>-<stamp>.safetensors   week06 adapter files (save_adapter / load_adapter)
+    adapters/<slug>-<stamp>.safetensors   week06 adapter files (save_adapter / load_adapter)
     blobs/<key>-<stamp>.safetensors       other tensors (the router's prototypes), shared checkpoints
 
 A save never overwrites anything in place. It writes the new file under a
@@ -15,6 +15,10 @@ old manifest or the new one, and every file either names is complete and
 verified by its hash on load. Files a killed run wrote but never committed
 are orphans; ``gc()`` deletes them.
 
+A name may be any string, hierarchical ones included (``"domain/task/user"``):
+file names use a filesystem-safe slug of it, and only the manifest holds the
+real name.
+
 Left out: concurrent writers (one process owns a store at a time), remote
 storage and deduplication of identical adapters.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -61,6 +66,12 @@ def _fsync_dir(folder: Path) -> None:
 
 def _stamp() -> str:
     return f"{time.time_ns():x}-{os.getpid()}"
+
+
+def _slug(name: str) -> str:
+    """A file-name-safe form of ``name`` (``"a/b c"`` -> ``"a_b_c"``); the stamp keeps files
+    of names with the same slug apart."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name)[:80] or "_"
 
 
 # ---------------------------------------------------------------- the store
@@ -118,7 +129,7 @@ class AdapterStore:
              meta: dict | None = None) -> Path:
         """Store adapter ``adapter`` (default: ``name``) of ``model`` under ``name``; returns the file."""
         adapter = adapter or name
-        rel = Path("adapters") / f"{name}-{_stamp()}.safetensors"
+        rel = Path("adapters") / f"{_slug(name)}-{_stamp()}.safetensors"
         path = save_adapter(self.root / rel, model, adapter)
         old = self.manifest["adapters"].get(name)
         self.manifest["adapters"][name] = {
@@ -137,10 +148,14 @@ class AdapterStore:
             raise CheckpointError(f"{what}: file {path} does not match its SHA-256 in the manifest")
         return path
 
+    def verified_path(self, name: str) -> Path:
+        """The file of stored adapter ``name``, after checking it exists and matches its hash."""
+        return self._verified(self.entry(name), f"adapter {name!r}")
+
     def load(self, name: str, model: nn.Module, adapter: str | None = None, activate: bool = False,
              freeze_base: bool = True) -> str:
         """Load stored adapter ``name`` into ``model`` (as ``adapter``, default ``name``)."""
-        path = self._verified(self.entry(name), f"adapter {name!r}")
+        path = self.verified_path(name)
         return load_adapter(path, model, adapter=adapter or name, activate=activate,
                             freeze_base=freeze_base)
 
@@ -152,7 +167,7 @@ class AdapterStore:
 
     # -- blobs (any state shared.save_checkpoint can hold)
     def save_blob(self, key: str, state, meta: dict | None = None) -> Path:
-        rel = Path("blobs") / f"{key}-{_stamp()}.safetensors"
+        rel = Path("blobs") / f"{_slug(key)}-{_stamp()}.safetensors"
         path = save_checkpoint(self.root / rel, state, meta or {})
         old = self.manifest["blobs"].get(key)
         self.manifest["blobs"][key] = {"file": str(rel), "sha256": _sha256(path)}
