@@ -16,7 +16,7 @@ pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
 
 @pytest.fixture
 def hydra(chat_tok, make_llama, random_adapters):
-    base = make_llama(chat_tok.vocab_size, seed=1)
+    base = make_llama(chat_tok.vocab_size, seed=1, block_size=320)
     sp = special_ids(chat_tok)
     with torch.no_grad():  # random text with tool calls and rows ending at different steps
         for name, mult in (("<|python_start|>", 3.0), ("<|python_end|>", 3.0),
@@ -77,3 +77,56 @@ def test_unservable_requests_are_clear_errors(hydra):
         Request("hi", max_new_tokens=0)
     with pytest.raises(ValueError, match="hooked on this base"):
         Hydra(copy.deepcopy(hydra.base), hydra.tokenizer, hydra.bank)
+
+
+@pytest.fixture
+def store():
+    from week04_modern_arch_tools.tooldata import make_fact_store
+    from week10_hydra.encoders import HashEncoder
+    from week10_hydra.retrieval import DocumentStore
+
+    s = DocumentStore(HashEncoder(256), chunk_words=60, overlap_words=10, progress=False)
+    s.add_documents(make_fact_store(seed=3, n=30))
+    return s
+
+
+def test_rag_requests_read_the_stores_passages_in_the_same_batch(hydra, store):
+    """A ``rag=True`` row is prompted with the store's passages for its question (rendered by
+    ``rag_messages``) and reports them as its sources; the other rows are untouched, and
+    every row still equals its request served alone."""
+    from week04_modern_arch_tools import render_for_completion
+    from week10_hydra.rag import rag_messages
+
+    h = Hydra(hydra.base, hydra.tokenizer, hydra.bank, store=store, rag_k=2, rag_chars=400,
+              tools={"calculator": Calculator()})
+    country = store.chunks[5].source.split("#")[0].capitalize()
+    q = f"What is the capital of {country}?"
+    reqs = [Request(q, adapter="facts", rag=True, max_new_tokens=20),
+            Request("What is 2 + 2?", adapter="math", max_new_tokens=20),
+            Request(q, adapter=None, rag=True, max_new_tokens=20)]
+    serving = h.serve(reqs)
+    replies = serving.run()
+    hits = store.search(q, k=2)
+    assert [x.source for x in replies[0].sources] == [x.source for x in hits]
+    assert hits[0].source.split("#")[0] == country.lower()  # the right document comes first
+    assert replies[1].sources == []
+    prompt = render_for_completion(rag_messages([{"role": "user", "content": q}], hits,
+                                                max_chars=400), hydra.tokenizer)
+    assert serving.decoding.runs[0].prompt == prompt
+    for r, reply in zip(reqs, replies):
+        alone = h.chat(r.messages, adapter=r.adapter, rag=r.rag, max_new_tokens=20)
+        assert alone.raw == reply.raw
+
+
+def test_the_store_answers_the_search_tool(hydra, store):
+    """Hydra(store=...) gives the model a ``search`` tool backed by the same store (week04's
+    tool protocol), unless a ``search`` tool is given explicitly."""
+    from week04_modern_arch_tools.chat import call_tool
+
+    h = Hydra(hydra.base, hydra.tokenizer, hydra.bank, store=store, rag_k=1)
+    country = store.chunks[0].source.split("#")[0]
+    name, arg, out = call_tool(f"search: capital of {country}", h.tools)
+    assert name == "search" and out.startswith("[1] ") and country in out.split(":")[0]
+    mine = {"search": Calculator()}
+    assert Hydra(hydra.base, hydra.tokenizer, hydra.bank, store=store, tools=mine).tools[
+        "search"] is mine["search"]

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from week04_modern_arch_tools import ToolDecoding
 from week04_modern_arch_tools.chat import ToolCall, special_ids
 from week10_hydra.bank import AdapterBank, ArrowSpec
+from week10_hydra.rag import rag_messages
 
 ROUTED = ("auto", "arrow")
 
@@ -114,19 +115,10 @@ class Serving:
     def __init__(self, hydra: Hydra, requests: list[Request], temperature: float, seed: int):
         self.hydra, self.requests = hydra, requests
         tok = hydra.tokenizer
-        self.stacks, self.sources, conversations = [], [], []
-        routed = hydra._route(requests)
-        for req, spec in zip(requests, routed):
-            messages = req.messages
-            hits = []
-            if req.rag:
-                if hydra.store is None:
-                    raise ValueError("rag=True needs Hydra(store=...)")
-                hits = hydra.store.search(_last_user(messages), k=hydra.rag_k)
-                messages = hydra.render_rag(messages, hits)
-            self.sources.append(hits)
-            self.stacks.append(spec)
-            conversations.append(messages)
+        self.stacks = hydra._route(requests)
+        self.sources = hydra._retrieve(requests)
+        conversations = [hydra.render_rag(r.messages, hits) if r.rag else r.messages
+                         for r, hits in zip(requests, self.sources)]
         self.plan = hydra._plan(self.stacks)
         limits = [r.max_new_tokens for r in requests]
         self._ctx = hydra.bank.use(self.plan)
@@ -173,7 +165,8 @@ class Hydra:
     """A frozen base with an adapter library (or bare bank), a document store and tools."""
 
     def __init__(self, base, tokenizer, adapters=None, store=None, tools: dict | None = None,
-                 router=None, arrow: ArrowSpec | None = None, rag_k: int = 3):
+                 router=None, arrow: ArrowSpec | None = None, rag_k: int = 3,
+                 rag_chars: int = 1200):
         special_ids(tokenizer)  # a clear error if the tokenizer cannot chat
         self.base, self.tokenizer = base.eval(), tokenizer
         if adapters is None:
@@ -183,10 +176,11 @@ class Hydra:
         if self.bank.model is not base:
             raise ValueError("the adapter bank must be hooked on this base model "
                              "(AdapterBank(base))")
-        self.store, self.router, self.arrow, self.rag_k = store, router, arrow, rag_k
+        self.store, self.router, self.arrow = store, router, arrow
+        self.rag_k, self.rag_chars = rag_k, rag_chars
         self.tools = dict(tools or {})
         if store is not None and "search" not in self.tools:
-            self.tools["search"] = store.as_tool(k=rag_k)
+            self.tools["search"] = store.as_tool(k=rag_k, max_chars=rag_chars)
 
     # -- what serves each request
     def _route(self, requests: list[Request]) -> list:
@@ -211,10 +205,23 @@ class Hydra:
             return self.library.plan(specs, arrow=self.arrow)
         return self.bank.plan(specs, arrow=self.arrow)
 
-    def render_rag(self, messages: list[dict], hits) -> list[dict]:
-        from week10_hydra.retrieval import rag_messages
+    def _retrieve(self, requests: list[Request]) -> list[list]:
+        """The passages of every request with ``rag=True`` (one batched search), else []."""
+        asks = [i for i, r in enumerate(requests) if r.rag]
+        out: list[list] = [[] for _ in requests]
+        if asks:
+            if self.store is None:
+                raise ValueError("rag=True needs Hydra(store=...), a week10 DocumentStore")
+            found = self.store.search_batch([_last_user(requests[i].messages) for i in asks],
+                                            k=self.rag_k)
+            for i, hits in zip(asks, found):
+                out[i] = hits
+        return out
 
-        return rag_messages(messages, hits)
+    def render_rag(self, messages: list[dict], hits) -> list[dict]:
+        """The conversation with the passages and the citation instruction in its last user
+        message (``week10_hydra.rag.rag_messages``)."""
+        return rag_messages(messages, hits, max_chars=self.rag_chars)
 
     # -- serving
     def serve(self, requests, temperature: float = 0.0, seed: int = 0) -> Serving:
