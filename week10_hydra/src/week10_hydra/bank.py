@@ -100,6 +100,14 @@ class ArrowSpec:
         if self.temperature <= 0:
             raise ValueError(f"Arrow temperature must be > 0, got {self.temperature}")
 
+    def coefficients(self, tok: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
+        """(t, E) routing weights of tokens (t, in) over prototypes (E, in): |x . v_e|, top-k,
+        softmax at ``temperature`` (zero outside the top-k)."""
+        sim = (tok @ protos.T).abs()  # (t, E)
+        top, idx = sim.topk(self.top_k, dim=1)
+        score = torch.full_like(sim, float("-inf")).scatter(1, idx, top)
+        return F.softmax(score / self.temperature, dim=1)  # (t, E)
+
 
 class Plan:
     """What each row of a batch uses; built by ``AdapterBank.plan``."""
@@ -368,10 +376,7 @@ class AdapterBank:
         """Arrow's per-token mixture for rows x (b, T, in) -> (b, T, out)."""
         protos = self.prototypes(layer, spec.names)  # (E, in)
         tok = x.reshape(-1, x.size(-1))  # (t, in)
-        sim = (tok @ protos.T).abs()  # (t, E)
-        top, idx = sim.topk(spec.top_k, dim=1)
-        score = torch.full_like(sim, float("-inf")).scatter(1, idx, top)
-        coeff = F.softmax(score / spec.temperature, dim=1)  # (t, E)
+        coeff = spec.coefficients(tok, protos)  # (t, E)
         slots = torch.tensor([self.slots[n] for n in spec.names], device=x.device)
         A, B = self.A[layer][slots], self.B[layer][slots]  # (E, R, in), (E, out, R)
         z = torch.einsum("ti,eri->ter", tok, A)  # (t, E, R)
