@@ -130,3 +130,38 @@ def test_the_store_answers_the_search_tool(hydra, store):
     mine = {"search": Calculator()}
     assert Hydra(hydra.base, hydra.tokenizer, hydra.bank, store=store, tools=mine).tools[
         "search"] is mine["search"]
+
+
+def test_library_names_nested_chains_and_auto_routing_in_one_batch(hydra, tmp_path,
+                                                                 random_adapters):
+    """Behind an ``AdapterLibrary`` a request names a nested adapter ("domain/task"), which
+    serves its whole chain, and ``adapter="auto"`` asks the prototype router: each row
+    equals the bank serving the resolved stack by hand."""
+    from week10_hydra.library import AdapterLibrary
+    from week10_hydra.routing import PrototypeRouting
+
+    lib = AdapterLibrary(tmp_path / "lib", hydra.bank)
+    trainer = random_adapters(copy.deepcopy(hydra.base), ["d", "t", "m"], std=0.3, seed=7)
+    lib.save("math", trainer, adapter="m")  # replaces the bank's "math" when first served
+    lib.save("domain", trainer, adapter="d")
+    lib.save("domain/task", trainer, adapter="t", parent="domain")
+    router = PrototypeRouting.fit(hydra.base, hydra.tokenizer, {
+        "math": ["What is 3 + 4?", "Compute 12 * 9.", "Calculate 100 - 7"],
+        "domain/task": ["What is the capital of Zorvania?", "Which language do they speak?"]},
+        bank=hydra.bank)
+    h = Hydra(hydra.base, hydra.tokenizer, lib, router=router,
+              tools={"calculator": Calculator()})
+    reqs = [Request("What is 5 + 6?", adapter="auto", max_new_tokens=16),
+            Request("What is the capital of Velmora?", adapter="auto", max_new_tokens=16),
+            Request("hi", adapter="domain/task", max_new_tokens=16),
+            Request("hi", adapter=None, max_new_tokens=16)]
+    replies = h.serve(reqs).run()
+    assert [r.adapter for r in replies[:3]] == ["math", "domain/task", "domain/task"]
+    bank_only = Hydra(hydra.base, hydra.tokenizer, hydra.bank,
+                      tools={"calculator": Calculator()})
+    by_hand = [bank_only.chat(r.messages, adapter=s, max_new_tokens=16) for r, s in zip(
+        reqs, ["math", [("domain", 1.0), ("domain/task", 1.0)],
+               [("domain", 1.0), ("domain/task", 1.0)], None])]
+    assert [r.raw for r in replies] == [r.raw for r in by_hand]
+    assert replies[2].raw != bank_only.chat("hi", adapter="domain/task",
+                                            max_new_tokens=16).raw  # the leaf alone differs
