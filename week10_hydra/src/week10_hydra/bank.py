@@ -18,8 +18,12 @@ once per layer, then every forward of that batch is two batched matmuls
 (Punica's BGMV/SGMV idea, written with ``torch.bmm``)::
 
     A_g = A_pool[slots]                      (B, S, R, in)   -> (B, S*R, in)
-    B_g = B_pool[slots] * weights            (B, S, out, R)  -> (B, out, S*R)
+    B_g = B_pool[slots] * weights            (B, S, out, R)  -> B_g^T (B, S*R, out)
     y  += (x @ A_g^T) @ B_g^T                (B, T, in) -> (B, T, S*R) -> (B, T, out)
+
+(one ``baddbmm`` adds the second product into the base output, in place under
+``no_grad``; when every row has the same stack the gather is skipped: two plain
+matmuls on (B*T, in), the second an ``addmm``).
 
 A stack of adapters is thus one LoRA of rank S*R per row (a weighted sum of
 low-rank updates is a low-rank update), and a row with the bare base gathers
@@ -117,8 +121,18 @@ class Plan:
         self.bank = bank
         self.slots, self.weights = slots, weights  # (B, S) long, (B, S) float
         self.arrow_rows, self.arrow = arrow_rows, arrow  # (B,) bool
-        self.stacked = bool((slots != 0).any())
         self._gathered: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._flags()
+
+    def _flags(self) -> None:
+        """Python bools the hook reads on every forward (no tensor sync per layer)."""
+        slots, weights = self.slots, self.weights
+        self.stacked = bool((slots != 0).any())
+        self.has_arrow = self.arrow is not None and bool(self.arrow_rows.any())
+        # every padded entry is slot 0 (zeros), so only real entries' weights matter
+        self.unit_weights = bool(((weights == 1) | (slots == 0)).all())
+        # every row the same stack (one adapter for the whole batch): a plain matmul, no gather
+        self.uniform = bool((slots == slots[:1]).all() and (weights == weights[:1]).all())
 
     @property
     def batch_size(self) -> int:
@@ -127,20 +141,29 @@ class Plan:
     def keep(self, idx: torch.Tensor) -> None:
         """Keep only rows ``idx`` (positions in the current batch), as the cache does."""
         idx = idx.to(self.slots.device)
+        was_uniform = self.uniform
         self.slots, self.weights = self.slots[idx], self.weights[idx]
         self.arrow_rows = self.arrow_rows[idx]
-        self.stacked = bool((self.slots != 0).any())
-        self._gathered = {k: (a[idx], b[idx]) for k, (a, b) in self._gathered.items()}
+        self._flags()
+        if not was_uniform:  # a uniform plan's matrices are shared by every row: nothing to keep
+            self._gathered = {k: (a[idx], b[idx]) for k, (a, b) in self._gathered.items()}
+        self.uniform = was_uniform and self.uniform  # the cached matrices' form decides
 
     def gathered(self, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """This batch's A (B, S*R, in) and weighted B (B, out, S*R) in ``layer``, gathered once."""
+        """This batch's A (B, S*R, in) and weighted B^T (B, S*R, out) in ``layer``, gathered
+        once; for a uniform plan the one stack's A (S*R, in) and B^T (S*R, out), shared by every
+        row (B^T row-major, so the second matmul reads it without a copy)."""
         if layer not in self._gathered:
             A, Bw = self.bank.A[layer], self.bank.B[layer]  # (N, R, in), (N, out, R)
-            Bsz, S = self.slots.shape
-            a = A[self.slots].reshape(Bsz, -1, A.size(-1))  # (B, S*R, in)
-            b = Bw[self.slots] * self.weights[:, :, None, None].to(Bw.dtype)  # (B, S, out, R)
-            b = b.permute(0, 2, 1, 3).reshape(Bsz, Bw.size(1), -1)  # (B, out, S*R)
-            self._gathered[layer] = (a, b)
+            slots, weights = (self.slots[:1], self.weights[:1]) if self.uniform else \
+                (self.slots, self.weights)
+            Bsz, S = slots.shape
+            a = A[slots].reshape(Bsz, -1, A.size(-1))  # (B, S*R, in)
+            b = Bw[slots]  # (B, S, out, R)
+            if not self.unit_weights:
+                b = b * weights[:, :, None, None].to(Bw.dtype)
+            b = b.transpose(2, 3).reshape(Bsz, -1, Bw.size(1))  # (B, S*R, out)
+            self._gathered[layer] = (a[0], b[0]) if self.uniform else (a, b)
         return self._gathered[layer]
 
 
@@ -339,7 +362,7 @@ class AdapterBank:
     def _hook(self, layer: str):
         def hook(module, inputs, output):
             plan = self._plan
-            if plan is None or (not plan.stacked and not bool(plan.arrow_rows.any())):
+            if plan is None or not (plan.stacked or plan.has_arrow):
                 return None
             x = inputs[0]  # (B, T, in) or (B, in)
             if x.size(0) != plan.batch_size:
@@ -347,15 +370,33 @@ class AdapterBank:
                                    f"{x.size(0)}: rebuild the plan, or pass on_keep=plan.keep "
                                    "to the decoding loop")
             x3 = x if x.dim() == 3 else x.reshape(x.size(0), -1, x.size(-1))  # (B, T, in)
-            delta = torch.zeros_like(output.reshape(x3.size(0), x3.size(1), -1))  # (B, T, out)
+            out3 = output.reshape(x3.size(0), x3.size(1), -1)  # (B, T, out)
+            y = out3
             if plan.stacked:
-                a, b = plan.gathered(layer)  # (B, S*R, in), (B, out, S*R)
-                h = torch.bmm(x3.to(a.dtype), a.transpose(1, 2))  # (B, T, S*R)
-                delta = delta + torch.bmm(h, b.transpose(1, 2)).to(delta.dtype)  # (B, T, out)
-            if plan.arrow is not None and bool(plan.arrow_rows.any()):
+                a, bt = plan.gathered(layer)  # (B, S*R, in), (B, S*R, out); uniform: 2-D
+                xa = x3.to(a.dtype)
+                if a.dim() == 2:  # one stack for every row: (B*T, in) @ (in, S*R) @ (S*R, out)
+                    h = xa.reshape(-1, xa.size(-1)) @ a.t()  # (B*T, S*R)
+                    y2 = out3.reshape(-1, out3.size(-1))  # (B*T, out)
+                    if y2.dtype != h.dtype:
+                        y2 = y2 + (h @ bt).to(y2.dtype)
+                    else:  # inference adds in place (as below)
+                        y2 = torch.addmm(y2, h, bt) if torch.is_grad_enabled() else \
+                            y2.addmm_(h, bt)
+                    y = y2.reshape(out3.shape)
+                else:
+                    h = torch.bmm(xa, a.transpose(1, 2))  # (B, T, S*R)
+                    if out3.dtype != h.dtype:
+                        y = out3 + torch.bmm(h, bt).to(out3.dtype)  # (B, T, out)
+                    elif torch.is_grad_enabled():
+                        y = torch.baddbmm(out3, h, bt)
+                    else:  # inference: add into the layer's fresh output, no copy of it
+                        y = out3.baddbmm_(h, bt)
+            if plan.has_arrow:
+                y = y.clone() if y is out3 else y  # Arrow rows: index_put on a copy
                 rows = plan.arrow_rows.nonzero()[:, 0]
-                delta[rows] = delta[rows] + self._arrow(layer, x3[rows], plan.arrow).to(delta.dtype)
-            return output + delta.reshape(output.shape)
+                y[rows] = y[rows] + self._arrow(layer, x3[rows], plan.arrow).to(y.dtype)
+            return y.reshape(output.shape)
         return hook
 
     # -- Arrow
