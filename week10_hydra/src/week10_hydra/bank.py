@@ -154,17 +154,28 @@ class Plan:
         once; for a uniform plan the one stack's A (S*R, in) and B^T (S*R, out), shared by every
         row (B^T row-major, so the second matmul reads it without a copy)."""
         if layer not in self._gathered:
-            A, Bw = self.bank.A[layer], self.bank.B[layer]  # (N, R, in), (N, out, R)
             slots, weights = (self.slots[:1], self.weights[:1]) if self.uniform else \
                 (self.slots, self.weights)
-            Bsz, S = slots.shape
-            a = A[slots].reshape(Bsz, -1, A.size(-1))  # (B, S*R, in)
-            b = Bw[slots]  # (B, S, out, R)
-            if not self.unit_weights:
-                b = b * weights[:, :, None, None].to(Bw.dtype)
-            b = b.transpose(2, 3).reshape(Bsz, -1, Bw.size(1))  # (B, S*R, out)
+            a, b = gather_adapters(self.bank.A[layer], self.bank.B[layer], slots,
+                                   None if self.unit_weights else weights)
             self._gathered[layer] = (a[0], b[0]) if self.uniform else (a, b)
         return self._gathered[layer]
+
+
+def gather_adapters(A_pool: torch.Tensor, B_pool: torch.Tensor, slots: torch.Tensor,
+                    weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's stack as one LoRA: A (B, S*R, in) and weighted B^T (B, S*R, out).
+
+    ``A_pool`` (N, R, in) and ``B_pool`` (N, out, R) hold every loaded adapter (slot 0 all
+    zeros); ``slots`` (B, S) names row b's j-th adapter and ``weights`` (B, S) its weight
+    (None: all 1). Row b's update is then (x @ A[b]^T) @ B^T[b] = sum_j w_bj B_j A_j x.
+    """
+    Bsz = slots.size(0)
+    a = A_pool[slots].reshape(Bsz, -1, A_pool.size(-1))  # (B, S, R, in) -> (B, S*R, in)
+    b = B_pool[slots]  # (B, S, out, R)
+    if weights is not None:
+        b = b * weights[:, :, None, None].to(B_pool.dtype)
+    return a, b.transpose(2, 3).reshape(Bsz, -1, B_pool.size(1))  # (B, S*R, out)
 
 
 # ---------------------------------------------------------------- the bank
