@@ -11,7 +11,8 @@ new world's questions through ``Hydra.serve`` in batches under each condition
 table (EM: the gold value is a whole word of the reply's final text; see the
 module). ``--train-eval N`` adds N train-world questions per condition (what
 the reader was taught: a reader that cannot read shows up there too). Writes
-``runs/bench/week10_factworld.json`` (``shared.save_benchmark``).
+``runs/bench/week10_factworld.json`` (``shared.save_benchmark``; not in a smoke run, which
+measures nothing).
 
 Left out: timing the conditions against each other (the table is about
 answers; week10's serving benchmark measures speed).
@@ -22,7 +23,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from shared import add_threads_argument, save_benchmark, set_threads
+from shared import add_threads_argument, is_smoke, save_benchmark, set_threads
 from week10_hydra.factworld import CONDITIONS, PRESETS, markdown_table, preset, run
 
 
@@ -37,7 +38,8 @@ def main(argv=None) -> dict:
     add_threads_argument(p, default=2)
     args = p.parse_args(argv)
     threads = set_threads(args.threads)
-    cfg = preset("smoke" if args.smoke else args.preset, progress=not args.no_progress)
+    smoke = args.smoke or is_smoke()
+    cfg = preset("smoke" if smoke else args.preset, progress=not args.no_progress)
     t0 = time.time()
     result = run(cfg, cache=not args.no_cache, n_train_eval=args.train_eval)
     minutes = (time.time() - t0) / 60
@@ -47,11 +49,12 @@ def main(argv=None) -> dict:
     print(markdown_table(result))
     rows = [{"condition": k, **{f: v for f, v in r.items() if f != "examples"}}
             for k, r in result["rows"].items()]
-    path = save_benchmark("week10_factworld", {
-        "preset": cfg.preset, "config": result["config"], "reader": result["reader"],
-        "rows": rows, "examples": {k: r["examples"] for k, r in result["rows"].items()},
-        "minutes": minutes, "threads": threads, "conditions": list(CONDITIONS)})
-    print(f"\nwrote {path}")
+    if not smoke:  # a smoke run measures nothing: it must not replace the real figures
+        path = save_benchmark("week10_factworld", {
+            "preset": cfg.preset, "config": result["config"], "reader": result["reader"],
+            "rows": rows, "examples": {k: r["examples"] for k, r in result["rows"].items()},
+            "minutes": minutes, "threads": threads, "conditions": list(CONDITIONS)})
+        print(f"\nwrote {path}")
     return result
 
 

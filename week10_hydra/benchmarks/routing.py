@@ -57,7 +57,7 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm.auto import tqdm
 
-from shared import add_threads_argument, save_benchmark, set_threads
+from shared import add_threads_argument, is_smoke, save_benchmark, set_threads
 from week06_lora import default_targets, inject_lora, lora_layers, set_active_adapters
 from week07_continual import make_domains_stream, make_skills_stream, train_task
 from week07_continual.run import bench_settings
@@ -201,7 +201,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if bad or not streams:
         p.error(f"unknown stream(s) {bad}; valid: {', '.join(STREAMS)}")
     set_threads(a.threads)
-    cfg = BenchConfig(streams, a.model, a.n_fit, top_k=a.top_k, steps=a.steps, smoke=a.smoke)
+    cfg = BenchConfig(streams, a.model, a.n_fit, top_k=a.top_k, steps=a.steps,
+                      smoke=a.smoke or is_smoke())
     base, tok, desc = _base(cfg, not a.no_progress)
     rows = [measure_stream(base, tok, s, cfg, not a.no_progress)
             for s in tqdm(streams, desc="streams", disable=a.no_progress)]
