@@ -61,3 +61,23 @@ def random_adapters():
         return model
 
     return build
+
+
+@pytest.fixture
+def abc_bank(make_llama, random_adapters):
+    """``abc_bank(vocab_size)``: a bare tiny base with a bank holding a, b, c (ranks 2, 4, 8),
+    and a week06 copy carrying the very same adapters as LoRALinear layers (the reference);
+    returns (base, bank, ref)."""
+    import copy
+
+    from week10_hydra.bank import AdapterBank
+
+    def build(vocab_size: int):
+        base = make_llama(vocab_size)
+        ref = random_adapters(copy.deepcopy(base), ["a", "b", "c"], ranks=[2, 4, 8])
+        bank = AdapterBank(base)
+        for n in "abc":
+            bank.add_from_model(n, ref)
+        return base, bank, ref
+
+    return build

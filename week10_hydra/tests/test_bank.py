@@ -16,15 +16,8 @@ V = 97
 
 
 @pytest.fixture
-def pair(make_llama, random_adapters):
-    """A bare base with a bank holding a, b, c (ranks 2, 4, 8), and a week06 copy carrying the
-    very same adapters as LoRALinear layers (the reference)."""
-    base = make_llama(V)
-    ref = random_adapters(copy.deepcopy(base), ["a", "b", "c"], ranks=[2, 4, 8])
-    bank = AdapterBank(base)
-    for n in "abc":
-        bank.add_from_model(n, ref)
-    return base, bank, ref
+def pair(abc_bank):
+    return abc_bank(V)
 
 
 def test_each_row_of_a_mixed_batch_equals_that_row_alone(pair):
@@ -102,12 +95,9 @@ def test_equal_to_peft_adapter_names_on_hugging_face_llama(make_llama):
     bank = AdapterBank(hf, targets=[n for n, m in hf.named_modules()
                                     if n.rsplit(".", 1)[-1] in targets])
     for name in ("t0", "t1", "t2"):
-        weights = {}
-        for mname, m in pm.named_modules():
-            if hasattr(m, "lora_A") and name in m.lora_A:
-                weights[mname.removeprefix("base_model.model.")] = (
-                    m.lora_A[name].weight, m.lora_B[name].weight, m.scaling[name])
-        bank.add(name, weights)
+        bank.add_peft(name, pm)
+    with pytest.raises(KeyError, match="holds adapter 'zz'"):
+        bank.add_peft("zz", pm)
     x = torch.randint(0, V, (6, 11), generator=torch.Generator().manual_seed(4))
     names = ["t0", "__base__", "t2", "t1", "t0", "t2"]
     with torch.no_grad():

@@ -25,12 +25,8 @@ V = 97
 
 
 @pytest.fixture
-def pair(make_llama, random_adapters):
-    base = make_llama(V)
-    ref = random_adapters(copy.deepcopy(base), ["a", "b", "c"], ranks=[2, 4, 8])
-    bank = AdapterBank(base)
-    for n in "abc":
-        bank.add_from_model(n, ref)
+def pair(abc_bank):
+    base, bank, _ = abc_bank(V)
     return base, bank
 
 
@@ -76,9 +72,7 @@ def test_combine_equals_peft_add_weighted_adapter_cat(make_llama):
     bank = AdapterBank(hf, targets=[n for n, m in hf.named_modules()
                                     if n.rsplit(".", 1)[-1] in targets])
     for name in ("t0", "t1"):
-        bank.add(name, {mname.removeprefix("base_model.model."): (
-            m.lora_A[name].weight, m.lora_B[name].weight, m.scaling[name])
-            for mname, m in pm.named_modules() if hasattr(m, "lora_A") and name in m.lora_A})
+        bank.add_peft(name, pm)
     combine(bank, "ours", {"t0": 0.6, "t1": -1.1})
     x = torch.randint(0, V, (2, 9), generator=torch.Generator().manual_seed(1))
     with torch.no_grad(), bank.use(["ours", "ours"]):

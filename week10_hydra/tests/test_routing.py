@@ -75,9 +75,7 @@ def test_arrow_equals_peft_create_arrow_model(make_llama, tmp_path):
     bank = AdapterBank(hf, targets=[n for n, _ in hf.named_modules()
                                     if n.rsplit(".", 1)[-1] in TARGETS])
     for name in names:
-        bank.add(name, {mn.removeprefix("base_model.model."): (
-            m.lora_A[name].weight.detach(), m.lora_B[name].weight.detach(), m.scaling[name])
-            for mn, m in am.named_modules() if hasattr(m, "lora_A") and name in m.lora_A})
+        bank.add_peft(name, am)
     x = torch.randint(0, V, (3, 11), generator=g)
     spec = ArrowSpec(names, top_k=2, temperature=1.0)
     with torch.no_grad():
@@ -102,12 +100,8 @@ def test_arrow_equals_peft_create_arrow_model(make_llama, tmp_path):
 
 
 @pytest.fixture
-def arrow_bank(make_llama, random_adapters):
-    base = make_llama(V)
-    ref = random_adapters(copy.deepcopy(base), ["a", "b", "c"], ranks=[2, 4, 8])
-    bank = AdapterBank(base)
-    for n in "abc":
-        bank.add_from_model(n, ref)
+def arrow_bank(abc_bank):
+    base, bank, _ = abc_bank(V)
     return base, bank
 
 

@@ -303,6 +303,24 @@ class AdapterBank:
             raise KeyError(f"no layer of {type(model).__name__} holds adapter {adapter!r}")
         self.add(name, weights)
 
+    def add_peft(self, name: str, peft_model: nn.Module, adapter: str | None = None) -> None:
+        """Load adapter ``adapter`` (default ``name``) of a live ``peft.PeftModel`` whose base is
+        this bank's model (its module names minus PEFT's ``base_model.model.`` prefix)."""
+        adapter = adapter or name
+        weights = {}
+        for mname, m in peft_model.named_modules():
+            if hasattr(m, "lora_A") and adapter in m.lora_A:
+                if getattr(m, "use_dora", {}).get(adapter):
+                    raise ValueError(f"PEFT adapter {adapter!r} is DoRA; the bank serves plain "
+                                     "LoRA only")
+                weights[mname.removeprefix("base_model.model.")] = (
+                    m.lora_A[adapter].weight.detach(), m.lora_B[adapter].weight.detach(),
+                    m.scaling[adapter])
+        if not weights:
+            raise KeyError(f"no LoRA layer of {type(peft_model).__name__} holds adapter "
+                           f"{adapter!r}")
+        self.add(name, weights)
+
     def add_state(self, name: str, state: Mapping[str, torch.Tensor], config: Mapping) -> None:
         """Load a week06 adapter file's contents (``{"<layer>.A", "<layer>.B"}`` + its config)."""
         if config.get("dora"):
