@@ -14,7 +14,7 @@ so a forward is two batched matmuls however many distinct adapters the batch hol
 week06's ``mixed_batch`` runs one pass per adapter.
 
 Fill in ``gather_adapters``, then run ``make week10-exercises`` (``IMPL=solutions`` runs the
-worked one). It replaces ``week10_hydra.bank.gather_adapters`` while the bank's tests run:
+worked one). It replaces ``week10_hydra.plan.gather_adapters`` while the bank's tests run:
 each row of a mixed batch equal to that row alone, to week06's LoRA layers, to PEFT's
 ``adapter_names`` mixed batch, and cached decoding with rows leaving the batch.
 """

@@ -8,7 +8,7 @@ absolute value), the top-k affinities are kept, and a softmax at a temperature t
 into the mixing weights of those k adapters' outputs for that token.
 
 Fill in ``coefficients``, then run ``make week10-exercises`` (``IMPL=solutions`` runs the
-worked one). It replaces ``week10_hydra.bank.ArrowSpec.coefficients`` while the routing
+worked one). It replaces ``week10_hydra.plan.ArrowSpec.coefficients`` while the routing
 tests run: the bank's Arrow against PEFT's ``create_arrow_model`` on Hugging Face's Llama
 (same logits), the weights the bank applies, and Arrow rows in mixed batches.
 """

@@ -23,7 +23,8 @@
 # Imported on first use, so ``import week10_hydra`` stays light (FAISS, sentence-transformers
 # and PEFT load only when their parts are used).
 _EXPORTS = {
-    "bank": ["AdapterBank", "Plan", "ArrowSpec", "as_stack", "gather_adapters"],
+    "bank": ["AdapterBank"],
+    "plan": ["Plan", "ArrowSpec", "as_stack", "gather_adapters"],
     "library": ["AdapterLibrary", "BudgetError"],
     "nested": ["NestedConfig", "TrainedChild", "train_child"],
     "compose": ["combine", "merged_delta", "lorahub", "LoraHubConfig", "LoraHubResult", "CMAES"],
@@ -33,7 +34,7 @@ _EXPORTS = {
     "retrieval": ["chunk_text", "ingest", "Chunk", "Hit", "DocumentStore", "rrf_fuse",
                   "recall_at_k"],
     "index": ["VectorIndex"],
-    "encoders": ["MiniLMEncoder", "ModelEncoder", "HashEncoder"],
+    "encoders": ["MiniLMEncoder", "ModelEncoder", "HashEncoder", "CachedEncoder"],
     "rag": ["rag_messages", "citations", "cited_sources"],
     "hydra": ["Hydra", "Request", "Reply", "StreamEvent", "Serving"],
     "factworld": ["FactWorldConfig"],

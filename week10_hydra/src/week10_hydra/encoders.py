@@ -14,6 +14,8 @@ whose rows have unit length, so a dot product is a cosine similarity.
   MiniLM; it needs nothing but the model we already have.
 - ``HashEncoder``: no model at all, feature-hashed bag of week04's BM25 tokens.
   A baseline, and a fast deterministic encoder for tests and tools.
+- ``CachedEncoder``: any encoder with a memory of the texts it has encoded, so a
+  search tool's one-query calls cost a lookup after one batched ``warm``.
 
 Left out: instruction-prefixed encoders (E5, BGE "query:" / "passage:"),
 cross-encoder re-ranking and fine-tuning an encoder.
@@ -152,3 +154,26 @@ class HashEncoder:
                 x[row, j] += sign
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         return x / np.where(norms > 0, norms, 1.0)
+
+
+# ---------------------------------------------------------------- a cache in front of any encoder
+
+
+class CachedEncoder:
+    """An encoder that remembers its rows: ``warm(texts)`` encodes the texts not seen yet in
+    one batch, so the search tool's one-query calls (training data, then the reader's own
+    calls) cost a lookup. Same ``name`` and ``dim`` as the encoder it wraps."""
+
+    def __init__(self, encoder):
+        self.encoder, self.name, self.dim = encoder, encoder.name, encoder.dim
+        self._rows: dict[str, np.ndarray] = {}
+
+    def warm(self, texts: list[str]) -> None:
+        new = list(dict.fromkeys(t for t in texts if t not in self._rows))
+        if new:
+            self._rows.update(zip(new, self.encoder.encode(new)))
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.warm(list(texts))
+        return np.stack([self._rows[t] for t in texts]) if texts else \
+            np.zeros((0, self.dim), np.float32)  # (N, dim)

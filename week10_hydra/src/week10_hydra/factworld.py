@@ -57,7 +57,6 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -71,7 +70,7 @@ from week07_continual import Task, train_task
 from week07_continual import TrainConfig as ContinualConfig
 from week07_continual.tasks import qa_example
 from week10_hydra.bank import AdapterBank
-from week10_hydra.encoders import HashEncoder, MiniLMEncoder
+from week10_hydra.encoders import CachedEncoder, HashEncoder, MiniLMEncoder
 from week10_hydra.hydra import Hydra, Request
 from week10_hydra.rag import rag_messages
 from week10_hydra.retrieval import DocumentStore
@@ -221,26 +220,6 @@ def questions(world: list[dict], attributes=ATTRIBUTES) -> list[Question]:
             out.append(Question(q.format(n=c["name"]), query.format(n=c["name"]),
                                 a.format(n=c["name"], v=c[attr]), str(c[attr]), attr, c["name"]))
     return out
-
-
-class CachedEncoder:
-    """An encoder that remembers its rows: ``warm(texts)`` encodes the texts not seen yet in
-    one batch, so the search tool's one-query calls (training data, then the reader's own
-    calls) cost a lookup. Same ``name`` and ``dim`` as the encoder it wraps."""
-
-    def __init__(self, encoder):
-        self.encoder, self.name, self.dim = encoder, encoder.name, encoder.dim
-        self._rows: dict[str, np.ndarray] = {}
-
-    def warm(self, texts: list[str]) -> None:
-        new = list(dict.fromkeys(t for t in texts if t not in self._rows))
-        if new:
-            self._rows.update(zip(new, self.encoder.encode(new)))
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        self.warm(list(texts))
-        return np.stack([self._rows[t] for t in texts]) if texts else \
-            np.zeros((0, self.dim), np.float32)  # (N, dim)
 
 
 def make_store(cfg: FactWorldConfig, docs) -> DocumentStore:
