@@ -165,3 +165,24 @@ def test_library_names_nested_chains_and_auto_routing_in_one_batch(hydra, tmp_pa
     assert [r.raw for r in replies] == [r.raw for r in by_hand]
     assert replies[2].raw != bank_only.chat("hi", adapter="domain/task",
                                             max_new_tokens=16).raw  # the leaf alone differs
+
+
+def test_each_request_calls_only_its_own_tools(hydra):
+    """``Request(tools=[...])`` limits what a row may call: the same finished call
+    ``calculator: 6*7`` (fed to the loop's token hook, as the model would write it) runs the
+    calculator in a row that has it and answers week04's "unknown tool" error in a row of the
+    same batch that was given no tools; an unknown tool name is a clear error."""
+    tok, sp = hydra.tokenizer, special_ids(hydra.tokenizer)
+    serving = hydra.serve([Request("What is 6 * 7?"), Request("What is 6 * 7?", tools=[])])
+    call = [sp["<|python_start|>"], *tok.encode("calculator: 6*7"), sp["<|python_end|>"]]
+    forced = {}
+    for b in (0, 1):
+        for t in call:
+            forced[b] = serving.decoding._on_token(b, t, False)
+    assert tok.decode(forced[0][1:-1]) == "42"
+    assert tok.decode(forced[1][1:-1]).startswith("Error: unknown tool 'calculator'")
+    assert [c.output for c in serving.decoding.runs[0].calls] == ["42"]
+    with pytest.raises(ValueError, match="lacks"):
+        hydra.chat("hi", tools=["python"])
+    with pytest.raises(ValueError, match="list of tool names"):
+        Request("hi", tools="calculator")

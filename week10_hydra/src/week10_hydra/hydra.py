@@ -6,7 +6,7 @@ such as ``"domain/task/user"`` resolve to their whole chain through the
 library), a weighted stack (``[("a", 0.7), ("b", 0.3)]`` or ``{"a": 0.7}``),
 ``"auto"`` (the per-request prototype router picks one, or the base when no
 prototype is close) or ``"arrow"`` (per-token routing over the library's
-adapters). ``rag=True`` retrieves passages for the request's last user message
+adapters), and which of Hydra's tools it may call (all by default). ``rag=True`` retrieves passages for the request's last user message
 and renders them into the conversation with numbered citations; the store
 also answers the ``search`` tool, so a model that calls ``search: ...`` reads
 the same documents.
@@ -50,6 +50,7 @@ class Request:
     adapter: object = None  # None | name | stack | "auto" | "arrow"
     rag: bool = False
     max_new_tokens: int = 128
+    tools: list[str] | None = None  # the tools this request may call (None: all of Hydra's)
 
     def __post_init__(self):
         if isinstance(self.messages, str):
@@ -60,6 +61,9 @@ class Request:
         if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) \
                 or self.max_new_tokens <= 0:
             raise ValueError(f"max_new_tokens must be a positive int, got {self.max_new_tokens!r}")
+        if self.tools is not None and (isinstance(self.tools, str) or not all(
+                isinstance(t, str) for t in self.tools)):
+            raise ValueError(f"a request's tools are a list of tool names, got {self.tools!r}")
 
 
 @dataclass
@@ -96,13 +100,16 @@ def _last_user(messages: list[dict]) -> str:
 
 
 class _LimitedDecoding(ToolDecoding):
-    """week04's tool decoding with a per-row token limit (a row past it finishes)."""
+    """week04's tool decoding with a per-row token limit (a row past it finishes) and a
+    per-row tool set (a call to a tool the row was not given answers week04's "unknown
+    tool" error, as any unknown tool does)."""
 
-    def __init__(self, *args, limits: list[int], **kwargs):
-        self.limits = limits
+    def __init__(self, *args, limits: list[int], row_tools: list[dict], **kwargs):
+        self.limits, self.row_tools = limits, row_tools
         super().__init__(*args, **kwargs)
 
     def _on_token(self, b: int, tok: int, forced: bool):
+        self.tools = self.row_tools[b]
         said = super()._on_token(b, tok, forced)
         if len(self.decoding.rows[b].ids) >= self.limits[b]:
             return True
@@ -125,6 +132,7 @@ class Serving:
         self.decoding = _LimitedDecoding(
             hydra.base, tok, conversations, hydra.tools, max_new_tokens=max(limits),
             temperature=temperature, seed=seed, limits=limits,
+            row_tools=[hydra._tools_for(r) for r in requests],
             on_keep=None if self.plan is None else self.plan.keep)
         self.replies: list[Reply] = []
         self._texts = [""] * len(requests)
@@ -198,6 +206,15 @@ class Hydra:
             raise ValueError("adapter='arrow' needs Hydra(arrow=ArrowSpec(names, top_k))")
         return specs
 
+    def _tools_for(self, request: Request) -> dict:
+        if request.tools is None:
+            return self.tools
+        unknown = [t for t in request.tools if t not in self.tools]
+        if unknown:
+            raise ValueError(f"request asks for tools {unknown} that this Hydra lacks; it has "
+                             f"{sorted(self.tools)}")
+        return {t: self.tools[t] for t in request.tools}
+
     def _plan(self, specs: list):
         if all(s is None for s in specs):
             return None
@@ -233,7 +250,8 @@ class Hydra:
         return Serving(self, reqs, temperature, seed)
 
     def chat(self, messages, adapter=None, rag: bool = False, max_new_tokens: int = 128,
-             temperature: float = 0.0, seed: int = 0) -> Reply:
+             temperature: float = 0.0, seed: int = 0, tools: list[str] | None = None) -> Reply:
         """One request, answered: ``serve([...]).run()[0]``."""
-        req = Request(messages, adapter=adapter, rag=rag, max_new_tokens=max_new_tokens)
+        req = Request(messages, adapter=adapter, rag=rag, max_new_tokens=max_new_tokens,
+                      tools=tools)
         return self.serve([req], temperature=temperature, seed=seed).run()[0]
