@@ -58,10 +58,12 @@ def test_the_stream_is_the_reply(hydra):
     for event in serving:
         texts[event.request] += event.text
         done[event.request] += event.done
-    for text, reply, n in zip(texts, serving.replies, done):
+    for text, reply, n, req in zip(texts, serving.replies, done, REQUESTS):
         assert text == reply.raw
-        assert n == (1 if reply.finished else 0)  # a row cut by its limit has no stop event
-    assert any(r.finished for r in serving.replies)
+        assert n == 1  # every row's last event says so, whether it ended or hit its limit
+        assert reply.finish_reason == ("stop" if reply.finished else "length")
+        assert reply.finished or reply.tokens == req.max_new_tokens
+    assert {r.finish_reason for r in serving.replies} == {"stop", "length"}
 
 
 def test_unservable_requests_are_clear_errors(hydra):

@@ -85,8 +85,9 @@ class Reply:
     adapter: list[tuple[str, float]] | str | None
     sources: list = field(default_factory=list)
     calls: list[ToolCall] = field(default_factory=list)
-    finished: bool = False
+    finished: bool = False  # the model ended its turn (<|assistant_end|>)
     tokens: int = 0
+    finish_reason: str = "length"  # "stop": the model ended it; "length": the token limit
 
 
 def _last_user(messages: list[dict]) -> str:
@@ -137,11 +138,12 @@ class Serving:
         self.replies: list[Reply] = []
         self._texts = [""] * len(requests)
 
-    def _delta(self, b: int) -> str:
-        """The new, complete text of row b since the last event (UTF-8 safe)."""
+    def _delta(self, b: int, last: bool) -> str:
+        """The new, complete text of row b since the last event (UTF-8 safe: a character
+        split across tokens waits for its rest, unless this is the row's last event)."""
         ids = self.decoding.decoding.rows[b].ids
         text = self.hydra.tokenizer.decode(ids)
-        if text.endswith("\ufffd"):  # a character split across tokens: wait for the rest
+        if text.endswith("\ufffd") and not last:
             return ""
         new, self._texts[b] = text[len(self._texts[b]):], text
         return new
@@ -150,15 +152,20 @@ class Serving:
         with self._ctx:
             for events in self.decoding:
                 for e in events:
-                    yield StreamEvent(e.row, e.token, self._delta(e.row), e.forced, e.done)
+                    yield StreamEvent(e.row, e.token, self._delta(e.row, e.done), e.forced,
+                                      e.done)
         self._finish()
 
     def _finish(self) -> None:
         tok = self.hydra.tokenizer
-        self.replies = [
-            Reply(text=run.answer(tok).strip(), raw=run.text, adapter=stack, sources=hits,
-                  calls=run.calls, finished=run.finished, tokens=len(run.ids))
-            for run, stack, hits in zip(self.decoding.runs, self.stacks, self.sources)]
+        self.replies = []
+        for run, row, stack, hits in zip(self.decoding.runs, self.decoding.decoding.rows,
+                                         self.stacks, self.sources):
+            ended = row.finished and row.stop != "hook"  # "hook": cut by the token limit
+            self.replies.append(Reply(
+                text=run.answer(tok).strip(), raw=run.text, adapter=stack, sources=hits,
+                calls=run.calls, finished=ended, tokens=len(run.ids),
+                finish_reason="stop" if ended else "length"))
 
     def run(self) -> list[Reply]:
         for _ in self:
