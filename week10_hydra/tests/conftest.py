@@ -81,3 +81,24 @@ def abc_bank(make_llama, random_adapters):
         return base, bank, ref
 
     return build
+
+
+@pytest.fixture(scope="session")
+def load_bench():
+    """``load_bench(name)``: ``benchmarks/<name>.py`` imported as a module (its ``main``,
+    tables and configs), for the tests that run the scripts at smoke size."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"week10_bench_{name}",
+                                                      folder / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod  # dataclasses look their module up there
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load

@@ -9,30 +9,18 @@ which side is faster.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.stretch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "mixed_batch.py"
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("week10_mixed_batch", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_smoke_prints_every_phase_with_consistent_ratios(tmp_path, monkeypatch, capsys):
+def test_smoke_prints_every_phase_with_consistent_ratios(tmp_path, monkeypatch, capsys,
+                                                         load_bench):
     pytest.importorskip("peft")
     monkeypatch.setenv("NANOCHAT_RUNS", str(tmp_path / "runs"))
-    bench = _load()
+    bench = load_bench("mixed_batch")
     assert bench.main(["--smoke", "--threads", "0"]) == 0  # 0: leave torch's threads
     out = capsys.readouterr().out
     assert "same logits" in out, out
@@ -54,8 +42,8 @@ def test_smoke_prints_every_phase_with_consistent_ratios(tmp_path, monkeypatch, 
     assert not (tmp_path / "runs" / "bench").exists()  # a smoke run saves no figures
 
 
-def test_bad_arguments_are_refused(capsys):
-    bench = _load()
+def test_bad_arguments_are_refused(capsys, load_bench):
+    bench = load_bench("mixed_batch")
     with pytest.raises(SystemExit):
         bench.main(["--repeats", "0"])
     assert "repeats must be an int >= 1" in capsys.readouterr().err

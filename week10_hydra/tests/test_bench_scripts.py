@@ -4,24 +4,11 @@ figures saved by a smoke run), nothing about the measured values."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.stretch
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"week10_bench_{name}", BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture
@@ -30,10 +17,10 @@ def runs(tmp_path, monkeypatch):
     return tmp_path / "runs"
 
 
-def test_factworld_smoke_prints_the_five_conditions(runs, capsys):
+def test_factworld_smoke_prints_the_five_conditions(runs, capsys, load_bench):
     from week10_hydra.factworld import CONDITIONS
 
-    result = _load("factworld").main(["--smoke", "--threads", "0", "--train-eval", "2",
+    result = load_bench("factworld").main(["--smoke", "--threads", "0", "--train-eval", "2",
                                       "--no-progress"])
     out = capsys.readouterr().out
     assert set(result["rows"]) == set(CONDITIONS)
@@ -43,8 +30,8 @@ def test_factworld_smoke_prints_the_five_conditions(runs, capsys):
     assert not (runs / "bench").exists()  # a smoke run saves no figures
 
 
-def test_routing_smoke_prints_every_stream(runs, capsys):
-    bench = _load("routing")
+def test_routing_smoke_prints_every_stream(runs, capsys, load_bench):
+    bench = load_bench("routing")
     rows = bench.main(["--smoke", "--threads", "0", "--no-progress"])
     out = capsys.readouterr().out
     assert [r["stream"] for r in rows] == list(bench.STREAMS)
@@ -54,8 +41,8 @@ def test_routing_smoke_prints_every_stream(runs, capsys):
     assert not (runs / "bench").exists()
 
 
-def test_stacking_smoke_prints_every_stack(runs, capsys):
-    rows = _load("stacking").main(["--smoke", "--threads", "0", "--no-progress"])
+def test_stacking_smoke_prints_every_stack(runs, capsys, load_bench):
+    rows = load_bench("stacking").main(["--smoke", "--threads", "0", "--no-progress"])
     out = capsys.readouterr().out
     labels = [r["adapters"] for r in rows]
     assert labels[:5] == ["base", "A alone (knowledge)", "B alone (format)",
