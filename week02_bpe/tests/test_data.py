@@ -259,6 +259,34 @@ def test_loader_is_deterministic_and_resumes_exactly(prepared):
     assert next(it)[0].shape == (3, 16)
 
 
+def test_rank_shards_are_the_rows_of_the_global_batch_and_resume_at_another_world_size(prepared):
+    """Rank r of W serves rows r*B..(r+1)*B-1 of the batch one process with B*W rows draws,
+    across an epoch boundary; the state is global, so 2 ranks resume as 1 and as 4."""
+    one = TokenLoader(prepared, batch_size=4, block_size=16, seed=5)
+    ranks = [TokenLoader(prepared, batch_size=2, block_size=16, seed=5, rank=r, world_size=2)
+             for r in range(2)]
+    steps = one.num_windows // 4 + 2                      # crosses into epoch 1
+    for _ in range(steps):
+        x, y = one.next_batch()
+        parts = [r.next_batch() for r in ranks]
+        assert torch.equal(torch.cat([p[0] for p in parts]), x)
+        assert torch.equal(torch.cat([p[1] for p in parts]), y)
+    assert one.epoch == 1 and ranks[0].state_dict() == ranks[1].state_dict() == one.state_dict()
+    state = ranks[1].state_dict()
+    expected = [one.next_batch()[0] for _ in range(3)]
+    alone = TokenLoader(prepared, batch_size=4, block_size=16, seed=0)
+    alone.load_state_dict(state)
+    four = [TokenLoader(prepared, batch_size=1, block_size=16, rank=r, world_size=4)
+            for r in range(4)]
+    for r in four:
+        r.load_state_dict(state)
+    for ex in expected:
+        assert torch.equal(alone.next_batch()[0], ex)
+        assert torch.equal(torch.cat([r.next_batch()[0] for r in four]), ex)
+    with pytest.raises(ValueError, match="rank must be in"):
+        TokenLoader(prepared, batch_size=2, block_size=16, rank=2, world_size=2)
+
+
 def test_loader_bos_aligned(prepared, tok1k):
     loader = TokenLoader(prepared, batch_size=8, block_size=32, bos_aligned=True, seed=1)
     for _ in range(3):

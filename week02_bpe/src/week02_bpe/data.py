@@ -14,9 +14,14 @@
   whole position is a small dict, so a resumed run continues exactly.
 - ``token_bytes`` and ``bits_per_byte``: a tokenizer-independent loss.
 
+  With ``rank`` and ``world_size`` (data parallelism, week11) each rank serves
+  its own ``batch_size`` rows of the global batch of ``batch_size * world_size``
+  rows that one process would draw: rank r takes rows ``r*B .. (r+1)*B - 1``.
+  The position is global, so the state is the same on every rank and resumes
+  at any world size that keeps the global batch.
+
 Left out on purpose: windows that cross shard boundaries (a shard is 16M
-tokens by default, so the loss is negligible), distributed sharding of the
-batches across ranks, and on-the-fly tokenization.
+tokens by default, so the loss is negligible) and on-the-fly tokenization.
 """
 
 from __future__ import annotations
@@ -323,14 +328,23 @@ class TokenLoader:
     (a document start), so no row begins mid-document; a short document is
     followed by the next ones in the same row (packing). Each epoch visits
     every window once, in a permutation drawn from ``(seed, epoch)``.
+
+    ``rank`` / ``world_size`` shard the batches for data parallelism: every
+    rank walks the same global order of ``batch_size * world_size`` rows per
+    batch and keeps its own ``batch_size`` of them, so the union over ranks is
+    exactly the batch one process with ``batch_size * world_size`` draws.
     """
 
     def __init__(self, data_dir: str | os.PathLike, batch_size: int, block_size: int,
                  split: str = "train", seed: int = 0, bos_aligned: bool = False,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", rank: int = 0, world_size: int = 1):
         if batch_size < 1 or block_size < 1:
             raise ValueError(f"batch_size and block_size must be >= 1, got {batch_size}, "
                              f"{block_size}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size) and world_size >= 1, got rank "
+                             f"{rank}, world_size {world_size}")
+        self.rank, self.world_size = int(rank), int(world_size)
         self.data_dir = Path(data_dir)
         self.index = read_index(self.data_dir)
         if split not in self.index["splits"]:
@@ -380,15 +394,23 @@ class TokenLoader:
         start = int(self._starts[k][flat - self._offsets[k]])
         return self._shards[k][start:start + self.block_size + 1]
 
+    @property
+    def global_batch_size(self) -> int:
+        """Rows of one batch over all ranks (``batch_size * world_size``)."""
+        return self.batch_size * self.world_size
+
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(x, y)``, int64 (B, T) each, ``y[:, t] == x[:, t + 1]`` within the data."""
+        """``(x, y)``, int64 (B, T) each, ``y[:, t] == x[:, t + 1]`` within the data;
+        this rank's rows of the global batch."""
         rows = np.empty((self.batch_size, self.block_size + 1), dtype=np.int64)  # (B, T + 1)
-        for b in range(self.batch_size):
+        mine = range(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        for g in range(self.global_batch_size):      # every rank walks the whole global batch
             if self.cursor >= self.num_windows:
                 self.epoch += 1
                 self.cursor = 0
                 self._perm = None
-            rows[b] = self._window(int(self._order()[self.cursor]))
+            if g in mine:
+                rows[g - mine.start] = self._window(int(self._order()[self.cursor]))
             self.cursor += 1
         t = torch.from_numpy(rows)
         x, y = t[:, :-1], t[:, 1:]  # (B, T), (B, T)
@@ -397,7 +419,7 @@ class TokenLoader:
             y = y.pin_memory().to(self.device, non_blocking=True)
         else:
             x, y = x.contiguous().to(self.device), y.contiguous().to(self.device)
-        self.tokens_seen += self.batch_size * self.block_size
+        self.tokens_seen += self.global_batch_size * self.block_size   # over all ranks
         return x, y
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -405,7 +427,8 @@ class TokenLoader:
             yield self.next_batch()
 
     def state_dict(self) -> dict:
-        """Plain JSON-able values: where in which epoch, for which data and shapes."""
+        """Plain JSON-able values: where in which epoch, for which data and shapes (the
+        same on every rank: the position is global)."""
         return {"version": 1, "split": self.split, "seed": self.seed, "epoch": self.epoch,
                 "cursor": self.cursor, "tokens_seen": self.tokens_seen,
                 "block_size": self.block_size, "bos_aligned": self.bos_aligned,
@@ -424,8 +447,9 @@ class TokenLoader:
         self._perm = None
 
     def __repr__(self) -> str:
+        ranks = f", rank={self.rank}/{self.world_size}" if self.world_size > 1 else ""
         return (f"TokenLoader({str(self.data_dir)!r}, split={self.split!r}, B={self.batch_size}, "
-                f"T={self.block_size}, windows={self.num_windows}, epoch={self.epoch})")
+                f"T={self.block_size}, windows={self.num_windows}, epoch={self.epoch}{ranks})")
 
 
 # ---------------------------------------------------------------------------
