@@ -298,3 +298,38 @@ def test_shared_load_model_rebuilds_a_trainer_checkpoint(data_dir, tmp_path):
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(back(x), model(x), rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- seams for week11
+
+
+class _Seams(Trainer):
+    """Records what week11's DistributedTrainer hooks into: which micro-batch is the last one
+    (where data parallelism syncs), and the step metrics handed over for averaging."""
+
+    def wrap_model(self, model):
+        self.wrapped = torch.nn.Sequential(model)       # any wrapper the forward goes through
+        return self.wrapped
+
+    def accumulation_context(self, last):
+        import contextlib
+        self.lasts = [*getattr(self, "lasts", []), last]
+        return contextlib.nullcontext()
+
+    def all_mean(self, values):
+        self.averaged = [*getattr(self, "averaged", []), dict(values)]
+        return {k: 2 * v for k, v in values.items()}     # as if another rank had twice the loss
+
+
+def test_data_parallel_seams_see_every_micro_batch_and_the_step_metrics(
+        tiny_model, loaders, tmp_path):
+    train, _ = loaders()
+    t = _Seams(tiny_model(dropout=0.0), train, _cfg(grad_accum=3), loss_fn=with_l2,
+               run_dir=tmp_path / "s")
+    assert t.model is t.wrapped and t.model_description["config"]["n_layer"] >= 1
+    info = t.train_step()
+    assert t.lasts == [False, False, True]
+    (seen,) = t.averaged
+    assert set(seen) == {"loss", "ce", "l2", "rows"}
+    assert info["loss"] == pytest.approx(2 * seen["loss"]) and info["ce"] == 2 * seen["ce"]
+    assert t.history == [info["loss"]]

@@ -240,11 +240,15 @@ class Muon(torch.optim.Optimizer):
                 buf = state["momentum_buffer"]
                 buf.mul_(mu).add_(g)
                 u = g.add(buf, alpha=mu) if group["nesterov"] else buf
-                o = newton_schulz(u, steps=group["ns_steps"], dtype=self.ns_dtype)  # (m, n)
+                o = self.orthogonalize(u, group)                             # (m, n)
                 scale = max(1.0, p.size(0) / p.size(1)) ** 0.5
                 p.mul_(1 - lr * wd)
                 p.add_(o, alpha=-lr * scale)
         return loss
+
+    def orthogonalize(self, u: torch.Tensor, group: dict) -> torch.Tensor:
+        """NS(u) for one matrix update; week11 overrides it for sharded (DTensor) matrices."""
+        return newton_schulz(u, steps=group["ns_steps"], dtype=self.ns_dtype)
 
 
 # ----------------------------------------------------------------------------- groups

@@ -34,9 +34,17 @@ a ``shared.SampledBatches``, or anything with ``next_batch()``,
   write_metrics=False`` writes nothing at all (a loop inside a larger
   program, such as week07's per-task training).
 
-Left out: multi-GPU (DDP/FSDP, week11), fp16 loss scaling (bf16 needs none),
-and early stopping. ``NANOCHAT_KILL_AT_STEP=k`` is a test hook: the process
-SIGKILLs itself right after the checkpoint of step ``k`` is written.
+Seams for data parallelism (week11's ``DistributedTrainer`` overrides them;
+here they do nothing): ``wrap_model`` (DDP / FSDP2 around the module before
+the optimizer is built), ``make_optimizer``, ``accumulation_context(last)``
+(skip the gradient sync on inner micro-batches), ``all_mean`` (average step
+metrics over ranks), ``stop_requested`` (agree on a signal), ``is_main``
+(who logs) and ``tokens_per_step`` (over all ranks).
+
+Left out: multi-GPU itself (DDP/FSDP, week11), fp16 loss scaling (bf16 needs
+none), and early stopping. ``NANOCHAT_KILL_AT_STEP=k`` is a test hook: the
+process SIGKILLs itself right after the checkpoint of step ``k`` is written
+(with ``NANOCHAT_KILL_RANK=r`` under torchrun, only rank ``r`` does).
 """
 
 from __future__ import annotations
@@ -133,8 +141,10 @@ class Trainer:
                  logger=None, desc: str = "train"):
         self.cfg = cfg = cfg or TrainConfig()
         self.device = torch.device(cfg.device)
+        self.model_description = describe_model(model)     # before any wrapper changes it
         self.raw_model = model.to(self.device)
-        self.model = torch.compile(self.raw_model) if cfg.compile else self.raw_model
+        wrapped = self.wrap_model(self.raw_model)
+        self.model = torch.compile(wrapped) if cfg.compile else wrapped
         if loss_fn is not None and not callable(loss_fn):
             raise TypeError(f"loss_fn must be a function (model, batch) -> (loss, metrics), "
                             f"got {loss_fn!r}")
@@ -146,7 +156,7 @@ class Trainer:
         self.train_loader, self.val_loader = train_loader, val_loader
         self._val_start = val_loader.state_dict() if val_loader is not None else None
         self.token_bytes = token_bytes.to(self.device) if token_bytes is not None else None
-        self.optimizer = build_optimizer(self.raw_model, cfg, params)
+        self.optimizer = self.make_optimizer(params)
         trained = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
         self.params = [p for p in self.raw_model.parameters() if id(p) in trained]  # model order
         self.scheduler = LRScheduler(self.optimizer, cfg.schedule_config())
@@ -158,6 +168,39 @@ class Trainer:
         self.flops_per_token = flops_per_token(self.raw_model, cfg.block_size)
         self.peak = peak_flops(self.device, torch.bfloat16 if cfg.dtype == "bf16" else torch.float32)
         self._signal: int | None = None
+
+    # ------------------------------------------------------------------ seams (week11)
+
+    def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module the forward passes go through (DDP / FSDP2 in week11); here ``model``."""
+        return model
+
+    def make_optimizer(self, params) -> torch.optim.Optimizer:
+        """The optimizer ``cfg.optimizer`` names over ``params`` (week03's ``build_optimizer``)."""
+        return build_optimizer(self.raw_model, self.cfg, params)
+
+    def accumulation_context(self, last: bool):
+        """Around each micro-batch's forward and backward; ``last`` is the step's final one
+        (data parallelism syncs gradients only there). Here a no-op."""
+        return contextlib.nullcontext()
+
+    def all_mean(self, values: dict) -> dict:
+        """Scalar metrics averaged over the ranks of a data-parallel run; here as they are."""
+        return values
+
+    def stop_requested(self) -> bool:
+        """Whether a signal asked the run to stop (every rank must agree in week11)."""
+        return self._signal is not None
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process logs, shows progress and writes run files (rank 0)."""
+        return True
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens one optimizer step trains on (over every rank)."""
+        return self.cfg.tokens_per_step
 
     # ------------------------------------------------------------------ one step
 
@@ -201,13 +244,16 @@ class Trainer:
         self.raw_model.zero_grad(set_to_none=True)
         self.optimizer.zero_grad(set_to_none=True)
         total, sums = 0.0, {}
-        for batch in batches:
-            loss, metrics = self.compute_loss(to_device(batch, self.device))
-            loss = loss / len(batches)
-            loss.backward()
+        for i, batch in enumerate(batches):
+            with self.accumulation_context(last=i == len(batches) - 1):
+                loss, metrics = self.compute_loss(to_device(batch, self.device))
+                loss = loss / len(batches)
+                loss.backward()
             total += loss.item()
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + _metric(k, v, "loss_fn") / len(batches)
+        sums = self.all_mean({"loss": total, **sums})
+        total = sums.pop("loss")
         norm = (clip_grad_norm(self.params, self.cfg.grad_clip)
                 if self.cfg.grad_clip > 0 else grad_norm(self.params))
         lr_mult = self.scheduler.apply()
@@ -254,7 +300,7 @@ class Trainer:
                     targets.append(xy[1].reshape(-1))
         finally:
             self.model.train()
-        out = sums
+        out = self.all_mean(sums) if not nats else sums
         if nats:
             nats_t, targets_t = torch.cat(nats), torch.cat(targets)
             if self.loss_fn is next_token_loss:
@@ -262,6 +308,7 @@ class Trainer:
             if self.token_bytes is not None:
                 from week02_bpe import bits_per_byte
                 out["val_bpb"] = float(bits_per_byte(nats_t, targets_t, self.token_bytes))
+            out = self.all_mean(out)
         return out
 
     # ------------------------------------------------------------------ the loop
@@ -275,12 +322,16 @@ class Trainer:
         """
         cfg = self.cfg
         end = cfg.steps if steps is None else min(cfg.steps, self.step + steps)
-        own_logger = self._logger is None and cfg.write_metrics
-        logger = MetricsLogger(self.run_dir, config=self.describe()) if own_logger else self._logger
+        own_logger = self._logger is None and cfg.write_metrics and self.is_main
+        logger = MetricsLogger(self.run_dir, config=self.describe()) if own_logger else (
+            self._logger if self.is_main else None)
         old_handlers = self._install_signal_handlers() if cfg.checkpoints else {}
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress,
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and self.is_main),
                    unit="step", dynamic_ncols=True, desc=self.desc)
         kill_at = int(os.environ.get(KILL_HOOK_ENV, "-1"))
+        kill_rank = os.environ.get("NANOCHAT_KILL_RANK")
+        if kill_rank is not None and kill_rank != os.environ.get("RANK", "0"):
+            kill_at = -1                                   # another rank is the one to die
         try:
             while self.step < end:
                 t0 = time.perf_counter()
@@ -288,8 +339,8 @@ class Trainer:
                 if self.device.type == "cuda":
                     torch.cuda.synchronize()
                 dt = time.perf_counter() - t0
-                tok_s = cfg.tokens_per_step / dt
-                row = {**info, "tokens": self.step * cfg.tokens_per_step, "tok_per_s": tok_s,
+                tok_s = self.tokens_per_step / dt
+                row = {**info, "tokens": self.step * self.tokens_per_step, "tok_per_s": tok_s,
                        "step_time": dt}
                 if self.peak:
                     row["mfu"] = self.flops_per_token * tok_s / self.peak
@@ -305,9 +356,9 @@ class Trainer:
                 if not math.isfinite(info["loss"]):
                     raise FloatingPointError(f"loss is {info['loss']} at step {self.step}: lower "
                                              "the lr or use grad_clip")
-                if self._signal is not None:
+                if self.stop_requested():
                     path = self.save_checkpoint()
-                    raise TrainingInterrupted(self._signal, self.step, path)
+                    raise TrainingInterrupted(self._signal or signal.SIGTERM, self.step, path)
                 if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
                     self.save_checkpoint()
                     if self.step == kill_at:                       # test hook: die like a crash
@@ -345,7 +396,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def describe(self) -> dict:
-        return {"train": self.cfg.to_dict(), "model": describe_model(self.raw_model)}
+        return {"train": self.cfg.to_dict(), "model": self.model_description}
 
     def _stateful_hooks(self) -> list:
         return [h for h in self.hooks if hasattr(h, "state_dict") and hasattr(h, "load_state_dict")]
@@ -385,7 +436,7 @@ class Trainer:
         if path is None:
             raise CheckpointError(f"no checkpoint to resume from in {self.ckpt_dir}")
         state, meta = load_checkpoint(path, map_location="cpu", expect={"kind": CKPT_KIND})
-        mine, theirs = comparable(describe_model(self.raw_model)), comparable(meta.get("model", {}))
+        mine, theirs = comparable(self.model_description), comparable(meta.get("model", {}))
         if ":" not in str(theirs["class"]):          # older checkpoints name the class only
             mine["class"] = str(mine["class"]).rsplit(":", 1)[-1].rsplit(".", 1)[-1]
         if theirs != mine:
