@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 HERE = Path(__file__).parent
 
@@ -51,3 +52,56 @@ def data_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data")
     prepare(docs, tok, out, num_workers=1, val_fraction=0.1, progress=False)
     return out
+
+
+# ----------------------------------------------------------------------------- the reference run
+
+
+def _one_process(data_dir, steps, accum, optimizer, tmp_path):
+    """Losses, first-step gradients and final parameters of the same run in one process."""
+    from week02_bpe import TokenLoader
+    from week03_training import TrainConfig, Trainer
+    from week04_modern_arch_tools import Llama, LlamaConfig
+
+    cfg = TrainConfig(steps=steps, batch_size=4, block_size=16, grad_accum=accum,
+                      optimizer=optimizer, lr=1e-2, muon_lr=0.02, warmup_steps=1, eval_every=0,
+                      progress=False, save_final=False, write_metrics=False, grad_clip=1.0)
+
+    loader = TokenLoader(data_dir, 4, 16, seed=3)
+    torch.manual_seed(0)
+    model = Llama(LlamaConfig(vocab_size=loader.vocab_size, block_size=16, n_layer=2, n_head=4,
+                              n_kv_head=2, n_embd=32))
+    t = Trainer(model, loader, cfg, run_dir=tmp_path / "one")
+    first = t.train_step()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    infos = [first] + [t.train_step() for _ in range(steps - 1)]
+    return {"losses": [i["loss"] for i in infos], "grad_norms": [i["grad_norm"] for i in infos],
+            "grads": grads, "params": {n: p.detach().clone() for n, p in model.named_parameters()}}
+
+
+def _assert_same_run(ours, ref, rtol, atol):
+    assert ours["losses"] == pytest.approx(ref["losses"], rel=rtol)
+    assert ours["grad_norms"] == pytest.approx(ref["grad_norms"], rel=rtol * 10)
+    assert ours["grads"].keys() == ref["grads"].keys()
+    for name, g in ref["grads"].items():
+        torch.testing.assert_close(ours["grads"][name], g, rtol=rtol, atol=atol, msg=name)
+    # after a few steps the parameters: Adam divides by sqrt(v), so an entry whose gradient is
+    # all rounding (|g| ~ 1e-9) moves by up to lr either way; the bulk agrees far tighter
+    for name, p in ref["params"].items():
+        diff = (ours["params"][name] - p).abs()
+        assert diff.max() < 1e-3 and diff.mean() < 1e-5, (name, diff.max(), diff.mean())
+
+
+@pytest.fixture
+def one_process():
+    """``one_process(data_dir, steps, grad_accum, optimizer, tmp_path)``: week03's Trainer in this
+    process on the global batch (4 rows) of ``dist_scripts/train_equal.py``'s 2 x 2 rows: the
+    step losses, grad norms, first-step gradients and final parameters."""
+    return _one_process
+
+
+@pytest.fixture
+def assert_same_run():
+    """``assert_same_run(ours, ref, rtol, atol)``: losses, grad norms and first-step gradients
+    equal to ``rtol``/``atol``; the parameters after a few Adam steps to what rounding allows."""
+    return _assert_same_run

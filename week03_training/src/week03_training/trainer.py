@@ -43,8 +43,8 @@ metrics over ranks), ``stop_requested`` (agree on a signal), ``is_main``
 
 Left out: multi-GPU itself (DDP/FSDP, week11), fp16 loss scaling (bf16 needs
 none), and early stopping. ``NANOCHAT_KILL_AT_STEP=k`` is a test hook: the
-process SIGKILLs itself right after the checkpoint of step ``k`` is written
-(with ``NANOCHAT_KILL_RANK=r`` under torchrun, only rank ``r`` does).
+process SIGKILLs itself right after step ``k`` (and its checkpoint, when one is
+due) (with ``NANOCHAT_KILL_RANK=r`` under torchrun, only rank ``r`` does).
 """
 
 from __future__ import annotations
@@ -361,8 +361,8 @@ class Trainer:
                     raise TrainingInterrupted(self._signal or signal.SIGTERM, self.step, path)
                 if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
                     self.save_checkpoint()
-                    if self.step == kill_at:                       # test hook: die like a crash
-                        os.kill(os.getpid(), signal.SIGKILL)
+                if self.step == kill_at:                           # test hook: die like a crash
+                    os.kill(os.getpid(), signal.SIGKILL)
             if cfg.save_final and (self.latest() is None or step_of(self.latest()) != self.step):
                 self.save_checkpoint()
         finally:
