@@ -48,10 +48,9 @@ def test_two_nodes_on_localhost_equal_one_process(data_dir, tmp_path, one_proces
     """Two "machines" the way torchrun joins them: --nnodes=2, --node_rank 0 and 1, one process
     each, meeting at 127.0.0.1 (static rendezvous); DDP over the pair equals one process."""
     import os
+    import socket
     import subprocess
     import sys
-
-    import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
