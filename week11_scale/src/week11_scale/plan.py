@@ -338,7 +338,7 @@ def render(p: RunPlan) -> str:
         f"training FLOPs per token {p.flops_per_token:.3e} (6N + 12 * layers * width * seq)",
         f"at MFU {c.mfu:.0%} and ${p.price_per_gpu_hour:.2f} per GPU-hour:",
     ]
-    names = {"chinchilla": "Chinchilla, 20 tokens/param (nanochat's first d20 speedrun)",
+    names = {"chinchilla": "Chinchilla, 20 tokens/param (also nanochat's first d20 speedrun)",
              "nanochat": "nanochat's current speedrun ratio, 8.25 tokens/param"}
     for key, r in p.runs.items():
         lines.append(f"  {names[key]}: {r['tokens'] / 1e9:.2f}B tokens, {r['steps']:,.0f} "
