@@ -238,7 +238,8 @@ def save_sharded(ckpt_dir: str | os.PathLike, *, model: torch.nn.Module, optimiz
                  extra: dict, meta: dict, keep_last: int = 3) -> Path:
     """Write ``ckpt_dir/step_<step>/`` atomically (collective); returns the folder.
 
-    ``model`` may be plain, DDP-wrapped or FSDP2-sharded; ``extra`` is the rest
+    ``model`` may be plain, DDP-wrapped or FSDP2-sharded; ``optimizer=None`` saves the
+    model alone (and ``load_sharded(optimizer=None)`` loads it alone); ``extra`` is the rest
     of the training state (rank 0's is saved); ``meta`` is JSON-able (week03's
     ``{"train": ..., "model": ...}`` so ``sharded_to_single`` can rebuild the run).
     """
@@ -273,7 +274,8 @@ def _save(ckpt_dir, model, optimizer, step, extra, meta, keep_last, rng=None,
     _barrier(local)
 
     # an empty optimizer state (no step yet) stays empty: get_state_dict would initialise it
-    has_optim = _any_rank(bool(optimizer.state), local)
+    # optimizer=None: the model alone (ZeRO-1 keeps its consolidated state in ``extra``)
+    has_optim = optimizer is not None and _any_rank(bool(optimizer.state), local)
     state = _state(model, optimizer, has_optim)
     _dcp(dcp.save, state, tmp, local)
     save_checkpoint(tmp / f"rng_{rank}.safetensors", rng, {"kind": f"{CKPT_KIND}-rng",
@@ -323,14 +325,16 @@ def _load(path: Path, model, optimizer, restore_rng: bool = True, local: bool = 
     # DCP fills the state it is given: start from none, so get_state_dict builds all of it
     # with a zero-lr step (which it skips when any gradient exists); a refused load puts the
     # old state back
-    optimizer.zero_grad(set_to_none=True)
-    before, optimizer.state = optimizer.state, defaultdict(dict)
-    with_optim = bool(meta.get("optimizer_state", True))
+    with_optim = optimizer is not None and bool(meta.get("optimizer_state", True))
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
+        before, optimizer.state = optimizer.state, defaultdict(dict)
     try:
         target = _state(model, optimizer, with_optim)
         _fit(path, target, saved)
     except CheckpointError:
-        optimizer.state = before
+        if optimizer is not None:
+            optimizer.state = before
         raise
     try:
         _dcp(dcp.load, target, path, local)
