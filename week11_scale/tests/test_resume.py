@@ -68,3 +68,19 @@ def test_bad_input_is_one_line_and_exit_2(data_dir, tmp_path):
     assert out.returncode == 2 and "not a positive multiple of batch_size x block_size" in out.stderr
     out = cli("--resume", "--out", str(tmp_path / "empty"))
     assert out.returncode == 2 and "no complete checkpoint" in out.stderr
+
+
+@pytest.mark.stretch
+def test_zero1_with_muon_stops_and_resumes_exactly(torchrun_py, data_dir, tmp_path):
+    """ZeRO-1 partitions Muon's state by rank; the checkpoint keeps it consolidated (rank 0
+    gathers it), the model in DCP shards: stopping at step 3 and resuming gives the same curve."""
+    args = [*TRAIN, "--data", data_dir, "--steps", "6", "--ckpt-every", "3",
+            "--strategy", "zero1", "--optimizer", "muon"]
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    torchrun_py(args[0], *args[1:], "--out", whole)
+    out = torchrun_py(args[0], *args[1:], "--out", stopped, check=False,
+                      env={"NANOCHAT_KILL_AT_STEP": "3"})
+    assert out.returncode != 0 and max(losses(stopped)) == 3
+    torchrun_py(args[0], *args[1:], "--out", stopped, "--resume")
+    a, b = losses(whole), losses(stopped)
+    assert [b[s] for s in range(1, 7)] == pytest.approx([a[s] for s in range(1, 7)], rel=1e-6)
