@@ -78,3 +78,24 @@ def test_the_readme_table_is_generated_from_the_manifests():
     text = (ROOT / "README.md").read_text()
     block = text.split(README_BEGIN, 1)[1].split(README_END, 1)[0].strip()
     assert block == table(ROOT), "run: python -m shared.exercises --write-readme README.md"
+
+
+def test_a_child_process_gets_the_swaps_the_test_runs_with(tmp_path):
+    """What week11's torchrun workers do: the plugin names the swaps in the environment and
+    the child applies them first thing (nothing happens when the variable is unset)."""
+    import os
+
+    from shared.exercises import SWAP_ENV
+
+    (tmp_path / "mine.py").write_text("def dedent(text):\n    return 'swapped ' + text\n")
+    code = ("from shared.exercises import apply_env_swaps; n = apply_env_swaps(); "
+            "import textwrap; print(n, textwrap.dedent('x'))")
+    swaps = [{"file": str(tmp_path / "mine.py"), "function": "dedent",
+              "replaces": ["textwrap:dedent"]}]
+    env = {k: v for k, v in os.environ.items() if k != SWAP_ENV}
+    out = subprocess.run([sys.executable, "-c", code], env={**env, SWAP_ENV: json.dumps(swaps)},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "swapped", "x"]
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["0", "x"]

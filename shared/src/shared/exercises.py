@@ -29,6 +29,10 @@ prints, per
 exercise, PASSED with what it proved, NOT IMPLEMENTED with what to build, or FAILED with
 the first failing test; ``--exercise-report PATH`` writes the same as JSON.
 
+A test that runs the code in another process (week11's ``torchrun`` workers) reaches the
+learner's function too: while a test runs, ``NANOCHAT_EXERCISE_SWAPS`` names the swaps
+(file, function, places) and the child calls ``apply_env_swaps()`` first thing.
+
 Left out: hints and partial credit (a test passes or not), and exercises that need a test
 of their own (each exercise points at tests the week already has).
 """
@@ -50,6 +54,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 IMPLS = ("mine", "solutions")
+SWAP_ENV = "NANOCHAT_EXERCISE_SWAPS"
 TIERS = ("core", "stretch", "mega")
 NOT_YET = "not implemented yet"
 
@@ -97,17 +102,41 @@ def load_manifest(week_dir: str | Path) -> list[Exercise]:
     return out
 
 
-def load_function(week_dir: str | Path, ex: Exercise, impl: str):
-    """The learner's (``mine``) or the worked (``solutions``) function of ``ex``."""
+def exercise_file(week_dir: str | Path, ex: Exercise, impl: str) -> Path:
+    """Where the learner's (``mine``) or the worked (``solutions``) file of ``ex`` is."""
     if impl not in IMPLS:
         raise ValueError(f"--exercise-impl must be one of {IMPLS}, got {impl!r}")
     folder = Path(week_dir) / "exercises" / ("solutions" if impl == "solutions" else "")
-    path = folder / ex.file
-    name = f"_exercise_{Path(week_dir).name}_{impl}_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
+    return (folder / ex.file).resolve()
+
+
+def _function_from(path: Path, function: str, label: str):
+    spec = importlib.util.spec_from_file_location(f"_exercise_{label}_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return getattr(module, ex.function)
+    return getattr(module, function)
+
+
+def load_function(week_dir: str | Path, ex: Exercise, impl: str):
+    """The learner's (``mine``) or the worked (``solutions``) function of ``ex``."""
+    path = exercise_file(week_dir, ex, impl)
+    return _function_from(path, ex.function, f"{Path(week_dir).name}_{impl}")
+
+
+def apply_env_swaps() -> int:
+    """In a child process of an exercise's test: plug in the functions ``SWAP_ENV`` names
+    (nothing when it is unset, as in every normal run); returns how many places changed."""
+    raw = os.environ.get(SWAP_ENV)
+    if not raw:
+        return 0
+    done = 0
+    for swap in json.loads(raw):
+        fn = _function_from(Path(swap["file"]), swap["function"], "child")
+        for spec in swap["replaces"]:
+            owner, attr = _target(spec)
+            setattr(owner, attr, fn)
+            done += 1
+    return done
 
 
 def _target(spec: str):
@@ -147,11 +176,13 @@ class _Plugin:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item, nextitem):
-        undo = []
+        undo, swaps = [], []
         for ex in self.for_item(item):
             fn = self.functions.get(ex.name)
             if isinstance(fn, Exception) or fn is None:
                 continue  # its load error is reported; the tests run on the package's code
+            swaps.append({"file": str(exercise_file(self.week, ex, self.impl)),
+                          "function": ex.function, "replaces": list(ex.replaces)})
             for spec in ex.replaces:
                 owner, attr = _target(spec)
                 old = owner.__dict__[attr] if isinstance(owner, type) else getattr(owner, attr)
@@ -161,11 +192,17 @@ class _Plugin:
                     if value is old:  # `from pkg import f` in the test module
                         undo.append((item.module, name, value))
                         setattr(item.module, name, fn)
+        before = os.environ.get(SWAP_ENV)
+        os.environ[SWAP_ENV] = json.dumps(swaps)          # for the test's child processes
         try:
             yield
         finally:
             for owner, attr, old in reversed(undo):
                 setattr(owner, attr, old)
+            if before is None:
+                os.environ.pop(SWAP_ENV, None)
+            else:
+                os.environ[SWAP_ENV] = before
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
