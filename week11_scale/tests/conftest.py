@@ -63,7 +63,7 @@ def data_dir(tmp_path_factory) -> Path:
 # ----------------------------------------------------------------------------- the reference run
 
 
-def _one_process(data_dir, steps, accum, optimizer, tmp_path):
+def _one_process(data_dir, steps, accum, optimizer, tmp_path, dtype="fp32"):
     """Losses, first-step gradients and final parameters of the same run in one process."""
     from week02_bpe import TokenLoader
     from week03_training import TrainConfig, Trainer
@@ -71,7 +71,8 @@ def _one_process(data_dir, steps, accum, optimizer, tmp_path):
 
     cfg = TrainConfig(steps=steps, batch_size=4, block_size=16, grad_accum=accum,
                       optimizer=optimizer, lr=1e-2, muon_lr=0.02, warmup_steps=1, eval_every=0,
-                      progress=False, save_final=False, write_metrics=False, grad_clip=1.0)
+                      progress=False, save_final=False, write_metrics=False, grad_clip=1.0,
+                      dtype=dtype)
 
     loader = TokenLoader(data_dir, 4, 16, seed=3)
     torch.manual_seed(0)

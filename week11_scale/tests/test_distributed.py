@@ -67,3 +67,20 @@ def test_two_nodes_on_localhost_equal_one_process(data_dir, tmp_path, one_proces
     assert [p.returncode for p in procs] == [0, 0], logs
     res = torch.load(out, weights_only=False)["ddp"]
     assert_same_run(res, one_process(data_dir, 3, 2, "adamw", tmp_path), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.stretch
+def test_fsdp2_in_bf16_mixed_precision_trains_like_bf16_autocast_in_one_process(
+        torchrun_py, data_dir, tmp_path, one_process):
+    """MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32) on sharded fp32 master weights,
+    under the Trainer's bf16 autocast, against one process with bf16 autocast: the same run to
+    bf16's precision (the gathered weights are rounded to bf16 once, not per matmul)."""
+    out = tmp_path / "res.pt"
+    torchrun_py(SCRIPTS / "train_equal.py", data_dir, out, 4, 1, "adamw", "fsdp,ddp", "bf16")
+    res = torch.load(out, weights_only=False)
+    ref = one_process(data_dir, 4, 1, "adamw", tmp_path, dtype="bf16")
+    for strategy in ("fsdp", "ddp"):
+        assert res[strategy]["losses"] == pytest.approx(ref["losses"], rel=3e-3)
+        for name, p in ref["params"].items():
+            assert p.dtype == res[strategy]["params"][name].dtype == torch.float32  # fp32 masters
+    assert res["fsdp"]["losses"][-1] < res["fsdp"]["losses"][0]

@@ -252,13 +252,16 @@ def memory_plan(model_cfg: LlamaConfig, cfg: PlanConfig) -> MemoryPlan:
 # ---------------------------------------------------------------- the run
 
 
-def _loss_estimate(n_params: int) -> tuple[float | None, str]:
+def _loss_estimate(model_cfg: LlamaConfig) -> tuple[float | None, str]:
     try:
-        from week11_scale.scaling import load_fit
+        from week11_scale.lossfit import count_for_fit, load_fit
 
         fit = load_fit()
         if fit is None:
             return None, "no fit"
+        # the N the fit was made in: non-embedding parameters (Kaplan), or the total
+        n_params = (count_for_fit(model_cfg) if fit.n_kind == "non_embedding"
+                    else model_cfg.num_params())
         source = fit.source
         if isinstance(source, dict):  # the sweep's record: say what it was fitted on
             source = ", ".join(f"{k} {source[k]}" for k in ("sizes", "data", "vocab_size",
@@ -292,7 +295,7 @@ def plan(model_cfg: LlamaConfig, cfg: PlanConfig, name: str = "") -> RunPlan:
         runs[key] = {"tokens_per_param": ratio, "tokens": tokens, "steps": tokens / per_micro
                      / (cfg.total_batch_tokens // per_micro), "flops": tokens * fpt,
                      "hours": hours, "cost": hours * cfg.gpus * price}
-    loss, source = _loss_estimate(n["total"])
+    loss, source = _loss_estimate(model_cfg)
     return RunPlan(model=name or f"depth {model_cfg.n_layer}", config=cfg, memory=mem,
                    n_params=n["total"], n_matmul_params=n["matmul"],
                    gpu_memory=card.memory_bytes, usable=usable, fits=mem.peak <= usable,

@@ -2,7 +2,7 @@
 on the command line and dump, from rank 0, the step losses, the first step's full gradients and
 the final full parameters (torch.save), for the test to compare with one process.
 
-    train_equal.py DATA OUT STEPS GRAD_ACCUM OPTIMIZER STRATEGY[,STRATEGY...] [ac]
+    train_equal.py DATA OUT STEPS GRAD_ACCUM OPTIMIZER STRATEGY[,STRATEGY...] [ac][,bf16]
 """
 
 import sys
@@ -24,7 +24,8 @@ def full(t):
 
 def main():
     data, out, steps, accum, optimizer, strategies = sys.argv[1:7]
-    ac = len(sys.argv) > 7 and sys.argv[7] == "ac"
+    flags = sys.argv[7].split(",") if len(sys.argv) > 7 else []
+    ac, dtype = "ac" in flags, "bf16" if "bf16" in flags else "fp32"
     apply_env_swaps()                       # a learner's exercise, when a test runs one
     env = init_distributed("cpu")
     torch.set_num_threads(1)
@@ -33,7 +34,7 @@ def main():
         cfg = TrainConfig(steps=int(steps), batch_size=2, block_size=16, grad_accum=int(accum),
                           optimizer=optimizer, lr=1e-2, muon_lr=0.02, warmup_steps=1,
                           eval_every=0, progress=False, save_final=False, write_metrics=False,
-                          grad_clip=1.0)
+                          grad_clip=1.0, dtype=dtype)
         loader = TokenLoader(data, cfg.batch_size, cfg.block_size, seed=3, rank=env.rank,
                              world_size=env.world_size)
         torch.manual_seed(0)
