@@ -2,7 +2,7 @@
 # Week targets (weekNN-test, weekNN-notebook, weekNN-bench) come from the
 # week folders through pattern rules: a new weekNN_topic/ gets them for free.
 # The weeks today (tests/test_contract.py keeps this list in step with the folders):
-#   week00-test week01-test week02-test week03-test week04-test week05-test week06-test week07-test week08-test week09-test week10-test
+#   week00-test week01-test week02-test week03-test week04-test week05-test week06-test week07-test week08-test week09-test week10-test week11-test
 
 SHELL := /bin/bash
 PYTHON ?= python3
