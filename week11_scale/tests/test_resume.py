@@ -84,3 +84,40 @@ def test_zero1_with_muon_stops_and_resumes_exactly(torchrun_py, data_dir, tmp_pa
     torchrun_py(args[0], *args[1:], "--out", stopped, "--resume")
     a, b = losses(whole), losses(stopped)
     assert [b[s] for s in range(1, 7)] == pytest.approx([a[s] for s in range(1, 7)], rel=1e-6)
+
+
+@pytest.mark.stretch
+def test_sigterm_to_torchrun_checkpoints_every_rank_at_the_same_step(data_dir, tmp_path):
+    """torchrun forwards SIGTERM to its workers; they agree on the step (one all-reduce of the
+    flag per step), write one sharded checkpoint of it and exit; --resume continues there."""
+    import os
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           "--master_addr=127.0.0.1", f"--master_port={port}", *TRAIN, "--data", str(data_dir),
+           "--steps", "100000", "--strategy", "fsdp", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert "stopped by SIGTERM" in err
+    (ckpt,) = (out / "checkpoints").glob("step_*")
+    step = int(ckpt.name.split("_")[1])
+    assert step == max(losses(out)) and {"rng_0.safetensors", "rng_1.safetensors"} <= {
+        p.name for p in ckpt.iterdir()}
+    resumed = subprocess.run([sys.executable, *TRAIN, "--data", str(data_dir), "--out", str(out),
+                              "--resume", "--steps", str(step + 2), "--batch-size", "4",
+                              "--strategy", "none"], capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"at step {step}" in resumed.stderr and max(losses(out)) == step + 2
