@@ -115,3 +115,24 @@ save_checkpoint({str(path)!r}, {{"w": torch.ones(1000)}}, {{"step": 2}})
     assert leftovers and all(name.startswith(".ck.safetensors.tmp-") for name in leftovers)
     save_checkpoint(path, {"w": torch.ones(2)}, {"step": 3})  # the next save sweeps the dead writer's temp
     assert [p.name for p in tmp_path.iterdir()] == ["ck.safetensors"]
+
+
+def test_write_json_atomic_replaces_whole_files_or_leaves_the_old_one(tmp_path):
+    import json
+
+    from shared import write_json_atomic
+
+    path = write_json_atomic(tmp_path / "sub" / "fit.json", {"alpha": 0.33, "sizes": [1, 2]})
+    assert json.loads(path.read_text()) == {"alpha": 0.33, "sizes": [1, 2]}
+    write_json_atomic(path, {"alpha": 0.34})
+    assert json.loads(path.read_text()) == {"alpha": 0.34}
+
+    class Circular(dict):
+        pass
+
+    bad = Circular()
+    bad["me"] = bad                                  # JSON cannot hold it: nothing is written
+    with pytest.raises(ValueError):
+        write_json_atomic(path, bad)
+    assert json.loads(path.read_text()) == {"alpha": 0.34}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["fit.json"]   # no temp left

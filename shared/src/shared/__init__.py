@@ -28,6 +28,7 @@ from shared.checkpoint import (
     resolve,
     save_checkpoint,
     save_model,
+    write_json_atomic,
 )
 from shared.data import Corpus, Document, load_corpus
 from shared.device import (
@@ -52,6 +53,7 @@ from shared.smoke import is_smoke, smoke
 
 __all__ = [
     "CheckpointError", "check_state_dict", "load_checkpoint", "read_meta", "save_checkpoint",
+    "write_json_atomic",
     "save_model", "load_model", "load_weights", "model_spec", "build_model", "import_path", "resolve",
     "Corpus", "Document", "load_corpus",
     "pick_device", "pick_dtype", "seed_everything", "add_threads_argument", "set_threads",

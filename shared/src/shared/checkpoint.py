@@ -16,6 +16,9 @@ Models are recorded by import path: ``save_model`` writes ``model_spec(model)``
 (the model's and its config's ``module:qualname`` and the config) into the
 meta, and ``load_model(path)`` rebuilds any model of any week from it.
 
+``write_json_atomic`` and ``fsync_path`` are the same atomic-write steps for the JSON
+files and folders other weeks keep (manifests, fits, week11's sharded checkpoint folders).
+
 Left out: sharded multi-file checkpoints and distributed (FSDP) state, which
 week11 adds on top of this format.
 """
@@ -147,9 +150,11 @@ def _remove_stale_temps(path: Path) -> None:
             pass  # alive (or not ours to signal): leave it
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_path(path: str | os.PathLike) -> None:
+    """``fsync`` a file or a folder (a folder: so a rename inside it survives a crash);
+    a no-op where folders cannot be opened (Windows)."""
     try:
-        fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:  # e.g. Windows: directories cannot be opened
         return
     try:
@@ -158,6 +163,30 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+_fsync_dir = fsync_path
+
+
+def write_json_atomic(path: str | os.PathLike, obj, indent: int | None = 2) -> Path:
+    """``obj`` as JSON at ``path``, atomically: a temp file in the same folder, fsync,
+    ``os.replace``, fsync the folder. A failure (say, a value JSON cannot hold) leaves the
+    previous file as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(obj, indent=indent, default=str) + "\n"   # fails before any write
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    fsync_path(path.parent)
+    return path
 
 
 def _header(path: Path) -> dict:

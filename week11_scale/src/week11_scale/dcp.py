@@ -61,6 +61,7 @@ from torch.distributed.checkpoint.state_dict import (
 
 from shared import load_checkpoint, save_checkpoint
 from shared.checkpoint import CheckpointError, build_model, read_meta
+from shared.checkpoint import fsync_path as _fsync
 from week03_training import TrainConfig, build_optimizer
 from week03_training.runstate import rng_state, set_rng_state
 
@@ -111,19 +112,6 @@ def _any_rank(flag: bool, local: bool) -> bool:
 
 
 # ----------------------------------------------------------------------------- folders
-
-
-def _fsync(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:    # e.g. Windows: directories cannot be opened
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _is_complete(folder: Path) -> bool:

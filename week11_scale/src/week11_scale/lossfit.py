@@ -20,12 +20,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from shared import write_json_atomic
 
 __all__ = ["LossFit", "fit_power_law", "count_for_fit", "load_fit", "write_json", "FIT_PATH",
            "CHINCHILLA"]
@@ -144,26 +145,8 @@ def fit_power_law(n, loss, source: dict | None = None) -> LossFit:
 
 
 def write_json(path: str | os.PathLike, obj) -> Path:
-    """Write ``obj`` as JSON atomically: temp file, fsync, os.replace, fsync the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-    return path
+    """Write ``obj`` as JSON atomically (``shared.write_json_atomic``)."""
+    return write_json_atomic(path, obj)
 
 
 def load_fit(path: str | os.PathLike | None = None) -> LossFit | None:
