@@ -47,9 +47,15 @@ def test_a_two_rank_fsdp_run_continues_in_one_process(torchrun_py, data_dir, tmp
     stopped = torchrun_py(args[0], *args[1:], "--out", moved, check=False,
                           env={"NANOCHAT_KILL_AT_STEP": "4"})     # both ranks stop at step 4
     assert stopped.returncode != 0 and max(losses(moved)) == 4
-    out = subprocess.run([sys.executable, *TRAIN, "--data", str(data_dir), "--steps", "8",
-                          "--batch-size", "4", "--strategy", "none", "--out", str(moved),
-                          "--resume"], capture_output=True, text=True, timeout=240)
+    def alone(batch):
+        return subprocess.run([sys.executable, *TRAIN, "--data", str(data_dir), "--steps", "8",
+                               "--batch-size", str(batch), "--strategy", "none", "--out",
+                               str(moved), "--resume"], capture_output=True, text=True,
+                              timeout=240)
+
+    refused = alone(2)                        # 1 x 2 rows is not the 2 x 2 it trained on
+    assert refused.returncode == 2 and "keep world_size x batch_size the same" in refused.stderr
+    out = alone(4)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.splitlines()[-1])["world_size"] == 1
     a, b = losses(whole), losses(moved)

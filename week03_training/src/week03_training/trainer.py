@@ -426,16 +426,9 @@ class Trainer:
     def latest(self) -> Path | None:
         return latest_checkpoint(self.ckpt_dir)
 
-    def resume(self, path: str | os.PathLike | None = None) -> int:
-        """Load a checkpoint (the latest in ``run_dir`` when None); returns its step.
-
-        Raises ``CheckpointError`` when the file is corrupt, is not a training
-        checkpoint, or was written for a different model or training setup.
-        """
-        path = Path(path) if path is not None else self.latest()
-        if path is None:
-            raise CheckpointError(f"no checkpoint to resume from in {self.ckpt_dir}")
-        state, meta = load_checkpoint(path, map_location="cpu", expect={"kind": CKPT_KIND})
+    def check_resumable(self, path, meta: dict, allowed=()) -> None:
+        """Raise ``CheckpointError`` unless the checkpoint's ``meta`` is this model and these
+        settings (bar ``RESUMABLE_CHANGES`` and ``allowed``): resuming must continue the run."""
         mine, theirs = comparable(self.model_description), comparable(meta.get("model", {}))
         if ":" not in str(theirs["class"]):          # older checkpoints name the class only
             mine["class"] = str(mine["class"]).rsplit(":", 1)[-1].rsplit(".", 1)[-1]
@@ -446,10 +439,22 @@ class Trainer:
                                   f"(checkpoint, this model) differ in {diff}")
         old_cfg, new_cfg = meta.get("train", {}), self.cfg.to_dict()
         diff = {k: (old_cfg.get(k), v) for k, v in new_cfg.items()
-                if k not in RESUMABLE_CHANGES and old_cfg.get(k) != v}
+                if k not in RESUMABLE_CHANGES and k not in allowed and old_cfg.get(k) != v}
         if diff:
             raise CheckpointError(f"checkpoint {path} was trained with other settings; resuming "
                                   f"would not continue the same run. (checkpoint, now): {diff}")
+
+    def resume(self, path: str | os.PathLike | None = None) -> int:
+        """Load a checkpoint (the latest in ``run_dir`` when None); returns its step.
+
+        Raises ``CheckpointError`` when the file is corrupt, is not a training
+        checkpoint, or was written for a different model or training setup.
+        """
+        path = Path(path) if path is not None else self.latest()
+        if path is None:
+            raise CheckpointError(f"no checkpoint to resume from in {self.ckpt_dir}")
+        state, meta = load_checkpoint(path, map_location="cpu", expect={"kind": CKPT_KIND})
+        self.check_resumable(path, meta)
         hooks, hook_states = self._stateful_hooks(), list(state.get("hooks", []))
         if len(hooks) != len(hook_states):
             raise CheckpointError(f"checkpoint {path} holds {len(hook_states)} hook state(s); "

@@ -48,9 +48,7 @@ import torch
 from shared.checkpoint import CheckpointError, read_meta
 from shared.metrics import truncate_metrics
 from week03_training import TrainConfig, Trainer
-from week03_training.config import RESUMABLE_CHANGES
 from week03_training.optim import Muon, build_optimizer, newton_schulz
-from week03_training.runstate import comparable
 from week11_scale import dcp
 from week11_scale.launch import DistEnv, all_mean, any_rank, current_env
 from week11_scale.parallel import ParallelConfig, wrap_model
@@ -189,7 +187,7 @@ class DistributedTrainer(Trainer):
         if not trainer_file.is_file():
             raise CheckpointError(f"{path} is not a complete week11 checkpoint folder (no "
                                   "trainer.safetensors)")
-        self._check_meta(path, read_meta(trainer_file))
+        self.check_resumable(path, read_meta(trainer_file))
         optimizer = None if self._zero() else self.optimizer
         extra, meta = dcp.load_sharded(path, model=self.raw_model, optimizer=optimizer)
         if self._zero():
@@ -212,27 +210,22 @@ class DistributedTrainer(Trainer):
             truncate_metrics(self.run_dir, self.step)
         return self.step
 
-    def _check_meta(self, path: Path, meta: dict) -> None:
-        mine, theirs = comparable(self.model_description), comparable(meta.get("model", {}))
-        if theirs != mine:
-            diff = {k: (theirs.get(k), mine.get(k)) for k in sorted(set(theirs) | set(mine))
-                    if theirs.get(k) != mine.get(k)}
-            raise CheckpointError(f"checkpoint {path} was written for another model: "
-                                  f"(checkpoint, this model) differ in {diff}")
-        old_cfg, new_cfg = meta.get("train", {}), self.cfg.to_dict()
-        diff = {k: (old_cfg.get(k), v) for k, v in new_cfg.items()
-                if k not in RESUMABLE_CHANGES and old_cfg.get(k) != v}
-        old_par = meta.get("parallel", {})
+    def check_resumable(self, path, meta: dict, allowed=()) -> None:
+        """week03's checks, with the batch per rank free to change as long as the global batch
+        (world size x batch_size) stays: a reshard continues the same run."""
+        old_cfg, old_par = meta.get("train", {}), meta.get("parallel", {})
         old_world = old_par.get("world_size", self.env.world_size)
-        if old_world * old_cfg.get("batch_size", 0) != self.env.world_size * self.cfg.batch_size:
-            diff["global batch (world_size x batch_size)"] = (
-                old_world * old_cfg.get("batch_size", 0), self.env.world_size * self.cfg.batch_size)
-            diff.pop("batch_size", None)
-        elif old_world != self.env.world_size:
-            diff.pop("batch_size", None)   # a reshard: same global batch over more or fewer ranks
-        for k, v in vars(self.parallel).items():
-            if k not in PARALLEL_RESUMABLE and k in old_par and old_par[k] != v:
-                diff[f"parallel.{k}"] = (old_par[k], v)
+        old_global = old_world * old_cfg.get("batch_size", 0)
+        new_global = self.env.world_size * self.cfg.batch_size
+        if old_global != new_global:
+            raise CheckpointError(
+                f"checkpoint {path} trained on {old_world} rank(s) x {old_cfg.get('batch_size')} "
+                f"rows = {old_global} rows per micro-batch; now {self.env.world_size} x "
+                f"{self.cfg.batch_size} = {new_global}: keep world_size x batch_size the same "
+                "to continue the run")
+        diff = {f"parallel.{k}": (old_par[k], v) for k, v in vars(self.parallel).items()
+                if k not in PARALLEL_RESUMABLE and k in old_par and old_par[k] != v}
         if diff:
-            raise CheckpointError(f"checkpoint {path} was trained with other settings; resuming "
-                                  f"would not continue the same run. (checkpoint, now): {diff}")
+            raise CheckpointError(f"checkpoint {path} was trained with other parallel settings "
+                                  f"(checkpoint, now): {diff}")
+        super().check_resumable(path, meta, allowed={*allowed, "batch_size"})
