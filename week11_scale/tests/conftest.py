@@ -3,9 +3,12 @@ the distributed ones; ``torchrun_py`` is the launcher every such test uses."""
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -20,21 +23,73 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class Launch:
+    """A process tree started for a test (torchrun and its workers), output to files, that
+    can always be stopped: the workers carry a marker in their environment, so a timeout
+    kills every one of them, even those torchrun started in sessions of their own."""
+
+    def __init__(self, cmd: list, env: dict | None = None):
+        self.marker = uuid.uuid4().hex
+        self.files = [tempfile.TemporaryFile("w+") for _ in range(2)]
+        full = {**os.environ, "OMP_NUM_THREADS": "1", "NANOCHAT_DIST_TIMEOUT_S": "120",
+                **(env or {}), "NANOCHAT_TEST_LAUNCH": self.marker}
+        self.cmd = cmd
+        self.proc = subprocess.Popen(cmd, stdout=self.files[0], stderr=self.files[1], text=True,
+                                     env=full, start_new_session=True)
+
+    def _kill_tree(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)           # torchrun stops its workers
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        needle = f"NANOCHAT_TEST_LAUNCH={self.marker}".encode()
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if needle in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                    os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+
+    def wait(self, timeout: float = 240) -> subprocess.CompletedProcess:
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._kill_tree()
+            raise AssertionError(f"{self.cmd[-3:]} did not finish in {timeout} s; stopped it:"
+                                 f"\n{self._read(1)[-4000:]}") from None
+        return subprocess.CompletedProcess(self.cmd, self.proc.returncode, self._read(0),
+                                           self._read(1))
+
+    def _read(self, i: int) -> str:
+        self.files[i].seek(0)
+        return self.files[i].read()
+
+
+def torchrun_cmd(script, *args, nproc: int = 2, extra: tuple = ()) -> list:
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+            "--nnodes=1", "--master_addr=127.0.0.1", f"--master_port={free_port()}", *extra,
+            str(script), *map(str, args)]
+
+
+@pytest.fixture
+def launch():
+    """``launch(cmd, env=None) -> Launch``; ``.wait(timeout)`` gives the CompletedProcess."""
+    return Launch
+
+
 @pytest.fixture
 def torchrun_py():
     """``torchrun_py(script, *args, nproc=2, env=None, timeout=240, check=True)``: run a Python
     file under ``python -m torch.distributed.run`` on 127.0.0.1 with ``nproc`` CPU processes;
-    returns the CompletedProcess (stdout and stderr captured as text). The workers see the
-    learner's exercises (``shared.exercises.apply_env_swaps``); a stub they ran is re-raised
-    here as the NotImplementedError it was."""
+    returns the CompletedProcess (stdout and stderr as text). A run past ``timeout`` is
+    stopped, workers and all. The workers see the learner's exercises
+    (``shared.exercises.apply_env_swaps``); a stub they ran is re-raised here as the
+    NotImplementedError it was."""
 
     def run(script, *args, nproc: int = 2, env: dict | None = None, timeout: float = 240,
             check: bool = True, extra: tuple = ()):
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-               "--nnodes=1", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
-               *extra, str(script), *map(str, args)]
-        full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
+        out = Launch(torchrun_cmd(script, *args, nproc=nproc, extra=extra), env).wait(timeout)
         stub = re.search(r"NotImplementedError: (not implemented yet[^\n]*)", out.stderr)
         if check and out.returncode != 0 and stub:   # a learner's stub ran in a worker
             raise NotImplementedError(stub.group(1))

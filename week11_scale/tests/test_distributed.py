@@ -44,27 +44,23 @@ def test_muon_and_activation_checkpointing_under_ddp_fsdp2_and_zero1(
 
 @pytest.mark.stretch
 def test_two_nodes_on_localhost_equal_one_process(data_dir, tmp_path, one_process,
-                                                  assert_same_run):
+                                                  assert_same_run, launch):
     """Two "machines" the way torchrun joins them: --nnodes=2, --node_rank 0 and 1, one process
     each, meeting at 127.0.0.1 (static rendezvous); DDP over the pair equals one process."""
-    import os
     import socket
-    import subprocess
     import sys
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = tmp_path / "res.pt"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen(
+    runs = [launch(
         [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={rank}",
          "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={port}",
-         str(SCRIPTS / "train_equal.py"), str(data_dir), str(out), "3", "2", "adamw", "ddp"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+         str(SCRIPTS / "train_equal.py"), str(data_dir), str(out), "3", "2", "adamw", "ddp"])
         for rank in (0, 1)]
-    logs = [p.communicate(timeout=240)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], logs
+    done = [r.wait(240) for r in runs]
+    assert [d.returncode for d in done] == [0, 0], [d.stderr[-3000:] for d in done]
     res = torch.load(out, weights_only=False)["ddp"]
     assert_same_run(res, one_process(data_dir, 3, 2, "adamw", tmp_path), rtol=1e-6, atol=1e-7)
 

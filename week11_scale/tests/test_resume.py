@@ -93,10 +93,9 @@ def test_zero1_with_muon_stops_and_resumes_exactly(torchrun_py, data_dir, tmp_pa
 
 
 @pytest.mark.stretch
-def test_sigterm_to_torchrun_checkpoints_every_rank_at_the_same_step(data_dir, tmp_path):
+def test_sigterm_to_torchrun_checkpoints_every_rank_at_the_same_step(data_dir, tmp_path, launch):
     """torchrun forwards SIGTERM to its workers; they agree on the step (one all-reduce of the
     flag per step), write one sharded checkpoint of it and exit; --resume continues there."""
-    import os
     import signal
     import socket
     import time
@@ -108,15 +107,14 @@ def test_sigterm_to_torchrun_checkpoints_every_rank_at_the_same_step(data_dir, t
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
            "--master_addr=127.0.0.1", f"--master_port={port}", *TRAIN, "--data", str(data_dir),
            "--steps", "100000", "--strategy", "fsdp", "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    run = launch(cmd)
     metrics = out / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        assert run.proc.poll() is None and time.monotonic() < deadline, run.wait(10).stderr
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    run.proc.send_signal(signal.SIGTERM)
+    err = run.wait(120).stderr
     assert "stopped by SIGTERM" in err
     (ckpt,) = (out / "checkpoints").glob("step_*")
     step = int(ckpt.name.split("_")[1])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -34,6 +35,7 @@ __all__ = ["DistEnv", "launched", "init_distributed", "current_env", "cleanup", 
            "all_mean", "any_rank"]
 
 _ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+TIMEOUT_ENV = "NANOCHAT_DIST_TIMEOUT_S"
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,23 @@ def init_distributed(device: str | None = None, backend: str | None = None) -> D
         dev = torch.device("cpu")
     if not dist.is_initialized():
         dist.init_process_group(backend, rank=rank, world_size=world,
-                                device_id=dev if use_cuda else None)
+                                device_id=dev if use_cuda else None, timeout=_timeout())
     return DistEnv(rank, world, local, dist.get_backend(), dev)
+
+
+def _timeout():
+    """``NANOCHAT_DIST_TIMEOUT_S``: how long a collective waits for a rank that never comes
+    (torch's default, 10 min for NCCL and 30 for gloo, when unset); tests set a short one."""
+    raw = os.environ.get(TIMEOUT_ENV)
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise ValueError(f"{TIMEOUT_ENV} must be a positive number of seconds, got {raw!r}")
+    return timedelta(seconds=seconds)
 
 
 def current_env() -> DistEnv:
@@ -110,9 +127,12 @@ def current_env() -> DistEnv:
     return DistEnv(dist.get_rank(), dist.get_world_size(), local, backend, dev)
 
 
-def cleanup() -> None:
-    """Leave the process group (at the end of a torchrun program)."""
+def cleanup(wait: bool = False) -> None:
+    """Leave the process group (at the end of a torchrun program); ``wait=True`` first waits
+    for every rank to get here (the normal end: no rank leaves while another still talks)."""
     if dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -245,16 +245,15 @@ def plot_fit(points: list[Point], fit: LossFit, path: str | os.PathLike) -> Path
     Left: loss against N. Right: the reducible loss L - E against N on log-log axes, where
     a power law is a straight line of slope -alpha; Chinchilla's line is drawn through the
     fit at the geometric middle of the sizes (another tokenizer and corpus: compare slopes)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend stays as it is
     n = np.array([p.n_params_nonembed for p in points], dtype=float)
     loss = np.array([p.val_loss for p in points], dtype=float)
     grid = np.geomspace(n.min() / 1.5, n.max() * 1.5, 200)
     mid = math.sqrt(n.min() * n.max())
     a_ref = fit.A * mid ** (CHINCHILLA["alpha"] - fit.alpha)   # the same L - E at mid
     ref = a_ref * grid ** -CHINCHILLA["alpha"]
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    ax, bx = fig.subplots(1, 2)
     label = f"fit: {fit.E:.2f} + {fit.A:.3g} N^-{fit.alpha:.3f}"
     ax.plot(n, loss, "o", color="C0", label="val loss (this CPU, pydocs)")
     ax.plot(grid, fit.predict(grid), "-", color="C1", label=label)
@@ -278,7 +277,6 @@ def plot_fit(points: list[Point], fit: LossFit, path: str | os.PathLike) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     os.replace(tmp, path)
     return path
 

@@ -99,9 +99,12 @@ def run(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     env = init_distributed("cuda" if (args.device or "cpu").startswith("cuda") else "cpu")
     try:
-        return _run(args, env)
-    finally:
+        rc = _run(args, env)
+    except BaseException:
         cleanup()
+        raise
+    cleanup(wait=True)
+    return rc
 
 
 def _run(args, env) -> int:

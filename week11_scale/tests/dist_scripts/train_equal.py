@@ -52,7 +52,7 @@ def main():
                              "grads": grads, "params": params, "tokens_per_step": t.tokens_per_step}
     if env.is_main:
         torch.save(results, out)
-    cleanup()
+    cleanup(wait=True)
 
 
 if __name__ == "__main__":
