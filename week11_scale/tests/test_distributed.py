@@ -17,11 +17,16 @@ def test_ddp_fsdp2_and_zero1_equal_one_process_at_the_same_global_batch(
         torchrun_py, data_dir, tmp_path, one_process, assert_same_run):
     """Two ranks x 2 rows x 2 micro-batches (no sync on the first) equal one process with 4
     rows x 2 micro-batches: losses and first-step gradients to 1e-6 (DDP, ZeRO-1) and 1e-5
-    (FSDP2), parameters after 4 AdamW steps likewise."""
+    (FSDP2), parameters after 4 AdamW steps likewise. A step of 2 micro-batches makes as many
+    gradient collectives as a step of 1 (DDP's comm hook, FSDP2's reduce calls, counted)."""
     out = tmp_path / "res.pt"
-    torchrun_py(SCRIPTS / "train_equal.py", data_dir, out, 4, 2, "adamw", "ddp,fsdp,zero1")
+    torchrun_py(SCRIPTS / "train_equal.py", data_dir, out, 4, 2, "adamw", "ddp,fsdp,zero1",
+                "syncs")
     res = torch.load(out, weights_only=False)
     ref = one_process(data_dir, 4, 2, "adamw", tmp_path)
+    for strategy in ("ddp", "fsdp", "zero1"):    # the inner micro-batch synced nothing
+        many, one = res[strategy]["syncs"]
+        assert many == one > 0, (strategy, many, one)
     assert_same_run(res["ddp"], ref, rtol=1e-6, atol=1e-7)
     assert_same_run(res["zero1"], ref, rtol=1e-6, atol=1e-7)
     assert_same_run(res["fsdp"], ref, rtol=1e-5, atol=1e-6)

@@ -22,6 +22,32 @@ def full(t):
     return t.full_tensor() if hasattr(t, "full_tensor") else t
 
 
+def gradient_syncs(t, loader, strategy):
+    """(syncs in a step of grad_accum micro-batches, syncs in a step of one): DDP's comm-hook
+    calls (one per gradient bucket it all-reduces), FSDP2's gradient reductions (one per
+    fully_shard group: torch's internal foreach_reduce, the only way to count them)."""
+    calls = [0]
+    if strategy in ("ddp", "zero1"):
+        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+        def hook(state, bucket):
+            calls[0] += 1
+            return allreduce_hook(state, bucket)
+        t.model.register_comm_hook(None, hook)
+    else:                                      # FSDP2 reduces each group's grads here
+        from torch.distributed.fsdp._fully_shard import _fsdp_param_group as group
+        reduce = group.foreach_reduce
+
+        def counted(*a, **k):
+            calls[0] += 1
+            return reduce(*a, **k)
+        group.foreach_reduce = counted
+    t.train_step()
+    many, calls[0] = calls[0], 0
+    t.train_step([loader.next_batch()])
+    return many, calls[0]
+
+
 def main():
     data, out, steps, accum, optimizer, strategies = sys.argv[1:7]
     flags = sys.argv[7].split(",") if len(sys.argv) > 7 else []
@@ -50,6 +76,11 @@ def main():
         results[strategy] = {"losses": [i["loss"] for i in infos],
                              "grad_norms": [i["grad_norm"] for i in infos],
                              "grads": grads, "params": params, "tokens_per_step": t.tokens_per_step}
+        if "syncs" in flags:                   # a fresh trainer: hooks go on before a backward
+            torch.manual_seed(0)
+            probe = DistributedTrainer(Llama(model.config), loader, cfg, env=env,
+                                       run_dir=f"{out}.probe", parallel=ParallelConfig(strategy))
+            results[strategy]["syncs"] = gradient_syncs(probe, loader, strategy)
     if env.is_main:
         torch.save(results, out)
     cleanup(wait=True)
