@@ -10,7 +10,7 @@ week04's ``Llama`` and ``week11_scale.trainer.DistributedTrainer``, then:
    ``train_step``; CUDA synchronised);
 2. the bytes this rank holds of parameters and buffers, gradients and optimizer state,
    counted from the local tensors (``to_local()`` of FSDP2's DTensors; ZeRO-1's local
-   ``optimizer.optim.state``), and its peak RSS (``ru_maxrss``) above the RSS before the
+   ``optimizer.optim.state``), and its peak RSS (VmHWM) above the RSS before the
    model was built (on CUDA: ``max_memory_allocated``);
 3. ``profile_steps`` more steps under ``torch.profiler``: the union of the intervals in
    which a collective runs (gloo's ``gloo:*`` events on its worker threads, or NCCL's
@@ -29,7 +29,6 @@ from __future__ import annotations
 import faulthandler
 import json
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from week02_bpe import TokenLoader
 from week03_training import TrainConfig
 from week04_modern_arch_tools import Llama, LlamaConfig
 from week11_scale.launch import barrier, cleanup, init_distributed
+from week11_scale.memory import peak_rss
 from week11_scale.parallel import ParallelConfig
 from week11_scale.plan import PlanConfig, memory_plan
 from week11_scale.trainer import DistributedTrainer
@@ -64,8 +64,9 @@ def rss_bytes() -> int:
 
 
 def peak_rss_bytes() -> int:
-    scale = 1 if sys.platform == "darwin" else 1024   # ru_maxrss: bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    """The peak RSS of this worker's own program (``week11_scale.memory.peak_rss``: VmHWM, not
+    ru_maxrss, which keeps torchrun's RSS at the fork as a floor)."""
+    return peak_rss()
 
 
 def local_bytes(t: torch.Tensor) -> int:

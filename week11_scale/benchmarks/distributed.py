@@ -38,7 +38,7 @@ fp32. Reported per strategy:
   DTensor's ``to_local()``; ZeRO-1: ``optimizer.optim.state``), the max over ranks; next to
   them what ``week11_scale.plan.memory_plan`` predicts (``PlanConfig(gpus=W, strategy,
   micro_batch, seq_len, dtype="fp32", kernels="cpu")``), and the peak RSS of the rank
-  process (``ru_maxrss``) above its RSS just before the model was built, against the
+  process (VmHWM, ``week11_scale.memory.peak_rss``) above its RSS just before the model was built, against the
   plan's peak (RSS also holds the allocator's cache, gloo's buffers, DDP's buckets and
   autograd's temporaries: a measurement, not the same quantity).
 
@@ -47,13 +47,13 @@ Prints a markdown table; saves the figures with ``shared.save_benchmark("week11_
 writes every run's per-rank figures there.
 
 Measured (2026-12-01, 2 shared CPU cores (Intel Xeon), gloo, 1 thread per process,
-``python week11_scale/benchmarks/distributed.py``, default flags, 60 s)::
+``python week11_scale/benchmarks/distributed.py``, default flags, 60 s; peak RSS as VmHWM)::
 
   strategy  tok/s 1p  tok/s 2p  eff   comm ms  comm %  params  grads  optim  planned p/g/o  RSS
-  none      2513      -         -     -        -       20.20   20.01  40.02  20.2/20.0/40.0 492
-  ddp       2513      3973      0.79  60       12      20.20   20.01  40.02  20.2/20.0/40.0 569
-  fsdp      2513      3311      0.66  95       14      10.19   10.01  20.01  10.2/10.0/20.0 521
-  zero1     2513      4212      0.84  80       14      20.20   20.01  20.01  20.2/20.0/20.0 521
+  none      2242      -         -     -        -       20.20   20.01  40.02  20.2/20.0/40.0 523
+  ddp       2242      3676      0.82  142      21      20.20   20.01  40.02  20.2/20.0/40.0 565
+  fsdp      2242      3233      0.72  129      16      10.19   10.01  20.01  10.2/10.0/20.0 522
+  zero1     2242      4048      0.90  60       13      20.20   20.01  20.01  20.2/20.0/20.0 544
 
 (MiB per rank; the planner's peaks: 219, 239, 207, 219 MiB.)
 
@@ -62,11 +62,12 @@ grads, AdamW's m and v; the 4-byte step counters aside): FSDP2 halves all three,
 only the optimizer state. ZeRO-1 is the fastest here, probably because each rank runs
 AdamW on half the parameters (one thread: the update is a visible part of a step), which
 pays for its per-parameter broadcasts; FSDP2 gathers every block twice per step (forward
-and backward) and loses most. The two ranks wait differently (ddp: 94 vs 27 ms of
+and backward) and loses most. The two ranks wait differently (an earlier run, ddp: 94 vs 27 ms of
 collectives): a collective's time includes waiting for the other rank. Peak RSS sits
-270-330 MiB above the plan on every row, the 1-process one too: torch's kernels paged in
+300-330 MiB above the plan on every row, the 1-process one too: torch's kernels paged in
 at the first step, the allocator's cache and temporaries are in RSS, not in the plan. Timings on 2 shared cores
-vary run to run by 10-30% (an earlier run: efficiencies 0.70 / 0.44 / 0.53 under load).
+vary run to run by 10-30% (earlier runs: efficiencies 0.79 / 0.66 / 0.84, and 0.70 / 0.44 /
+0.53 under load).
 
 Left out: more than 2 processes (this CPU has 2 cores), multi-node, bf16 and gradient
 accumulation, activation checkpointing, Muon, and the exposed (non-overlapped) share of

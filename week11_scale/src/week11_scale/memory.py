@@ -10,7 +10,7 @@ accounting out; a test holds the counts equal to ``saved_tensors_hooks`` on the 
 Trainer does (zero_grad to None, ``next_token_loss`` under the chosen autocast, backward,
 ``clip_grad_norm``, step), optionally with one activation checkpoint per block
 (``torch.distributed._composable.checkpoint``, the API week11's trainer uses). On a CPU it
-reports the peak RSS (``ru_maxrss``) minus the RSS right before the model is built (after
+reports the peak RSS (``VmHWM``, see ``peak_rss``) minus the RSS right before the model is built (after
 one warm-up step of a one-layer copy, so libtorch's code pages and lazy initialisations,
 about 170 MB on first use, are in the baseline, not in the peak); the
 child runs with ``MALLOC_MMAP_THRESHOLD_=65536`` (large blocks are mmapped, so freed
@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, replace
 
 from week04_modern_arch_tools import LlamaConfig
 
-__all__ = ["MeasuredMemory", "measure_peak_memory", "param_counts", "block_saved", "head_saved"]
+__all__ = ["MeasuredMemory", "measure_peak_memory", "param_counts", "block_saved", "head_saved",
+           "peak_rss"]
 
 
 # ---------------------------------------------------------------- counts
@@ -97,7 +99,7 @@ class MeasuredMemory:
     optimizer: int         # bytes of the optimizer state tensors
     baseline: int          # RSS (or allocated bytes) before the model was built
     device: str
-    method: str            # "ru_maxrss" or "cuda.max_memory_allocated"
+    method: str            # "VmHWM" (peak RSS) or "cuda.max_memory_allocated"
 
 
 # ---------------------------------------------------------------- parent
@@ -132,6 +134,22 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes since it started its program: Linux's
+    ``VmHWM`` (the high-water mark of its own address space). Not ``ru_maxrss``: across
+    fork + exec that keeps the parent's RSS at the fork as a floor, so a child of a big
+    process (a pytest session) would report the parent's size."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024     # ru_maxrss: bytes on macOS, KiB here
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
 def _train(cfg: LlamaConfig, spec: dict, batches: list, device):
     """week03's step, ``len(batches)`` times: the model, its optimizer and its parameters."""
     import torch
@@ -164,7 +182,6 @@ def _train(cfg: LlamaConfig, spec: dict, batches: list, device):
 
 def _child(spec: dict) -> dict:
     import gc
-    import resource
 
     import torch
 
@@ -192,14 +209,14 @@ def _child(spec: dict) -> dict:
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() - baseline
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+        peak = peak_rss() - baseline
     state = sum(t.nbytes for s in opt.state.values() for t in s.values()
                 if isinstance(t, torch.Tensor))
     return {"peak": int(peak), "baseline": int(baseline), "device": str(device),
             "params": sum(t.nbytes for t in (*model.parameters(), *model.buffers())),
             "grads": sum(p.grad.nbytes for p in params if p.grad is not None),
             "optimizer": int(state),
-            "method": "cuda.max_memory_allocated" if cuda else "ru_maxrss"}
+            "method": "cuda.max_memory_allocated" if cuda else "VmHWM"}
 
 
 if __name__ == "__main__":
