@@ -66,6 +66,38 @@ def test_the_stream_is_the_reply(hydra):
     assert {r.finish_reason for r in serving.replies} == {"stop", "length"}
 
 
+def test_a_cancelled_request_leaves_the_batch_and_the_others_are_unchanged(hydra):
+    """The server's disconnect: cancelling request 1 after its third token ends its row at
+    the next token (finish_reason "cancelled"); every other request gets the reply it gets
+    in the uncancelled batch, token for token."""
+    full = hydra.serve(REQUESTS).run()
+    serving = hydra.serve(REQUESTS)
+    seen = 0
+    for event in serving:
+        if event.request == 1:
+            seen += 1
+            if seen == 3:
+                serving.cancel(1)
+    cut = serving.replies
+    assert cut[1].finish_reason == "cancelled" and cut[1].tokens == 4 < full[1].tokens
+    assert full[1].raw.startswith(cut[1].raw)
+    for i in (0, 2, 3, 4):
+        assert cut[i].raw == full[i].raw and cut[i].finish_reason == full[i].finish_reason
+    with pytest.raises(ValueError, match="no request 9"):
+        serving.cancel(9)
+
+
+def test_top_k_and_top_p_reach_the_sampler(hydra):
+    """top_k=1 is greedy whatever the temperature; a tiny top_p keeps only the top token too;
+    a wide sampler at temperature 1 draws something else."""
+    greedy = hydra.serve(REQUESTS[:3]).run()
+    for kw in ({"top_k": 1}, {"top_p": 1e-6}):
+        same = hydra.serve(REQUESTS[:3], temperature=1.0, seed=3, **kw).run()
+        assert [r.raw for r in same] == [r.raw for r in greedy]
+    wide = hydra.serve(REQUESTS[:3], temperature=1.0, seed=3).run()
+    assert [r.raw for r in wide] != [r.raw for r in greedy]
+
+
 def test_unservable_requests_are_clear_errors(hydra):
     with pytest.raises(ValueError, match="router"):
         hydra.chat("hi", adapter="auto")

@@ -87,7 +87,8 @@ class Reply:
     calls: list[ToolCall] = field(default_factory=list)
     finished: bool = False  # the model ended its turn (<|assistant_end|>)
     tokens: int = 0
-    finish_reason: str = "length"  # "stop": the model ended it; "length": the token limit
+    finish_reason: str = "length"  # "stop": the model ended it; "length": the token limit;
+    # "cancelled": Serving.cancel ended it
 
 
 def _last_user(messages: list[dict]) -> str:
@@ -107,12 +108,13 @@ class _LimitedDecoding(ToolDecoding):
 
     def __init__(self, *args, limits: list[int], row_tools: list[dict], **kwargs):
         self.limits, self.row_tools = limits, row_tools
+        self.cancelled: set[int] = set()
         super().__init__(*args, **kwargs)
 
     def _on_token(self, b: int, tok: int, forced: bool):
         self.tools = self.row_tools[b]
         said = super()._on_token(b, tok, forced)
-        if len(self.decoding.rows[b].ids) >= self.limits[b]:
+        if b in self.cancelled or len(self.decoding.rows[b].ids) >= self.limits[b]:
             return True
         return said
 
@@ -120,7 +122,8 @@ class _LimitedDecoding(ToolDecoding):
 class Serving:
     """One batch being decoded; iterate for ``StreamEvent``s, then read ``replies``."""
 
-    def __init__(self, hydra: Hydra, requests: list[Request], temperature: float, seed: int):
+    def __init__(self, hydra: Hydra, requests: list[Request], temperature: float, seed: int,
+                 top_k: int | None = None, top_p: float | None = None):
         self.hydra, self.requests = hydra, requests
         tok = hydra.tokenizer
         self.stacks = hydra._route(requests)
@@ -132,7 +135,7 @@ class Serving:
         self._ctx = hydra.bank.use(self.plan)
         self.decoding = _LimitedDecoding(
             hydra.base, tok, conversations, hydra.tools, max_new_tokens=max(limits),
-            temperature=temperature, seed=seed, limits=limits,
+            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, limits=limits,
             row_tools=[hydra._tools_for(r) for r in requests],
             on_keep=None if self.plan is None else self.plan.keep)
         self.replies: list[Reply] = []
@@ -148,6 +151,14 @@ class Serving:
         new, self._texts[b] = text[len(self._texts[b]):], text
         return new
 
+    def cancel(self, request: int) -> None:
+        """Finish request ``request`` at its next token (a client that went away): its row
+        leaves the batch, so the others decode at the speed of a smaller batch, and its
+        reply ends with ``finish_reason="cancelled"``."""
+        if not 0 <= request < len(self.requests):
+            raise ValueError(f"no request {request} in this batch of {len(self.requests)}")
+        self.decoding.cancelled.add(request)
+
     def __iter__(self) -> Iterator[StreamEvent]:
         with self._ctx:
             for events in self.decoding:
@@ -159,13 +170,15 @@ class Serving:
     def _finish(self) -> None:
         tok = self.hydra.tokenizer
         self.replies = []
-        for run, row, stack, hits in zip(self.decoding.runs, self.decoding.decoding.rows,
-                                         self.stacks, self.sources):
+        for i, (run, row, stack, hits) in enumerate(zip(
+                self.decoding.runs, self.decoding.decoding.rows, self.stacks, self.sources)):
             ended = row.finished and row.stop != "hook"  # "hook": cut by the token limit
+            reason = "stop" if ended else "length"
+            if i in self.decoding.cancelled and not ended:
+                reason = "cancelled"
             self.replies.append(Reply(
                 text=run.answer(tok).strip(), raw=run.text, adapter=stack, sources=hits,
-                calls=run.calls, finished=ended, tokens=len(run.ids),
-                finish_reason="stop" if ended else "length"))
+                calls=run.calls, finished=ended, tokens=len(run.ids), finish_reason=reason))
 
     def run(self) -> list[Reply]:
         for _ in self:
@@ -248,13 +261,15 @@ class Hydra:
         return rag_messages(messages, hits, max_chars=self.rag_chars)
 
     # -- serving
-    def serve(self, requests, temperature: float = 0.0, seed: int = 0) -> Serving:
-        """One batch for ``requests`` (``Request``s, or dicts / strings that make one)."""
+    def serve(self, requests, temperature: float = 0.0, seed: int = 0, top_k: int | None = None,
+              top_p: float | None = None) -> Serving:
+        """One batch for ``requests`` (``Request``s, or dicts / strings that make one), sampled
+        with one setting (week01's ``sample_next``: greedy at temperature 0)."""
         reqs = [r if isinstance(r, Request) else
                 Request(**r) if isinstance(r, dict) else Request(r) for r in requests]
         if not reqs:
             raise ValueError("serve needs at least one request")
-        return Serving(self, reqs, temperature, seed)
+        return Serving(self, reqs, temperature, seed, top_k=top_k, top_p=top_p)
 
     def chat(self, messages, adapter=None, rag: bool = False, max_new_tokens: int = 128,
              temperature: float = 0.0, seed: int = 0, tools: list[str] | None = None) -> Reply:
