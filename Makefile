@@ -2,7 +2,7 @@
 # Week targets (weekNN-test, weekNN-notebook, weekNN-bench) come from the
 # week folders through pattern rules: a new weekNN_topic/ gets them for free.
 # The weeks today (tests/test_contract.py keeps this list in step with the folders):
-#   week00-test week01-test week02-test week03-test week04-test week05-test week06-test week07-test week08-test week09-test week10-test week11-test
+#   week00-test week01-test week02-test week03-test week04-test week05-test week06-test week07-test week08-test week09-test week10-test week11-test week12-test
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -23,7 +23,7 @@ export PYTHONHASHSEED ?= 0
 export MPLBACKEND ?= Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-sandbox test test-fast lint format dashboard reflect path progress curriculum bench baseline clean
+.PHONY: help setup setup-sandbox setup-browser speedrun chat serve test test-fast lint format dashboard reflect path progress curriculum bench baseline clean
 
 help: ## list every target
 	@echo "nanochat curriculum: make <target>"
@@ -56,6 +56,24 @@ setup-sandbox: ## bubblewrap + libseccomp for the REPL sandbox (apt-get, as root
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap libseccomp2 >/dev/null \
 	  && echo "sandbox: installed $$(bwrap --version)"; \
 	else echo "sandbox: bubblewrap missing (optional; the REPL then runs on Landlock + seccomp): sudo apt-get install bubblewrap"; fi
+
+setup-browser: ## Chromium + chromedriver from Debian for week12's browser test (apt-get, as root; optional)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+	  echo "browser: $$(chromium --version 2>/dev/null | head -1)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+	  && echo "browser: installed $$(chromium --version 2>/dev/null | head -1)"; \
+	else echo "browser: chromium missing (optional; the browser test skips): sudo apt-get install chromium chromium-driver"; fi
+
+PRESET ?= cpu
+speedrun: setup ## train nanochat end to end: tokenizer -> base -> SFT -> RL -> eval -> report card (PRESET=cpu: ~15 min here; FROM=stage redoes one stage and the later ones)
+	$(PY) -m week12_nanochat.speedrun --preset $(PRESET) $(if $(FROM),--from $(FROM)) $(SPEEDRUN_ARGS)
+
+chat: setup ## talk to the latest speedrun model in the terminal (MODEL=folder, MEMORY=folder)
+	$(PY) -m week12_nanochat.chat $(if $(MODEL),--model $(MODEL)) --memory $(or $(MEMORY),runs/memory)
+
+serve: setup ## the chat page and the OpenAI-compatible API on http://127.0.0.1:8000 (MODEL=folder, PORT=8000)
+	$(PY) -m week12_nanochat.serve $(if $(MODEL),--model $(MODEL)) --port $(or $(PORT),8000)
 
 test: setup ## every package's tests + every notebook in smoke mode (TIER=core|stretch|mega: one tier)
 	$(PY) -m pytest tests shared/tests $(addsuffix /tests,$(WEEK_DIRS) $(TRACKS)) $(tier_opt)
