@@ -1,0 +1,278 @@
+"""``Batcher``: one decoding thread owns the model; requests wait in a queue and share batches.
+
+Clients (the API's request handlers, on the server's event loop, or plain threads) call
+``Batcher.submit(conversation, sampling, tools, n)`` and get a ``Ticket``. The decoding
+thread takes what is waiting (up to ``batch_size`` rows, waiting at most ``gather_ms`` for
+more after the first), groups the tickets that can share a batch (``Sampling.key()`` and,
+because ``ChatEngine.stream`` takes one ``Sampling`` and one tool set per batch, the same
+``max_tokens``, ``stop`` and tools), and answers each group as ONE ``engine.stream(...)``
+batch, routing every ``ChatEvent`` to its ticket's own queue (a ``queue.Queue`` for a thread;
+for a coroutine an ``asyncio.Queue`` fed through ``loop.call_soon_threadsafe``). ``n > 1`` is
+n rows of the same conversation in the batch (sampled, the rows differ). A ticket whose
+client went away calls ``Ticket.cancel()``: a waiting ticket never enters a batch, a decoding
+one's rows leave their batch at their next token (week10's ``Serving.cancel``).
+
+Where batching stands: this is request-level ("static, gathered") batching, not token-level
+continuous batching. A request that arrives while a batch decodes waits for the next batch:
+week01's ``Decoding`` cannot add rows to a running batch, so a batch runs until its longest
+row ends (finished rows leave, the batch only shrinks), and a row's ``done`` (its usage and
+finish reason) comes when its batch ends. The goal is continuous batching at token
+granularity (new rows prefilled and joined to the running KV cache at any step); that needs
+a decoding loop that can grow its batch, which no week has yet.
+
+Left out: priorities and fairness between clients (first come, first served), a bound on
+how long a request waits (the server bounds the queue's length instead), and preemption.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from week12_nanochat.engine import ChatEvent, Sampling
+
+# ---------------------------------------------------------------- config and tickets
+
+
+@dataclass
+class BatchConfig:
+    batch_size: int = 8  # rows per batch (a ticket with n choices takes n rows)
+    gather_ms: float = 5.0  # after the first request, wait at most this long for more
+    max_queue: int = 256  # tickets waiting; beyond this ``submit`` refuses (the server: 503)
+
+    def __post_init__(self):
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) \
+                or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
+        if self.gather_ms < 0:
+            raise ValueError(f"gather_ms must be >= 0, got {self.gather_ms}")
+        if self.max_queue < 1:
+            raise ValueError(f"max_queue must be >= 1, got {self.max_queue}")
+
+
+class QueueFull(RuntimeError):
+    """Too many requests waiting; the message says how many may."""
+
+
+DONE = "end"  # the last item of a ticket's queue: ("end", None)
+
+
+@dataclass
+class Ticket:
+    """One request in the batcher: its rows' events arrive as ``(choice, ChatEvent)`` items,
+    then ``("error", exception)`` if its batch failed, and always ``(DONE, None)`` last."""
+
+    id: int
+    conversation: list
+    sampling: Sampling
+    tools: bool | tuple = True
+    n: int = 1
+    loop: asyncio.AbstractEventLoop | None = None
+    replies: list = field(default_factory=list)  # ChatReply per choice, once done
+    batch: int | None = None  # which batch answered it (Batcher.batches counts them)
+    batch_rows: int = 0  # how many rows that batch had
+    cancelled: bool = False
+
+    def __post_init__(self):
+        self.replies = [None] * self.n
+        self._q = asyncio.Queue() if self.loop is not None else queue.Queue()
+        self._lock = threading.Lock()
+        self._stream, self._rows = None, []
+
+    def key(self) -> tuple:
+        s = self.sampling
+        return (s.key(), s.max_tokens, s.stop, self.tools)
+
+    def _put(self, item) -> None:
+        if self.loop is None:
+            self._q.put(item)
+        else:
+            try:
+                self.loop.call_soon_threadsafe(self._q.put_nowait, item)
+            except RuntimeError:  # the client's loop is gone: nobody listens
+                pass
+
+    def _attach(self, stream, rows: list[int]) -> None:
+        with self._lock:
+            self._stream, self._rows = stream, rows
+            if self.cancelled:
+                for r in rows:
+                    stream.cancel(r)
+
+    def cancel(self) -> None:
+        """The client went away: free the rows (at their next token) or the queue place."""
+        with self._lock:
+            self.cancelled = True
+            if self._stream is not None:
+                for r in self._rows:
+                    self._stream.cancel(r)
+
+    def get(self, timeout: float | None = None):
+        """The next item (thread consumers)."""
+        return self._q.get(timeout=timeout)
+
+    async def aget(self):
+        """The next item (consumers on ``loop``)."""
+        return await self._q.get()
+
+    def __iter__(self):
+        """Thread consumers: ``(choice, ChatEvent)`` until done (a batch's error is raised)."""
+        while True:
+            kind, item = self.get()
+            if kind == DONE:
+                return
+            if kind == "error":
+                raise item
+            yield kind, item
+
+
+# ---------------------------------------------------------------- the batcher
+
+
+class Batcher:
+    """The decoding thread and its queue over one ``ChatEngine``."""
+
+    def __init__(self, engine, config: BatchConfig | None = None):
+        self.engine, self.config = engine, config or BatchConfig()
+        self._q: queue.Queue = queue.Queue()
+        self._carry: deque = deque()  # taken from the queue but not fitting the last batch
+        self._ids = itertools.count()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.batches = 0  # batches run
+        self.rows = 0  # rows decoded
+        self.finished: deque = deque(maxlen=256)  # the latest tickets answered (for tests)
+
+    # -- life
+    def start(self) -> Batcher:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="nanochat-batcher",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop after the batch that is decoding; waiting tickets end with an error."""
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for t in list(self._carry) + self._drain():
+            t._put(("error", RuntimeError("the server is shutting down")))
+            t._put((DONE, None))
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _drain(self) -> list[Ticket]:
+        out = []
+        while True:
+            try:
+                out.append(self._q.get_nowait())
+            except queue.Empty:
+                return out
+
+    @property
+    def waiting(self) -> int:
+        return self._q.qsize() + len(self._carry)
+
+    # -- clients
+    def submit(self, conversation, sampling: Sampling | None = None, tools=True, n: int = 1,
+               loop: asyncio.AbstractEventLoop | None = None) -> Ticket:
+        """Queue one request (a user string or a message list) with ``n`` choices; pass the
+        running ``loop`` to consume it with ``await ticket.aget()``."""
+        if self._closed.is_set():
+            raise RuntimeError("the batcher is closed")
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.config.batch_size:
+            raise ValueError(f"n must be an int from 1 to the batch size "
+                             f"{self.config.batch_size}, got {n!r}")
+        if self.waiting >= self.config.max_queue:
+            raise QueueFull(f"{self.waiting} requests are waiting (at most "
+                            f"{self.config.max_queue}); try again shortly")
+        conv = [{"role": "user", "content": conversation}] if isinstance(conversation, str) \
+            else list(conversation)
+        tools = tools if isinstance(tools, bool) else tuple(tools)
+        ticket = Ticket(next(self._ids), conv, sampling or Sampling(), tools, n, loop)
+        self._q.put(ticket)
+        return ticket
+
+    # -- the decoding thread
+    def _gather(self) -> list[Ticket]:
+        """What is waiting, up to ``batch_size`` rows (the first blocks; then gather_ms)."""
+        got, rows = [], 0
+
+        def take(t: Ticket) -> bool:
+            nonlocal rows
+            if t.cancelled:
+                t._put((DONE, None))
+                return True
+            if got and rows + t.n > self.config.batch_size:
+                self._carry.append(t)
+                return False
+            got.append(t)
+            rows += t.n
+            return True
+
+        while self._carry and rows < self.config.batch_size:
+            if not take(self._carry.popleft()):
+                break
+        if not got:
+            try:
+                take(self._q.get(timeout=0.05))
+            except queue.Empty:
+                return got
+        deadline = time.monotonic() + self.config.gather_ms / 1000
+        while rows < self.config.batch_size:
+            left = deadline - time.monotonic()
+            try:
+                t = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
+            except queue.Empty:
+                break
+            if not take(t):
+                break
+        return got
+
+    def _loop(self) -> None:
+        while not self._closed.is_set():
+            tickets = self._gather()
+            groups: dict[tuple, list[Ticket]] = {}
+            for t in tickets:
+                groups.setdefault(t.key(), []).append(t)
+            for group in groups.values():
+                self._run(group)
+
+    def _run(self, group: list[Ticket]) -> None:
+        convs, owner = [], []  # owner[row] = (ticket, choice)
+        for t in group:
+            for j in range(t.n):
+                convs.append(t.conversation)
+                owner.append((t, j))
+        batch = self.batches
+        self.batches += 1
+        self.rows += len(convs)
+        first = group[0]
+        try:
+            stream = self.engine.stream(convs, first.sampling, tools=first.tools)
+            row = 0
+            for t in group:
+                t.batch, t.batch_rows = batch, len(convs)
+                t._attach(stream, list(range(row, row + t.n)))
+                row += t.n
+            for e in stream:
+                t, j = owner[e.request]
+                if e.kind == "done":
+                    t.replies[j] = e.reply
+                t._put((j, ChatEvent(j, e.kind, e.text, e.reply)))
+        except Exception as exc:  # the batch failed: every client of it hears why
+            for t in group:
+                t._put(("error", exc))
+        for t in group:
+            self.finished.append(t)
+            t._put((DONE, None))

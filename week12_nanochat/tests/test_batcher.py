@@ -1,0 +1,123 @@
+"""``Batcher``: requests that wait together are answered as one ``engine.stream`` batch (the
+same replies as that batch run directly), settings that cannot share a batch run apart, a
+cancelled ticket frees its row at once, and the limits refuse clearly."""
+
+import threading
+
+import pytest
+
+from week12_nanochat.batcher import DONE, BatchConfig, Batcher, QueueFull
+from week12_nanochat.engine import ChatEngine, Sampling
+
+pytestmark = pytest.mark.core
+
+QUESTIONS = ["What is 12 + 30?", "Compute 7 * 6.", "hi", "Reverse the word apple."]
+
+
+@pytest.fixture
+def long_engine(chat_tok, make_llama):
+    """A random tiny model with no tools whose replies run to the token limit."""
+    return ChatEngine(make_llama(chat_tok.vocab_size, seed=0), chat_tok, tools={})
+
+
+class _Paused:
+    """An engine whose batches pause after row 0's first words until ``go`` is set (so a
+    test cancels at a known point, not racing the decoding thread)."""
+
+    def __init__(self, engine):
+        self.engine, self.reached, self.go = engine, threading.Event(), threading.Event()
+
+    def stream(self, *args, **kwargs):
+        inner = self.engine.stream(*args, **kwargs)
+        paused = self
+
+        class Stream:
+            cancel = inner.cancel
+
+            def __iter__(self):
+                for e in inner:
+                    yield e
+                    if e.request == 0 and e.kind == "text" and not paused.reached.is_set():
+                        paused.reached.set()
+                        assert paused.go.wait(30)
+
+        return Stream()
+
+
+def _collect(ticket):
+    texts = [""] * ticket.n
+    for j, e in ticket:
+        if e.kind == "text":
+            texts[j] += e.text
+    return texts
+
+
+def test_waiting_requests_share_one_batch_with_the_direct_batchs_replies(engine):
+    batcher = Batcher(engine, BatchConfig(batch_size=8, gather_ms=50))
+    sampling = Sampling(max_tokens=40)
+    tickets = [batcher.submit(q, sampling) for q in QUESTIONS]  # all waiting before it starts
+    with batcher:
+        for t in tickets:
+            _collect(t)
+    direct = engine.stream(QUESTIONS, sampling).run()
+    assert batcher.batches == 1 and {t.batch_rows for t in tickets} == {len(QUESTIONS)}
+    for t, ref in zip(tickets, direct):
+        assert t.replies[0] == ref  # text, calls, finish reason, usage
+    solo = engine.reply(QUESTIONS[0], sampling)
+    assert solo.completion_tokens > 0 and any(r.calls for r in direct)
+
+
+def test_settings_that_cannot_share_run_apart_and_n_rows_are_sampled(engine):
+    batcher = Batcher(engine, BatchConfig(batch_size=8, gather_ms=50))
+    greedy, hot = Sampling(max_tokens=30), Sampling(max_tokens=30, temperature=1.0, seed=3)
+    a = batcher.submit(QUESTIONS[0], greedy)
+    b = batcher.submit(QUESTIONS[1], hot, n=3)
+    c = batcher.submit(QUESTIONS[2], greedy, tools=False)
+    with batcher:
+        for t in (a, b, c):
+            _collect(t)
+    assert batcher.batches == 3 and len({a.batch, b.batch, c.batch}) == 3
+    assert b.batch_rows == 3 and a.batch_rows == 1
+    ref = engine.stream([QUESTIONS[1]] * 3, hot).run()
+    assert b.replies == ref and len({r.text for r in ref} | {str(r.calls) for r in ref}) > 1
+    assert c.replies[0] == engine.reply(QUESTIONS[2], greedy, tools=False)
+    assert c.replies[0].calls == []
+
+
+def test_a_cancelled_ticket_frees_its_row_and_the_others_are_unchanged(long_engine):
+    sampling = Sampling(max_tokens=120)
+    full = long_engine.stream(["hi", "hello"], sampling).run()
+    assert all(r.finish_reason == "length" for r in full)
+    paused = _Paused(long_engine)
+    batcher = Batcher(paused, BatchConfig(batch_size=4, gather_ms=50))
+    gone, stays = batcher.submit("hi", sampling), batcher.submit("hello", sampling)
+    never = batcher.submit("hey", sampling)
+    never.cancel()  # cancelled while waiting: it takes no row
+    with batcher:
+        assert paused.reached.wait(30)
+        gone.cancel()  # mid-stream: its row leaves the batch at its next token
+        paused.go.set()
+        _collect(gone)
+        _collect(stays)
+        assert never.get(timeout=30) == (DONE, None)
+    assert gone.replies[0].finish_reason == "cancelled"
+    assert gone.replies[0].completion_tokens < full[0].completion_tokens
+    assert stays.replies[0] == full[1] and gone.batch == stays.batch
+    assert never.batch is None and batcher.rows == 2
+
+
+def test_the_batch_size_bounds_each_batch_and_limits_refuse(engine):
+    batcher = Batcher(engine, BatchConfig(batch_size=2, gather_ms=50, max_queue=5))
+    tickets = [batcher.submit(q, Sampling(max_tokens=10)) for q in QUESTIONS]
+    tickets.append(batcher.submit("one more", Sampling(max_tokens=10), n=2))
+    with pytest.raises(QueueFull, match="at most 5"):
+        batcher.submit("too many")
+    with pytest.raises(ValueError, match="n must be an int from 1 to the batch size 2"):
+        batcher.submit("hi", n=3)
+    with batcher:
+        for t in tickets:
+            _collect(t)
+    assert all(t.batch_rows <= 2 for t in tickets) and batcher.batches == 3
+    assert tickets[-1].batch_rows == 2 and all(r is not None for r in tickets[-1].replies)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        BatchConfig(batch_size=0)
