@@ -26,13 +26,19 @@ class _Paused:
 
     def __init__(self, engine):
         self.engine, self.reached, self.go = engine, threading.Event(), threading.Event()
+        self.cancelled: list[int] = []  # the rows cancelled, in order
+
+    def __getattr__(self, name):  # tools, block_size, memory: the engine's
+        return getattr(self.engine, name)
 
     def stream(self, *args, **kwargs):
         inner = self.engine.stream(*args, **kwargs)
         paused = self
 
         class Stream:
-            cancel = inner.cancel
+            def cancel(self, row):
+                paused.cancelled.append(row)
+                inner.cancel(row)
 
             def __iter__(self):
                 for e in inner:
