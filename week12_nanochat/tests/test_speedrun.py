@@ -113,7 +113,7 @@ def test_a_killed_stage_resumes_exactly(smoke_run, tmp_path):
     (["--preset", "huge"], "smoke, cpu, d20, 1b"),
     (["--preset", "smoke", "--from", "dpo"], "tokenizer, base, sft, rl, eval, report, chat"),
     (["--preset", "smoke", "--pretrain-data", "no-such-corpus"], "pydocs, fineweb-edu, climbmix"),
-    (["--preset", "smoke", "--sft-data", "ultrachat"], "default, smoltalk"),
+    (["--preset", "smoke", "--sft-data", "default,ultrachat"], "default, smoltalk, gsm8k"),
 ])
 def test_bad_input_gives_one_line_naming_the_valid_values(argv, named, capsys, tmp_path):
     with pytest.raises(SystemExit) as e:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 
 PRESET_NAMES = ("smoke", "cpu", "d20", "1b")
+SFT_DATA = ("default", "smoltalk", "gsm8k")  # week09's offline mixture; SmolTalk, GSM8K by name
 
 # ---------------------------------------------------------------- the preset
 
@@ -58,7 +59,7 @@ class SpeedrunPreset:
     tool_rows: int = 4                 # rows per base batch that are week04 tool conversations
     tool_conversations: int = 2000     # per kind, train split
     # SFT (week09 run_sft)
-    sft_data: str = "default"          # default | smoltalk (added to the default mixture)
+    sft_data: str = "default"          # comma list of default | smoltalk | gsm8k (week09 hubdata)
     sft_steps: int = 600
     sft_batch: int = 16
     sft_lr: float = 2e-3
@@ -97,8 +98,10 @@ class SpeedrunPreset:
             problems.append(f"attention must be gqa or mla, got {self.attention!r}")
         if not 0 <= self.pretrain_mix <= 0.9:
             problems.append(f"pretrain_mix must be in [0, 0.9], got {self.pretrain_mix}")
-        if self.sft_data not in ("default", "smoltalk"):
-            problems.append(f"sft_data must be default or smoltalk, got {self.sft_data!r}")
+        bad = sorted(set(self.sft_data.split(",")) - set(SFT_DATA))
+        if bad or not self.sft_data:
+            problems.append(f"sft_data {self.sft_data!r} unknown; valid: a comma list of "
+                            f"{', '.join(SFT_DATA)}")
         if problems:
             raise ValueError(f"bad speedrun preset {self.name!r}: " + "; ".join(problems))
 
@@ -156,7 +159,7 @@ PRESETS: dict[str, SpeedrunPreset] = {
         depth=20, head_dim=128, block_size=2048, vocab_size=65536, tokenizer_chars=2_000_000_000,
         pretrain_data="fineweb-edu", data_limit=None, tokens_per_param=20.0, batch_size=8,
         grad_accum=4, base_lr=3e-4, optimizer="muon", warmup_steps=200, tool_rows=2,
-        tool_conversations=20_000, sft_data="smoltalk", sft_steps=3000, sft_batch=8,
+        tool_conversations=20_000, sft_data="default,smoltalk,gsm8k", sft_steps=3000, sft_batch=8,
         sft_lr=3e-4, mixture={"scale": 10}, taught_facts=5000, rl_steps=300,
         rl_prompts_per_step=32, rl_lr=1e-5, rl_max_new_tokens=128, rl_train=4000,
         eval_limit=1000, eval_gen=200, eval_max_tokens=1_000_000, eval_pairs=200,

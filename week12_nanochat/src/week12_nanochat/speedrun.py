@@ -18,8 +18,8 @@ stage resumes from its week03 checkpoints (``<out>/<stage>/train/checkpoints``) 
 ``--from STAGE`` removes ``chat.json``, then that stage's folder and every later one's.
 
 Data: ``--pretrain-data pydocs`` (offline, the default), ``fineweb-edu`` or ``climbmix`` (by
-name through ``datasets``), or a local path; ``--sft-data smoltalk`` adds SmolTalk (week09's
-hub loader) to the offline mixture.
+name through ``datasets``), or a local path; ``--sft-data default,smoltalk,gsm8k`` adds
+SmolTalk and GSM8K (week09's hub loaders, GSM8K's calculations as calculator calls).
 
 Left out: SFT and RL on several GPUs (rank 0 runs them alone after the distributed base),
 multi-node launch flags (torchrun's own), and a web of stage dependencies other than this line.
@@ -35,7 +35,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from shared import runs_root, write_json_atomic
-from week12_nanochat.presets import PRESET_NAMES, PRESETS, SpeedrunPreset, plan_text, preset
+from week12_nanochat.presets import (
+    PRESET_NAMES,
+    PRESETS,
+    SFT_DATA,
+    SpeedrunPreset,
+    plan_text,
+    preset,
+)
 
 STAGES = ("tokenizer", "base", "sft", "rl", "eval", "report", "chat")
 READY = "chat.json"
@@ -201,7 +208,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help=f"redo this stage and every later one: {', '.join(STAGES)}")
     p.add_argument("--pretrain-data", help="pydocs | fineweb-edu | climbmix | a local path "
                                            "(default: the preset's)")
-    p.add_argument("--sft-data", help="default | smoltalk (default: the preset's)")
+    p.add_argument("--sft-data", help="a comma list of default | smoltalk | gsm8k (default: "
+                                      "the preset's; SmolTalk and GSM8K by name, week09)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     return p
 
@@ -213,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown --preset {a.preset!r}; valid: {', '.join(PRESET_NAMES)}")
     if a.start is not None and a.start not in STAGES:
         parser.error(f"unknown --from stage {a.start!r}; valid: {', '.join(STAGES)}")
-    if a.sft_data is not None and a.sft_data not in ("default", "smoltalk"):
-        parser.error(f"unknown --sft-data {a.sft_data!r}; valid: default, smoltalk")
+    if a.sft_data is not None and set(a.sft_data.split(",")) - set(SFT_DATA):
+        parser.error(f"unknown --sft-data {a.sft_data!r}; valid: a comma list of "
+                     f"{', '.join(SFT_DATA)}")
     over = {k: v for k, v in (("pretrain_data", a.pretrain_data), ("sft_data", a.sft_data))
             if v is not None}
     p = preset(a.preset, **over)

@@ -7,7 +7,7 @@
   week04 tool conversations in a few rows of each batch, so the chat format is not new to
   SFT); under torchrun the same code runs week11's ``DistributedTrainer`` (DDP) on every rank;
 - ``sft``: week09's ``run_sft`` on its offline mixture (tool conversations, identity, pydocs
-  Q&A, multi-turn, refusals), SmolTalk when asked, plus week12's ``reading_conversations``
+  Q&A, multi-turn, refusals), SmolTalk and GSM8K when asked, plus week12's ``reading_conversations``
   (taught facts read back from retrieved memories, the RAG prompt the engine builds), with
   week09's pretraining rehearsal (``pretrain_mix``);
 - ``rl``: week09's GRPO (``RolloutLoader`` + ``GRPOLoss`` through ``common.run_stage``) on
@@ -190,10 +190,8 @@ def train_sft(p, out: Path, progress: bool = True) -> dict:
     from week09_alignment.sft import SFTConfig, run_sft
 
     folder = out / "sft"
-    data = ["default", str(reading_file(p, folder))]
-    if p.sft_data == "smoltalk":
-        data.append("smoltalk")
-    cfg = SFTConfig(data=",".join(data), mixture=dict(p.mixture), block_size=p.block_size,
+    data = [d for d in p.sft_data.split(",") if d != "default"]
+    cfg = SFTConfig(data=",".join(["default", str(reading_file(p, folder))] + data), mixture=dict(p.mixture), block_size=p.block_size,
                     batch_size=p.sft_batch, steps=p.sft_steps, lr=p.sft_lr,
                     warmup_steps=min(20, p.sft_steps // 10), pretrain_mix=p.pretrain_mix,
                     eval_every=max(p.sft_steps // 4, 1), eval_conversations=min(200, 4 * p.sft_batch),
