@@ -38,7 +38,7 @@ class SpeedrunPreset:
     about: str = ""
     # model (week04 LlamaConfig.from_depth; week08 when attention="mla" or moe)
     depth: int = 4
-    aspect_ratio: int = 64
+    aspect_ratio: int = 64             # width = aspect_ratio x depth (nanochat's 64)
     head_dim: int = 64
     block_size: int = 256
     attention: str = "gqa"             # gqa (week04) | mla (week08)
@@ -49,7 +49,7 @@ class SpeedrunPreset:
     # pretraining (week03 Trainer; week11 DistributedTrainer under torchrun)
     pretrain_data: str = "pydocs"      # pydocs | fineweb-edu | climbmix | a local path
     data_limit: int | None = None      # documents read from a hub corpus
-    base_steps: int = 600
+    base_steps: int = 400
     tokens_per_param: float | None = None  # derives base_steps when set (GPU presets)
     batch_size: int = 16               # sequences per micro-batch (per GPU)
     grad_accum: int = 1
@@ -60,7 +60,7 @@ class SpeedrunPreset:
     tool_conversations: int = 2000     # per kind, train split
     # SFT (week09 run_sft)
     sft_data: str = "default"          # comma list of default | smoltalk | gsm8k (week09 hubdata)
-    sft_steps: int = 600
+    sft_steps: int = 700
     sft_batch: int = 16
     sft_lr: float = 2e-3
     pretrain_mix: float = 0.25         # week09's rehearsal: a share of rows are pydocs text
@@ -68,7 +68,7 @@ class SpeedrunPreset:
     taught_facts: int = 300            # week12 teachdata facts read from retrieved memories
     # RL (week09 GRPO on arithmetic with the calculator)
     rl: bool = True
-    rl_steps: int = 30
+    rl_steps: int = 20
     rl_group: int = 8
     rl_prompts_per_step: int = 8
     rl_lr: float = 5e-5
@@ -153,10 +153,13 @@ PRESETS: dict[str, SpeedrunPreset] = {
         rl_max_new_tokens=8, rl_train=8, eval_limit=4, eval_gen=2, eval_max_tokens=512,
         eval_max_new=8, eval_pairs=2),
     "cpu": SpeedrunPreset(
-        name="cpu", about="about 15 minutes on 2 CPU cores: depth 4 x 256 wide, 256 tokens"),
+        name="cpu", aspect_ratio=32, head_dim=32,
+        about="about 15 minutes on 2 quiet CPU cores: depth 4 x 128 wide (1.3M parameters), "
+              "256-token context, 400 base + 700 SFT + 20 GRPO steps"),
     "d20": SpeedrunPreset(
         name="d20", about="nanochat's d20 (~561M): 8 x H100 via torchrun, 20 tokens/param",
-        depth=20, head_dim=128, block_size=2048, vocab_size=65536, tokenizer_chars=2_000_000_000,
+        depth=20, aspect_ratio=64, head_dim=128, block_size=2048, vocab_size=65536,
+        tokenizer_chars=2_000_000_000,
         pretrain_data="fineweb-edu", data_limit=None, tokens_per_param=20.0, batch_size=8,
         grad_accum=4, base_lr=3e-4, optimizer="muon", warmup_steps=200, tool_rows=2,
         tool_conversations=20_000, sft_data="default,smoltalk,gsm8k", sft_steps=3000, sft_batch=8,
