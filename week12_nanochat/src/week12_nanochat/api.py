@@ -280,25 +280,30 @@ async def stream_chunks(ticket, model_id: str, usage: bool = False):
     try:
         for j in range(ticket.n):
             yield chunk(j, {"role": "assistant", "content": ""})
-        while True:
-            kind, e = await ticket.aget()
-            if kind == DONE:
-                break
-            if kind == "error":
-                yield _sse({"error": {"message": f"decoding failed: {e}", "type": "server_error",
-                                      "param": None, "code": None}})
-                continue
-            if e.kind == "text":
-                text = words[kind].feed(e.text)
-                if text:
-                    yield chunk(kind, {"content": text})
-            elif e.kind in ("call", "output"):
-                if e.kind == "output":
-                    words[kind].reset()
-                yield chunk(kind, {"nanochat_tool_call": {"type": e.kind, "text": e.text}})
-            else:
-                yield chunk(kind, {}, _finish(e.reply.finish_reason),
-                            nanochat=nanochat_info(e.reply, ticket))
+        ended = False
+        while not ended:
+            out = []  # every chunk that arrived together goes out in one write
+            for kind, e in await ticket.aget_many():
+                if kind == DONE:
+                    ended = True
+                elif kind == "error":
+                    out.append(_sse({"error": {"message": f"decoding failed: {e}",
+                                               "type": "server_error", "param": None,
+                                               "code": None}}))
+                elif e.kind == "text":
+                    text = words[kind].feed(e.text)
+                    if text:
+                        out.append(chunk(kind, {"content": text}))
+                elif e.kind in ("call", "output"):
+                    if e.kind == "output":
+                        words[kind].reset()
+                    out.append(chunk(kind, {"nanochat_tool_call": {"type": e.kind,
+                                                                   "text": e.text}}))
+                else:
+                    out.append(chunk(kind, {}, _finish(e.reply.finish_reason),
+                                     nanochat=nanochat_info(e.reply, ticket)))
+            if out:
+                yield "".join(out)
         if usage and all(r is not None for r in ticket.replies):
             prompt = ticket.replies[0].prompt_tokens
             done = sum(r.completion_tokens for r in ticket.replies)
@@ -341,17 +346,18 @@ def api_router(batcher, config: ServeConfig, model_id: str) -> APIRouter:
                                      headers={"Cache-Control": "no-cache",
                                               "X-Accel-Buffering": "no"})
         try:
-            while True:
+            ended = False
+            while not ended:
                 try:
-                    kind, e = await asyncio.wait_for(ticket.aget(), timeout=0.5)
+                    items = await asyncio.wait_for(ticket.aget_many(), timeout=0.5)
                 except asyncio.TimeoutError:
                     if await request.is_disconnected():
                         return None
                     continue
-                if kind == DONE:
-                    break
-                if kind == "error":
-                    raise ApiError(500, f"decoding failed: {e}", type="server_error")
+                for kind, e in items:
+                    if kind == "error":
+                        raise ApiError(500, f"decoding failed: {e}", type="server_error")
+                    ended = ended or kind == DONE
         finally:
             ticket.cancel()
         return completion(ticket, model_id)

@@ -80,7 +80,10 @@ class Ticket:
 
     def __post_init__(self):
         self.replies = [None] * self.n
-        self._q = asyncio.Queue() if self.loop is not None else queue.Queue()
+        self._q: queue.Queue = queue.Queue()  # thread consumers
+        self._buf: deque = deque()  # loop consumers: items, and one wake-up per burst
+        self._ready = asyncio.Event() if self.loop is not None else None
+        self._armed = False
         self._lock = threading.Lock()
         self._stream, self._rows = None, []
 
@@ -91,11 +94,21 @@ class Ticket:
     def _put(self, item) -> None:
         if self.loop is None:
             self._q.put(item)
-        else:
-            try:
-                self.loop.call_soon_threadsafe(self._q.put_nowait, item)
-            except RuntimeError:  # the client's loop is gone: nobody listens
-                pass
+            return
+        self._buf.append(item)
+        with self._lock:  # wake the loop once for all the items put before it runs
+            if self._armed:
+                return
+            self._armed = True
+        try:
+            self.loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:  # the client's loop is gone: nobody listens
+            pass
+
+    def _wake(self) -> None:  # on the loop
+        with self._lock:
+            self._armed = False
+        self._ready.set()
 
     def _attach(self, stream, rows: list[int]) -> None:
         with self._lock:
@@ -116,9 +129,14 @@ class Ticket:
         """The next item (thread consumers)."""
         return self._q.get(timeout=timeout)
 
-    async def aget(self):
-        """The next item (consumers on ``loop``)."""
-        return await self._q.get()
+    async def aget_many(self) -> list:
+        """Every item that has arrived, at least one (consumers on ``loop``)."""
+        while True:
+            if self._buf:
+                return [self._buf.popleft() for _ in range(len(self._buf))]
+            self._ready.clear()
+            if not self._buf:
+                await self._ready.wait()
 
     def __iter__(self):
         """Thread consumers: ``(choice, ChatEvent)`` until done (a batch's error is raised)."""

@@ -1,0 +1,43 @@
+"""The load benchmark at a tiny size: both servers answer every request with no error, the
+figures add up (tokens/s is the streamed usage over the wall time) and the JSON lands
+atomically in ``<runs>/bench/week12-load.json``."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.stretch
+
+BENCH = Path(__file__).parents[1] / "benchmarks" / "load.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("week12_load_bench", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_load_benchmark_runs_small_and_writes_its_figures(tmp_path):
+    bench = _load()
+    result = bench.main(["--clients", "3", "--requests", "6", "--max-tokens", "8",
+                         "--batch-size", "3", "--gather-ms", "20", "--preset", "test",
+                         "--repeats", "1"])
+    assert "random week04 'test' model" in result["model"]  # no speedrun under tmp runs
+    batched, single = result["rows"]
+    assert (batched["batch_size"], single["batch_size"]) == (3, 1)
+    for row in (batched, single):
+        assert row["requests"] == 6 and row["errors"] == 0
+        assert 0 < row["completion_tokens"] <= 6 * 8
+        assert row["tokens_per_s"] == pytest.approx(row["completion_tokens"] / row["wall_s"])
+        assert row["ttft_ms_p50"] <= row["ttft_ms_p95"] <= row["ttft_ms_p99"]
+    assert single["rows_per_batch"] == 1 and single["batches"] == 6
+    # (how many requests shared a batch here depends on timing: test_batcher proves sharing)
+    assert 1 <= batched["batches"] <= 6 and batched["rows_per_batch"] <= 3
+    ratio = batched["tokens_per_s"] / single["tokens_per_s"]
+    assert result["summary"]["throughput_ratio"] == pytest.approx(ratio)
+    saved = json.loads((tmp_path / "runs" / "bench" / "week12-load.json").read_text())
+    assert saved["rows"] == result["rows"] and saved["name"] == "week12-load"
+    assert not list((tmp_path / "runs" / "bench").glob("*.tmp"))
