@@ -152,6 +152,20 @@ def _segment(value, what: str, default: str | None) -> str | None:
     return value
 
 
+def bank_targets(model) -> list[str]:
+    """The layers memory adapters adapt: week06's default targets (attention and MLP
+    projections) and the output head, as week07's LoRA strategies do (``lora_head``)."""
+    import torch.nn as nn
+
+    from week06_lora import default_targets
+
+    targets = default_targets(model)
+    head = getattr(model, "lm_head", None)
+    if isinstance(head, nn.Module) and hasattr(head, "in_features") and "lm_head" not in targets:
+        targets.append("lm_head")
+    return targets
+
+
 def make_encoder(name: str):
     if name == "hash":
         return HashEncoder(256)
@@ -175,7 +189,8 @@ class Memory:
         self._check_folder()
         self.encoder = CachedEncoder(encoder or make_encoder(self.config.encoder))
         self._lock = threading.RLock()
-        self.library = AdapterLibrary(self.folder / "adapters", AdapterBank(model))
+        self.library = AdapterLibrary(self.folder / "adapters",
+                                      AdapterBank(model, bank_targets(model)))
         self._facts: list[Fact] = []
         self.pending: list[str] = []  # keys whose adapters need (re)training
         self.taught: list[str] = []  # fact ids not yet in the shared adapter
@@ -247,9 +262,6 @@ class Memory:
         from week10_hydra.routing import PrototypeRouting
 
         state, _ = self.library.store.load_blob("router")
-        state = {"router": {k.removeprefix("router."): v for k, v in state.items()
-                            if k.startswith("router.")},
-                 "max_tokens": int(state["max_tokens"]), "batch_size": int(state["batch_size"])}
         self.router = PrototypeRouting.from_state(state, self.model, self.tokenizer,
                                                   self.library.bank)
 
