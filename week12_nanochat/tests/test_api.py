@@ -3,6 +3,7 @@ greedy replies equal ``engine.reply``; streamed chunks join to the reply; ``n`` 
 sampled rows; ``stop`` cuts; bad input is a 400 (or 413) in OpenAI's error shape saying what
 is valid; a client that disconnects mid-stream frees its row."""
 
+import json
 import threading
 import time
 
@@ -192,3 +193,67 @@ def test_a_client_that_disconnects_frees_its_row(chat_tok, make_llama):
         reply = app.state.batcher.finished[-1].replies[0]
     assert reply.finish_reason == "cancelled" and reply.completion_tokens < 20
     assert engine.reply("hi", Sampling(max_tokens=200)).finish_reason == "length"
+
+
+def test_the_memory_endpoints_teach_list_and_forget(tmp_path, tool_model, chat_tok):
+    from week04_modern_arch_tools import Calculator
+    from week12_nanochat.memory import Memory, MemoryConfig
+
+    memory = Memory(tmp_path / "mem", tool_model, chat_tok,
+                    MemoryConfig(encoder="hash", min_score=0.3, progress=False))
+    engine = ChatEngine(tool_model, chat_tok, tools={"calculator": Calculator()}, memory=memory)
+    question = "What is my dog called?"
+    body = {"messages": [{"role": "user", "content": question}], "temperature": 0,
+            "max_tokens": 30}
+    try:
+        with running(create_app(engine, ServeConfig(), model_id=MODEL)) as url:
+            taught = httpx.post(url + "/v1/memory", json={
+                "text": "My dog is called Ravenlo. The code for my garage is 4821.",
+                "topic": "home", "consolidate": False}).json()
+            assert [f["text"] for f in taught["facts"]] == ["My dog is called Ravenlo.",
+                                                            "The code for my garage is 4821."]
+            assert {f["topic"] for f in taught["facts"]} == {"home"} and "state" in taught["job"]
+            listed = httpx.get(url + "/v1/memory").json()
+            assert [f["id"] for f in listed["facts"]] == [f.id for f in memory.facts()]
+            got = httpx.post(url + "/v1/chat/completions", json=body).json()["choices"][0]
+            ref = engine.reply(question, Sampling(max_tokens=30))
+            assert ref.memory == "retrieval" and got["nanochat"]["memory"] == ref.memory
+            assert got["message"]["content"] == ref.text and got["nanochat"]["sources"]
+            dog = taught["facts"][0]["id"]
+            gone = httpx.delete(url + f"/v1/memory/{dog}").json()
+            assert [f["id"] for f in gone["facts"]] == [dog]
+            assert [f["text"] for f in httpx.get(url + "/v1/memory").json()["facts"]] == [
+                "The code for my garage is 4821."]
+            missing = httpx.delete(url + f"/v1/memory/{dog}")
+            assert missing.status_code == 404 and "no taught fact" in missing.json()[
+                "error"]["message"]
+            for bad, words in (({"text": "  "}, "non-empty text"),
+                               ({"text": "x.", "topic": "not a topic!"}, "topic must be"),
+                               ({"text": "x.", "colour": "red"}, "colour")):
+                r = httpx.post(url + "/v1/memory", json=bad)
+                assert r.status_code == 400 and words in r.json()["error"]["message"]
+    finally:
+        memory.close()
+
+
+@pytest.mark.xfail(strict=True, reason="Memory.forget replaces memory.store while the engine's "
+                   "Hydra keeps the store it was built with: a forgotten fact is still "
+                   "retrieved (engine.py / memory.py; the lead integrates)")
+def test_a_forgotten_fact_is_not_retrieved_again(tmp_path, tool_model, chat_tok):
+    from week12_nanochat.memory import Memory, MemoryConfig
+
+    memory = Memory(tmp_path / "mem", tool_model, chat_tok,
+                    MemoryConfig(encoder="hash", min_score=0.3, progress=False))
+    engine = ChatEngine(tool_model, chat_tok, tools={}, memory=memory)
+    try:
+        with running(create_app(engine, ServeConfig(), model_id=MODEL)) as url:
+            taught = httpx.post(url + "/v1/memory", json={
+                "text": "My dog is called Ravenlo. My cat is called Tibbles.",
+                "consolidate": False}).json()
+            httpx.delete(url + f"/v1/memory/{taught['facts'][0]['id']}").raise_for_status()
+            got = httpx.post(url + "/v1/chat/completions", json={
+                "messages": [{"role": "user", "content": "What is my dog called?"}],
+                "temperature": 0, "max_tokens": 5}).json()["choices"][0]
+        assert "Ravenlo" not in json.dumps(got["nanochat"]["sources"])
+    finally:
+        memory.close()
