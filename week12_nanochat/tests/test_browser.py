@@ -167,3 +167,35 @@ def test_stop_frees_the_row_and_an_edit_regenerates(browser, chat_tok, make_llam
         browser.save_screenshot(str(_artifact(tmp_path, "week12-page-edit.png")))
     assert users == ["hello"] and len(bubbles) == 1  # the stopped turn is gone
     assert text.strip() == engine.reply("hello", Sampling(max_tokens=256)).text
+
+
+@pytest.mark.stretch
+def test_the_memory_panel_teaches_answers_and_forgets(browser, tool_model, chat_tok, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from week12_nanochat.memory import Memory, MemoryConfig
+
+    memory = Memory(tmp_path / "mem", tool_model, chat_tok,
+                    MemoryConfig(encoder="hash", min_score=0.3, progress=False))
+    started = []  # the consolidation job is memory.py's (tested there): here, that it starts
+    memory.consolidate = lambda background=True: started.append(background)
+    engine = ChatEngine(tool_model, chat_tok, tools={}, memory=memory)
+    try:
+        with running(create_app(engine, ServeConfig(), model_id="tiny")) as url:
+            browser.get(url + "/")
+            _wait(browser, lambda d: d.find_element(By.ID, "memory-on").is_displayed())
+            browser.find_element(By.ID, "teach-text").send_keys("My dog is called Ravenlo.")
+            browser.find_element(By.ID, "teach").click()
+            _wait(browser, lambda d: "Ravenlo" in d.find_element(By.ID, "facts").text)
+            assert "consolidation:" in browser.find_element(By.ID, "job").text
+            assert started == [True] and [f.text for f in memory.facts()] == [
+                "My dog is called Ravenlo."]
+            _send(browser, "What is my dog called?")
+            _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".msg.assistant.done"))
+            meta = _bubbles(browser)[-1].find_element(By.CSS_SELECTOR, ".meta").text
+            browser.save_screenshot(str(_artifact(tmp_path, "week12-page-memory.png")))
+            browser.find_element(By.CSS_SELECTOR, "#facts .forget").click()
+            _wait(browser, lambda d: not d.find_elements(By.CSS_SELECTOR, "#facts li"))
+        assert "memory: retrieval" in meta and memory.facts() == []
+    finally:
+        memory.close()
