@@ -49,6 +49,19 @@ def test_the_command_without_a_model_says_what_to_run(capsys):
     assert "batch_size must be an int >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.core
+def test_a_memory_folder_that_is_not_a_memorys_is_refused(tmp_path, tool_model, chat_tok,
+                                                         capsys):
+    from week09_alignment.common import save_stage
+
+    save_stage(tmp_path / "sft", tool_model, chat_tok)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("not a memory")
+    assert main(["--model", str(tmp_path / "sft"), "--memory", str(tmp_path / "notes")]) == 2
+    err = capsys.readouterr().err
+    assert "the memory in" in err and "did not open" in err and "--no-memory" in err
+
+
 @pytest.mark.stretch
 def test_the_command_serves_a_saved_model(tmp_path, tool_model, chat_tok):
     from week09_alignment.common import save_stage
