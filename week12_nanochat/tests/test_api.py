@@ -117,6 +117,13 @@ def test_n_choices_are_sampled_rows_and_stop_cuts(client, engine):
     assert [c.message.content for c in got.choices] == [r.text for r in ref]
     assert len({(r.text, str(r.calls)) for r in ref}) > 1  # the rows differ
     assert got.usage.completion_tokens == sum(r.completion_tokens for r in ref)
+    chunks = list(client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi there"}], temperature=1, n=3,
+        max_tokens=30, seed=5, stream=True))
+    for j, r in enumerate(ref):  # each choice streams apart (its index) and joins to its reply
+        mine = [c.model_copy(update={"choices": [ch for ch in c.choices if ch.index == j]})
+                for c in chunks]
+        assert _joined(mine)[1:] == (r.text, r.finish_reason)
     full = [engine.reply(q, Sampling(max_tokens=60)) for q in QUESTIONS]
     q, text = max(zip(QUESTIONS, (r.text for r in full)), key=lambda p: len(p[1]))
     stop = text[len(text) // 2: len(text) // 2 + 2]
