@@ -139,6 +139,7 @@ BAD = [  # (request fields, the words the error must say)
     ({"temperature": -1}, "temperature is -1.0; valid: 0 (greedy) to 2"),
     ({"n": 9}, "n is 9; valid: 1 to 4"),
     ({"max_tokens": 1000}, "max_tokens is 1000; valid: 1 to 128"),
+    ({"max_completion_tokens": 0}, "max_completion_tokens is 0; valid: 1 to 128"),
     ({"messages": [{"role": "assistant", "content": "hi"}]}, "ends with a user message"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {
         "url": "x"}}]}]}, "only text parts"),

@@ -188,8 +188,9 @@ def parse(req: ChatCompletionRequest, config: ServeConfig, model_id: str):
                        param="temperature")
     if req.top_p is not None and not 0 < req.top_p <= 1:
         raise ApiError(400, f"top_p is {req.top_p}; valid: above 0, at most 1", param="top_p")
-    max_tokens = req.max_completion_tokens or req.max_tokens or min(256, config.max_tokens)
-    name = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
+    name = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
+    max_tokens = getattr(req, name)
+    max_tokens = min(256, config.max_tokens) if max_tokens is None else max_tokens
     if not 1 <= max_tokens <= config.max_tokens:
         raise ApiError(400, f"{name} is {max_tokens}; valid: 1 to {config.max_tokens}",
                        param=name)
