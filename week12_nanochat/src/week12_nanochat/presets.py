@@ -65,7 +65,7 @@ class SpeedrunPreset:
     sft_lr: float = 2e-3
     pretrain_mix: float = 0.25         # week09's rehearsal: a share of rows are pydocs text
     mixture: dict = field(default_factory=lambda: {"tools_per_kind": 900, "multi_turn": 300})
-    taught_facts: int = 300            # week12 teachdata facts read from retrieved memories
+    taught_facts: int = 240            # teachdata facts read from memories (it draws < 300)
     # RL (week09 GRPO on arithmetic with the calculator)
     rl: bool = True
     rl_steps: int = 20
@@ -163,7 +163,7 @@ PRESETS: dict[str, SpeedrunPreset] = {
         pretrain_data="fineweb-edu", data_limit=None, tokens_per_param=20.0, batch_size=8,
         grad_accum=4, base_lr=3e-4, optimizer="muon", warmup_steps=200, tool_rows=2,
         tool_conversations=20_000, sft_data="default,smoltalk,gsm8k", sft_steps=3000, sft_batch=8,
-        sft_lr=3e-4, mixture={"scale": 10}, taught_facts=5000, rl_steps=300,
+        sft_lr=3e-4, mixture={"scale": 10}, taught_facts=240, rl_steps=300,
         rl_prompts_per_step=32, rl_lr=1e-5, rl_max_new_tokens=128, rl_train=4000,
         eval_limit=1000, eval_gen=200, eval_max_tokens=1_000_000, eval_pairs=200,
         device="cuda", dtype="bf16", gpus=8),
