@@ -71,6 +71,7 @@ def test_sizes_stages_and_environment_are_those_of_the_run(card):
     assert report["sizes"]["sft"]["params"] == sum(p.numel() for p in model.parameters())
     stage = json.loads((out / "base" / "stage.json").read_text())["speedrun"]
     assert report["stages"]["base"]["wall_s"] == stage["wall_s"]
+    assert report["stages"]["base"]["cpu_s"] == stage["cpu_s"] > 0
     assert report["stages"]["base"]["metrics"]["params"] == report["sizes"]["base"]["params"]
     import torch
 

@@ -135,18 +135,21 @@ def render(preset: dict, scores: dict, stages: dict[str, dict], env: dict) -> st
     cfg = TaxConfig(**{k: v for k, v in scores["config"].items() if k in known})
     table = tax_table(cols, cfg, scores["sources"]).split("\n", 1)[1]
     lines += ["## Every stage measured the same way (week09's alignment tax)", table.strip(), ""]
-    lines += ["## Time per stage", "", "| stage | wall time | status | what it did |",
-              "|---|---|---|---|"]
+    lines += ["## Time per stage", "", "| stage | wall time | CPU time | status | what it did |",
+              "|---|---|---|---|---|"]
     for name, st in stages.items():
         info = st.get("metrics", {})
         what = ", ".join(f"{k} {_fmt(v)}" for k, v in info.items()
                          if isinstance(v, (int, float)) and not isinstance(v, bool))
-        lines.append(f"| {name} | {st.get('wall_s', 0):.0f} s | {st.get('status', '')} | "
-                     f"{what} |")
+        cpu = f"{st['cpu_s']:.0f} s" if "cpu_s" in st else "n/a"
+        lines.append(f"| {name} | {st.get('wall_s', 0):.0f} s | {cpu} | "
+                     f"{st.get('status', '')} | {what} |")
     total = sum(st.get("wall_s", 0) for st in stages.values())
-    lines += [f"| total | {total:.0f} s | | |", "",
+    cpu = sum(st.get("cpu_s", 0) for st in stages.values())
+    lines += [f"| total | {total:.0f} s | {cpu:.0f} s | | |", "",
               "Wall times are of the machine named below, as it was at the time (a shared CPU "
-              "makes them pessimistic).", "", "## Parameters and FLOPs", "",
+              "makes them pessimistic); CPU time is this process's, over all its threads.", "",
+              "## Parameters and FLOPs", "",
               "| model | parameters | training FLOPs per token | tokens trained | FLOPs |",
               "|---|---|---|---|---|"]
     for name, size in scores["sizes"].items():

@@ -165,9 +165,10 @@ def run_speedrun(p: SpeedrunPreset, out: str | Path | None = None, start: str | 
                 status[stage] = "skipped"
                 print(summary_line(stage, rec, "skipped, done earlier"), flush=True)
             else:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 metrics = _run_stage(stage, p, out, env, progress)
-                rec = {"done": True, "wall_s": time.perf_counter() - t0, "metrics": metrics,
+                rec = {"done": True, "wall_s": time.perf_counter() - t0,
+                       "cpu_s": time.process_time() - c0, "metrics": metrics,
                        "preset": p.name,
                        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
                 if env.is_main and stage != "chat":
