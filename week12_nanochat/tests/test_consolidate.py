@@ -224,5 +224,6 @@ def test_forget_retrains_the_topic_adapter_or_deletes_it(tmp_path, tool_model, c
     assert mem.plan("Where does Grathon live?").adapter is None
     mem.forget(fact_id=dog.id)
     mem.consolidate(background=False)
-    assert mem.library.names() == [] and mem.router is None
+    assert mem.library.names() == [] and mem.router.names == []
+    assert mem.router.route(["What is my dog called?"]) == [None]
     mem.close()

@@ -8,7 +8,7 @@ import pytest
 
 from week10_hydra.rag import rag_messages
 from week12_nanochat.engine import ChatEngine, Sampling
-from week12_nanochat.memory import Memory, MemoryConfig, split_facts
+from week12_nanochat.memory import Memory, MemoryConfig, MemoryPlan, split_facts
 from week12_nanochat.teachdata import make_facts
 
 pytestmark = pytest.mark.core
@@ -61,10 +61,10 @@ def test_teach_splits_sentences_and_plan_retrieves_the_fact_into_the_prompt(memo
     assert memory.plan("Compute 17 * 23 please").rag is False
 
 
-def test_paraphrase_retrieval_finds_the_fact_with_minilm(tmp_path, tool_model, chat_tok, minilm):
+def test_paraphrase_retrieval_finds_the_fact_with_minilm(tmp_path, make_llama, chat_tok, minilm):
     facts = make_facts(12, seed=3, split="test")
-    mem = Memory(tmp_path / "m", tool_model, chat_tok, MemoryConfig(progress=False),
-                 encoder=minilm)
+    model = make_llama(chat_tok.vocab_size, block_size=512)  # room for three sources
+    mem = Memory(tmp_path / "m", model, chat_tok, MemoryConfig(progress=False), encoder=minilm)
     for f in facts:
         mem.teach(f.text, topic=f.kind)
     found = 0
@@ -75,6 +75,13 @@ def test_paraphrase_retrieval_finds_the_fact_with_minilm(tmp_path, tool_model, c
     assert found / len(facts) >= 0.9
     assert not mem.plan("What is 12 plus 30?").rag  # arithmetic is not about the taught facts
     mem.close()
+
+
+def test_sources_that_would_overflow_the_context_are_not_retrieved(memory):
+    """A 256-token model with a 400-token vocabulary: three long facts do not fit."""
+    memory.teach(" ".join(f"My friend's {w} from the old farm by the river is called Ravenlo{w}." for w in
+                          ("dog", "cat", "parrot", "horse", "rabbit", "hamster")))
+    assert memory.plan("What is my friend's dog called?") == MemoryPlan()
 
 
 def test_forget_removes_the_fact_from_store_facts_and_plan(memory):

@@ -156,7 +156,7 @@ def record_replay(model, tokenizer, prompts: dict[str, list], tools: dict,
 # ---------------------------------------------------------------- the job
 
 
-def _plain_copy(model):
+def plain_copy(model):
     """A trainable copy of the base with no forward hooks (the bank's stay on the original)."""
     twin = copy.deepcopy(model)
     for m in twin.modules():
@@ -287,7 +287,7 @@ class Job:
         if (buf_dir / "buffer.json").exists():
             self.buffer = ReplayBuffer.load(buf_dir)
             return
-        model = _plain_copy(self.memory.model).eval()
+        model = plain_copy(self.memory.model).eval()
         recorded = record_replay(model, self.memory.tokenizer,
                                  replay_prompts(self.cfg.replay_prompts, self.cfg.seed),
                                  default_tools(repl=False), self.cfg.replay_tokens)
@@ -331,7 +331,7 @@ class Job:
 
     def _shared(self, phase, i, step0) -> None:
         mem, cfg = self.memory, self.cfg
-        model = _plain_copy(mem.model)
+        model = plain_copy(mem.model)
         torch.manual_seed(cfg.seed + i)
         ewc = EWC(cfg.ewc_lambda, online=True, gamma=0.9, max_examples=cfg.fisher_examples)
         if phase["fresh"]:
@@ -355,17 +355,19 @@ class Job:
         order = random.Random(cfg.seed + i).sample(mix, min(len(mix), cfg.fisher_examples))
         batches = (collate(order[s:s + 8], block) for s in range(0, len(order), 8))
         fisher = ewc.consolidate(model, batches, gen)
-        mem.library.save(SHARED, model, adapter=SHARED, meta={"kind": "memory-shared"})
-        mem.library.store.save_blob("ewc", {"fisher": fisher, "anchor": ewc.terms[0][1]})
+        with mem._lock:  # published: plan() sees the old adapter or the new one
+            mem.library.save(SHARED, model, adapter=SHARED, meta={"kind": "memory-shared"})
+            mem.library.store.save_blob("ewc", {"fisher": fisher, "anchor": ewc.terms[0][1]})
 
     def _topic(self, phase, i, step0) -> None:
         mem, cfg = self.memory, self.cfg
         name = f"{SHARED}/{phase['key']}"
         if not phase["facts"]:
-            if name in mem.library:
-                mem.library.delete(name)
+            with mem._lock:
+                if name in mem.library:
+                    mem.library.delete(name)
             return
-        model = _plain_copy(mem.model)
+        model = plain_copy(mem.model)
         chain = load_chain(mem.library, model, SHARED, activate=False)
         torch.manual_seed(cfg.seed + i)
         inject_lora(model, targets=self._targets(), r=cfg.lora_r, alpha=cfg.lora_alpha,
@@ -376,14 +378,14 @@ class Job:
         exs = examples_of(fact_conversations(facts, cfg.seed), mem.tokenizer,
                           mem.model.config.block_size)
         self._train(model, exs, phase, i, step0)
-        mem.library.save(name, model, adapter=name, parent=SHARED,
-                         meta={"kind": "memory-topic", "facts": [f.id for f in facts]})
+        with mem._lock:
+            mem.library.save(name, model, adapter=name, parent=SHARED,
+                             meta={"kind": "memory-topic", "facts": [f.id for f in facts]})
 
     def _clear(self, phase, i, step0) -> None:
-        lib = self.memory.library
-        if SHARED in lib:
-            lib.delete(SHARED, recursive=True)
-        self.memory.shared_stale = False
+        with self.memory._lock:
+            if SHARED in self.memory.library:
+                self.memory.library.delete(SHARED, recursive=True)
 
     def _router(self, phase, i, step0) -> None:
         from week10_hydra.routing import PrototypeRouting, RoutingConfig
@@ -395,12 +397,14 @@ class Job:
             if name in mem.library:
                 prompts.setdefault(name, []).extend(fact_prompts(_Fact(f)))
         if not prompts:
-            mem.router = None
+            with mem._lock:
+                mem.routing = None
             return
-        routing = PrototypeRouting.fit(_plain_copy(mem.model).eval(), mem.tokenizer, prompts,
+        routing = PrototypeRouting.fit(plain_copy(mem.model).eval(), mem.tokenizer, prompts,
                                        RoutingConfig(self.cfg.router_threshold))
-        mem.library.store.save_blob("router", routing.state())
-        mem._load_router()
+        with mem._lock:
+            mem.library.store.save_blob("router", routing.state())
+            mem._load_router()
 
 
 def mem_key(fact: dict) -> str:
@@ -413,5 +417,5 @@ def _Fact(d: dict):
     return Fact(**d)
 
 
-__all__ = ["Job", "fact_conversations", "fact_prompts", "examples_of", "record_replay",
+__all__ = ["Job", "plain_copy", "fact_conversations", "fact_prompts", "examples_of", "record_replay",
            "replay_prompts", "second_person"]

@@ -174,6 +174,24 @@ def make_encoder(name: str):
     return MiniLMEncoder()
 
 
+class MemoryRouter:
+    """What Hydra's ``adapter="auto"`` calls: the memory's current ``PrototypeRouting``
+    (replaced by each job; this object stays, so an engine built before a job sees the
+    new one), or the base (None) for every prompt before any topic adapter exists."""
+
+    def __init__(self, memory: Memory):
+        self.memory = memory
+
+    @property
+    def names(self) -> list[str]:
+        routing = self.memory.routing
+        return routing.names if routing is not None else []
+
+    def route(self, prompts) -> list[str | None]:
+        routing = self.memory.routing
+        return routing.route(prompts) if routing is not None else [None] * len(prompts)
+
+
 # ---------------------------------------------------------------- the memory
 
 
@@ -196,7 +214,8 @@ class Memory:
         self.taught: list[str] = []  # fact ids not yet in the shared adapter
         self.shared_stale = False  # a forgotten fact is still in the shared adapter
         self._load()
-        self.router = None
+        self.routing = None  # week10 PrototypeRouting over the topic adapters, once trained
+        self.router = MemoryRouter(self)
         self._load_router()
         from week12_nanochat.consolidate import Job
 
@@ -258,12 +277,15 @@ class Memory:
 
     def _load_router(self) -> None:
         if "router" not in self.library.store.manifest["blobs"]:
+            self.routing = None
             return
         from week10_hydra.routing import PrototypeRouting
 
         state, _ = self.library.store.load_blob("router")
-        self.router = PrototypeRouting.from_state(state, self.model, self.tokenizer,
-                                                  self.library.bank)
+        self.routing = PrototypeRouting.from_state(state, self.model, self.tokenizer,
+                                                   self.library.bank)
+        if not all(n in self.library for n in self.routing.names):  # adapters since deleted
+            self.routing = None
 
     # -- reading
     def facts(self) -> list[Fact]:
@@ -294,9 +316,11 @@ class Memory:
                 return MemoryPlan()  # no taught fact is about this: the plain model
             hits = self.store.search(question, k=RAG_K)  # what Hydra will retrieve
             shown = rag_messages([{"role": "user", "content": question}], hits, RAG_CHARS)
-            reserve = len(self.tokenizer.encode(shown[-1]["content"])) - len(
-                self.tokenizer.encode(question))
-            if self.config.route == "prototype" and self.router is not None:
+            asked = len(self.tokenizer.encode(question))
+            reserve = len(self.tokenizer.encode(shown[-1]["content"])) - asked
+            if asked + reserve + 16 > getattr(self.model.config, "block_size", 1 << 30):
+                return MemoryPlan()  # the sources would not fit the model's context
+            if self.config.route == "prototype":
                 adapter = self.router.route([question])[0]
             else:
                 fact = self._fact_of(best[0])
