@@ -244,9 +244,6 @@ def test_the_memory_endpoints_teach_list_and_forget(tmp_path, tool_model, chat_t
         memory.close()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "Memory.forget replaces memory.store while the engine's Hydra keeps the store it was "
-    "built with: a forgotten fact is still retrieved (engine.py / memory.py)"))
 def test_a_forgotten_fact_is_not_retrieved_again(tmp_path, tool_model, chat_tok):
     from week12_nanochat.memory import Memory, MemoryConfig
 

@@ -316,6 +316,8 @@ class ChatEngine:
             plans.append(plan)
             dropped.append(n)
             prompt_tokens.append(len(self.prompt_ids(kept)))
+        if self.memory is not None:  # the memory may have rebuilt its store (a forget)
+            self.hydra.store = self.memory.store
         serving = self.hydra.serve(requests, temperature=sampling.temperature,
                                    seed=sampling.seed, top_k=sampling.top_k,
                                    top_p=sampling.top_p)
