@@ -112,6 +112,7 @@ def test_a_killed_stage_resumes_exactly(smoke_run, tmp_path):
 @pytest.mark.parametrize("argv, named", [
     (["--preset", "huge"], "smoke, cpu, d20, 1b"),
     (["--preset", "smoke", "--from", "dpo"], "tokenizer, base, sft, rl, eval, report, chat"),
+    (["--preset", "smoke", "--to", "serve"], "tokenizer, base, sft, rl, eval, report, chat"),
     (["--preset", "smoke", "--pretrain-data", "no-such-corpus"], "pydocs, fineweb-edu, climbmix"),
     (["--preset", "smoke", "--sft-data", "default,ultrachat"], "default, smoltalk, gsm8k"),
 ])

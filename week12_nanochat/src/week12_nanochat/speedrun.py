@@ -2,7 +2,8 @@
 
     python -m week12_nanochat.speedrun                      # the cpu preset, ~15 min on 2 cores
     python -m week12_nanochat.speedrun --from sft           # redo SFT and every later stage
-    torchrun --nproc-per-node 8 -m week12_nanochat.speedrun --preset d20   # one 8 x H100 node
+    python -m week12_nanochat.speedrun --preset d20 --to tokenizer         # a GPU node: first
+    torchrun --nproc-per-node 8 -m week12_nanochat.speedrun --preset d20   # then 8 x H100
 
 Stages, each into ``<out>/<stage>`` (``presets.py`` sizes them, ``stages.py`` trains them):
 ``tokenizer`` (week02 BPE with the chat specials, the token shards), ``base`` (week04's Llama
@@ -15,7 +16,10 @@ from one depth knob, week03's Trainer; week11's DistributedTrainer under torchru
 Each stage's ``stage.json`` holds its wall time and metrics; a stage whose ``stage.json``
 says it finished is skipped, so a re-run continues with the first unfinished stage, and that
 stage resumes from its week03 checkpoints (``<out>/<stage>/train/checkpoints``) exactly.
-``--from STAGE`` removes ``chat.json``, then that stage's folder and every later one's.
+``--from STAGE`` removes ``chat.json``, then that stage's folder and every later one's;
+``--to STAGE`` stops after that stage. On a GPU node the tokenizer runs first in one process
+(``--to tokenizer``): under torchrun the other ranks would wait for it at a barrier, and
+NCCL gives up on a wait of more than 10 minutes.
 
 Data: ``--pretrain-data pydocs`` (offline, the default), ``fineweb-edu`` or ``climbmix`` (by
 name through ``datasets``), or a local path; ``--sft-data default,smoltalk,gsm8k`` adds
@@ -207,6 +211,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="default: <runs>/speedrun (cpu) or <runs>/speedrun-<preset>")
     p.add_argument("--from", dest="start", metavar="STAGE",
                    help=f"redo this stage and every later one: {', '.join(STAGES)}")
+    p.add_argument("--to", dest="until", metavar="STAGE", help="stop after this stage")
     p.add_argument("--pretrain-data", help="pydocs | fineweb-edu | climbmix | a local path "
                                            "(default: the preset's)")
     p.add_argument("--sft-data", help="a comma list of default | smoltalk | gsm8k (default: "
@@ -222,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown --preset {a.preset!r}; valid: {', '.join(PRESET_NAMES)}")
     if a.start is not None and a.start not in STAGES:
         parser.error(f"unknown --from stage {a.start!r}; valid: {', '.join(STAGES)}")
+    if a.until is not None and a.until not in STAGES:
+        parser.error(f"unknown --to stage {a.until!r}; valid: {', '.join(STAGES)}")
     if a.sft_data is not None and set(a.sft_data.split(",")) - set(SFT_DATA):
         parser.error(f"unknown --sft-data {a.sft_data!r}; valid: a comma list of "
                      f"{', '.join(SFT_DATA)}")
@@ -236,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     if p.device == "cuda":
         print(f"[speedrun] {plan_text(p)}", flush=True)
-    run_speedrun(p, a.out, a.start, progress=not a.no_progress)
+    run_speedrun(p, a.out, a.start, progress=not a.no_progress, until=a.until)
     return 0
 
 

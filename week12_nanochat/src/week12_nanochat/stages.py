@@ -88,7 +88,9 @@ def train_tokenizer(p, folder: Path, data: str, progress: bool = True) -> dict:
     tok = BPETokenizer.train(pretrain_texts(source, p.tokenizer_chars), p.vocab_size,
                              progress=progress)
     tok.save(folder / "tokenizer.json")
-    prepare(source, tok, folder / "data", num_workers=1, progress=progress)
+    gpu = p.device == "cuda"  # a GPU node's many cores and tiktoken's encoder (same ids)
+    prepare(source, tok, folder / "data", num_workers=None if gpu else 1, progress=progress,
+            encoder="tiktoken" if gpu else "python")
     index = json.loads((folder / "data" / "index.json").read_text())
     return {"vocab_size": tok.vocab_size, "data": data,
             "train_tokens": index["splits"]["train"]["tokens"],
