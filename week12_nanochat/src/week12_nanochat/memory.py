@@ -102,10 +102,10 @@ class MemoryConfig:
     # consolidation (consolidate.py)
     lora_r: int = 8
     lora_alpha: float = 16.0
-    shared_steps: int = 60  # steps on the shared adapter per job (new facts + replay, EWC)
-    topic_steps: int = 40  # steps per topic adapter (its facts + replay)
-    lr: float = 3e-3
-    batch_size: int = 16
+    shared_steps: int = 40  # steps on the shared adapter per job (new facts + replay, EWC)
+    topic_steps: int = 30  # steps per topic adapter (its facts + replay)
+    lr: float = 5e-3
+    batch_size: int = 8
     replay_ratio: float = 0.5  # replayed rows per batch
     replay_prompts: int = 48  # prompts the base answers once, recorded as replay
     replay_capacity: int = 256

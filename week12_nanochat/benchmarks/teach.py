@@ -1,0 +1,378 @@
+"""The mission test: teach 50 facts over 5 sessions and keep them, without forgetting the rest.
+
+``python week12_nanochat/benchmarks/teach.py`` (``make week12-bench``) teaches
+``teachdata.make_facts(50, split="test")`` in 5 sessions of 10, reopening every
+memory from its folder at the start of each session (a restart in the same
+process: a new ``Memory`` and ``ChatEngine`` from the folder). After each session
+it measures three systems IN THE SAME RUN, on the same model:
+
+- ``memory``: week12's ``Memory``: retrieval at once, then a consolidation job
+  (shared adapter with self-generated replay and EWC, topic adapters), served
+  through ``ChatEngine`` with ``memory.plan`` per request;
+- ``retrieval``: the same ``Memory`` never consolidated (retrieval only);
+- ``naive``: the facts trained into one LoRA adapter session after session
+  (the same training pairs, no replay, no EWC, no retrieval), always on.
+
+Measured after each session (and before any, session 0): recall of every fact
+taught so far asked in PARAPHRASE (``fact.paraphrases``, held out of every
+training set; ``teachdata.correct``), recall of the session-1 facts, the tool
+tasks (week05's arithmetic / string / facts held-out questions, answered with
+the tools through the same engine: the routing decides per question; for
+``memory`` also the fraction of them its plan sent to retrieval) and pydocs
+bits per byte (week09's ``pydocs_bpb``) as served: plain text never reaches a
+memory adapter, so for ``memory`` and ``retrieval`` it is the base's; for
+``memory`` also with the shared adapter forced on for all text (the
+conservative case, ``adapter_bpb``). The mission: recall
+>= 90%, and the base abilities (tool accuracy, bpb, the session-1 facts in the
+last session) within 1 point of where they started.
+
+Model: ``--model PATH`` or the newest speedrun (``engine.find_model``); with no
+speedrun yet, the dev reader (week09 ``run_sft`` from week07's tiny base on
+``teachdata.reading_conversations`` + week04 tool data, trained once into
+``<runs>/week12-dev-reader``). ``--tiny``: a random tiny model and the hash
+encoder, seconds (the test's size; figures meaningless). Writes
+``<runs>/bench/week12-teach.json`` and ``.png``.
+
+Left out: separate processes per session (the reopen is in-process) and
+facts that contradict each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
+
+from shared import runs_root, write_json_atomic
+from week03_training import TrainConfig as TrainConfig3
+from week03_training import Trainer
+from week05_eval import tool_task
+from week05_eval.generative import score
+from week06_lora import inject_lora, mark_trainable
+from week07_continual import Task
+from week07_continual import TrainConfig as TaskConfig
+from week07_continual.learner import TaskBatches
+from week12_nanochat.consolidate import examples_of, fact_conversations, plain_copy
+from week12_nanochat.engine import (
+    ChatEngine,
+    NoModel,
+    Sampling,
+    default_tools,
+    find_model,
+    load_chat,
+)
+from week12_nanochat.memory import Fact, Memory, MemoryConfig, bank_targets
+from week12_nanochat.teachdata import correct, make_facts
+
+SYSTEMS = ("memory", "retrieval", "naive")
+DEV_READER = "week12-dev-reader"
+
+
+@dataclass
+class BenchConfig:
+    facts: int = 50
+    sessions: int = 5
+    tool_questions: int = 20  # per tool kind
+    naive_steps: int = 60  # per session, on the session's facts
+    max_tokens: int = 48
+    tiny: bool = False
+    seed: int = 0
+
+
+# ---------------------------------------------------------------- the model
+
+
+def dev_reader(progress: bool = True) -> Path:
+    """The development reader (see the module docstring), trained once and cached."""
+    import json
+
+    from week09_alignment.sft import SFTConfig, run_sft
+    from week12_nanochat.teachdata import reading_conversations
+
+    out = runs_root() / DEV_READER
+    if (out / "model.safetensors").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "reading.jsonl"
+    convs = reading_conversations(make_facts(250, seed=0, split="train"), seed=0)
+    write_json_atomic(out / "reading.json", {"conversations": len(convs)})
+    data.write_text("".join(json.dumps({"messages": c}) + "\n" for c in convs))
+    cfg = SFTConfig(data=f"default,{data}", mixture={"tools_per_kind": 900, "multi_turn": 300},
+                    steps=500, pretrain_mix=0.25, eval_every=250, eval_conversations=64,
+                    tool_eval=0)
+    run_sft(cfg, init=str(runs_root() / "week07-tiny-base" / "model.safetensors"), out=out,
+            progress=progress)
+    return out
+
+
+def tiny_model():
+    """A random tiny Llama and a 400-token chat tokenizer (the tests' models)."""
+    from week04_modern_arch_tools import Llama, LlamaConfig, fit_tokenizer, make_tool_dataset
+
+    convs = [c for kind in ("arithmetic", "string", "facts") for c in make_tool_dataset(kind, 80)]
+    tok = fit_tokenizer(convs, vocab_size=400)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=tok.vocab_size, n_layer=2, n_head=4, n_kv_head=2, n_embd=32,
+                      block_size=512)  # a 400-token vocabulary spends ~270 tokens on 3 sources
+    return Llama(cfg).eval(), tok, "random tiny Llama (2 x 32), --tiny"
+
+
+def pick_model(path: str | None, progress: bool):
+    if path:
+        model, tok, where = load_chat(path)
+        return model, tok, str(where)
+    try:
+        model, tok, where = load_chat(find_model())
+        return model, tok, f"speedrun {where}"
+    except NoModel:
+        model, tok, where = load_chat(dev_reader(progress))
+        return model, tok, f"dev reader {where} (no speedrun yet)"
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def _facts_of(taught) -> list[Fact]:
+    return [Fact(f"f{i}", t.text, t.kind, "", "", list(t.questions)) for i, t in enumerate(taught)]
+
+
+def recall(engine: ChatEngine, facts, max_tokens: int) -> float:
+    """Fraction of ``facts`` answered right when asked in paraphrase (no tools)."""
+    if not facts:
+        return 0.0
+    qs = [f.paraphrases[0] for f in facts]
+    replies = engine.stream(qs, Sampling(max_tokens=max_tokens), tools=False).run()
+    return sum(correct(r.text, f) for r, f in zip(replies, facts)) / len(facts)
+
+
+def tool_scores(engine: ChatEngine, n: int, max_tokens: int) -> dict:
+    """week05's held-out tool questions answered through ``engine`` with its tools."""
+    out = {}
+    for kind in ("arithmetic", "string", "facts"):
+        exs = tool_task(kind, n=n, seed=0).examples
+        replies = engine.stream([e.question for e in exs], Sampling(max_tokens=max_tokens)).run()
+        out[kind] = sum(score(e, r.text) for e, r in zip(exs, replies)) / len(exs)
+    return out
+
+
+def routed(mem: Memory, n: int) -> float:
+    """Fraction of the tool questions the memory's plan sends to retrieval or an adapter."""
+    qs = [e.question for kind in ("arithmetic", "string", "facts")
+          for e in tool_task(kind, n=n, seed=0).examples]
+    return sum(mem.plan(q).rag for q in qs) / len(qs)
+
+
+def bpb(model, tok, tiny: bool) -> float:
+    from week09_alignment.sft import pydocs_bpb
+
+    return pydocs_bpb(model, tok, max_tokens=2000 if tiny else 20_000)
+
+
+def with_shared(mem: Memory):
+    """A week06 copy of the model with the shared memory adapter on (the base if none)."""
+    from week10_hydra.library import load_chain
+    twin = plain_copy(mem.model).eval()
+    if "memory" in mem.library:
+        load_chain(mem.library, twin, "memory", activate=True)
+    return twin
+
+
+# ---------------------------------------------------------------- naive fine-tuning
+
+
+class Naive:
+    """One LoRA adapter trained on each session's facts in turn: no replay, no EWC."""
+
+    def __init__(self, model, tok, cfg: MemoryConfig, steps: int):
+        self.tok, self.cfg, self.steps = tok, cfg, steps
+        self.model = plain_copy(model)
+        torch.manual_seed(cfg.seed)
+        inject_lora(self.model, targets=[f"^{re.escape(t)}$" for t in bank_targets(self.model)],
+                    r=cfg.lora_r, alpha=cfg.lora_alpha, adapter="naive")
+        mark_trainable(self.model, "naive")
+        self.session = 0
+
+    def learn(self, facts: list[Fact], progress: bool) -> None:
+        block = self.model.config.block_size
+        exs = examples_of(fact_conversations(facts, self.cfg.seed), self.tok, block)
+        batches = TaskBatches(Task("naive", exs, exs[:1]),
+                              TaskConfig(batch_size=self.cfg.batch_size, max_len=block),
+                              random.Random(self.session))
+        tc = TrainConfig3(steps=self.steps, batch_size=self.cfg.batch_size, block_size=block,
+                          optimizer="adamw", lr=self.cfg.lr, weight_decay=0.0,
+                          schedule="constant", warmup_steps=0, grad_clip=1.0, eval_every=0,
+                          ckpt_every=0, save_final=False, write_metrics=False,
+                          progress=progress, seed=self.session)
+        self.model.train()
+        from week07_continual.learner import ewc_loss
+
+        Trainer(self.model, batches, tc, loss_fn=ewc_loss(None),
+                params=[p for p in self.model.parameters() if p.requires_grad],
+                desc=f"naive: session {self.session + 1}").fit()
+        self.model.eval()
+        self.session += 1
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run(cfg: BenchConfig, model, tok, encoder, mcfg: MemoryConfig, folder: Path,
+        progress: bool = True) -> dict:
+    taught = make_facts(cfg.facts, seed=cfg.seed, split="test")
+    per = max(1, -(-cfg.facts // cfg.sessions))
+    sessions = [taught[i:i + per] for i in range(0, cfg.facts, per)][:cfg.sessions]
+    tools = default_tools()
+    naive = Naive(model, tok, mcfg, cfg.naive_steps)
+    rows = {s: [] for s in SYSTEMS}
+
+    def measure(session: int, engines: dict, models: dict, seen: list, t: float):
+        for name in SYSTEMS:
+            e = engines[name]
+            row = {"session": session, "recall": recall(e, seen, cfg.max_tokens),
+                   "recall_session1": recall(e, sessions[0], cfg.max_tokens) if session else 0.0,
+                   "tools": tool_scores(e, cfg.tool_questions, cfg.max_tokens),
+                   "pydocs_bpb": bpb(models[name], tok, cfg.tiny),  # as served: see adapter_bpb
+                   "consolidate_s": t if name == "memory" else 0.0}
+            row["tool_mean"] = sum(row["tools"].values()) / len(row["tools"])
+            if name == "memory" and engines["memory"].memory is not None:
+                mem = engines["memory"].memory
+                row["adapters"] = mem.library.names()
+                row["adapter_bpb"] = bpb(with_shared(mem), tok, cfg.tiny)
+                row["routed_tools"] = routed(mem, cfg.tool_questions)
+            rows[name].append(row)
+
+    base = {n: ChatEngine(model, tok, tools) for n in ("memory", "retrieval")}
+    base["naive"] = ChatEngine(naive.model, tok, tools)
+    measure(0, base, {"memory": model, "retrieval": model, "naive": naive.model}, [], 0.0)
+    seen: list = []
+    for s, batch in enumerate(tqdm(sessions, desc="sessions", disable=not progress), 1):
+        mems = {n: Memory(folder / n, model, tok, mcfg, encoder=encoder)  # reopened each session
+                for n in ("memory", "retrieval")}
+        for mem in mems.values():
+            for f in batch:
+                mem.teach(f.text, topic=f.kind, questions=f.questions)
+        t0 = time.perf_counter()
+        mems["memory"].consolidate(background=False)
+        if mems["memory"].status()["state"] != "done":
+            raise RuntimeError(f"consolidation failed: {mems['memory'].status()['error']}")
+        took = time.perf_counter() - t0
+        naive.learn(_facts_of(batch), progress)
+        seen += batch
+        engines = {n: ChatEngine(model, tok, tools, memory=m) for n, m in mems.items()}
+        engines["naive"] = ChatEngine(naive.model, tok, tools)
+        measure(s, engines, {"memory": model, "retrieval": model,
+                             "naive": naive.model}, seen, took)
+        for mem in mems.values():
+            mem.close()
+    for tool in tools.values():
+        getattr(tool, "close", lambda: None)()
+    return {"rows": rows, "checks": checks(rows)}
+
+
+def checks(rows: dict) -> dict:
+    """The mission's pass/fail per system: recall >= 0.9 in every session, and the tool mean,
+    bpb and the session-1 facts in the last session within 1 point of their start."""
+    out = {}
+    for name, rs in rows.items():
+        first, last = rs[0], rs[-1]
+        s1 = rs[1]["recall_session1"] if len(rs) > 1 else 0.0
+        out[name] = {
+            "recall_min": min(r["recall"] for r in rs[1:]) if len(rs) > 1 else 0.0,
+            "tool_drop": first["tool_mean"] - last["tool_mean"],
+            "bpb_rise": last["pydocs_bpb"] - first["pydocs_bpb"],
+            "session1_drop": s1 - last["recall_session1"]}
+        c = out[name]
+        c["pass"] = (c["recall_min"] >= 0.9 and c["tool_drop"] <= 0.01
+                     and c["bpb_rise"] <= 0.01 and c["session1_drop"] <= 0.01)
+    return out
+
+
+def table(result: dict) -> str:
+    lines = ["| system | session | recall | session-1 facts | arithmetic | string | facts "
+             "| pydocs bpb | bpb, shared adapter on | consolidate s |", "|---" * 10 + "|"]
+    for name, rs in result["rows"].items():
+        for r in rs:
+            t = r["tools"]
+            lines.append(f"| {name} | {r['session']} | {r['recall']:.2f} | "
+                         f"{r['recall_session1']:.2f} | {t['arithmetic']:.2f} | "
+                         f"{t['string']:.2f} | {t['facts']:.2f} | {r['pydocs_bpb']:.3f} | "
+                         + (f"{r['adapter_bpb']:.3f}" if "adapter_bpb" in r else "-")
+                         + f" | {r['consolidate_s']:.0f} |")
+    lines.append("")
+    for name, c in result["checks"].items():
+        lines.append(f"{name}: min recall {c['recall_min']:.2f}, tool drop {c['tool_drop']:+.3f}, "
+                     f"bpb rise {c['bpb_rise']:+.3f}, session-1 drop {c['session1_drop']:+.2f}: "
+                     f"{'PASS' if c['pass'] else 'FAIL'}")
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> Path:
+    fig = Figure(figsize=(13, 3.8))
+    panels = (("recall", "recall (paraphrase)"), ("recall_session1", "session-1 facts"),
+              ("tool_mean", "tool tasks (mean EM)"), ("pydocs_bpb", "pydocs bpb"))
+    for i, (key, title) in enumerate(panels):
+        ax = fig.add_subplot(1, 4, i + 1)
+        for name, rs in result["rows"].items():
+            ax.plot([r["session"] for r in rs], [r[key] for r in rs], marker="o", label=name)
+        ax.set_title(title)
+        ax.set_xlabel("session")
+        ax.grid(alpha=0.3)
+    fig.axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--facts", type=int, default=50)
+    p.add_argument("--sessions", type=int, default=5)
+    p.add_argument("--model", default=None, help="a chat model folder (default: the speedrun)")
+    p.add_argument("--tool-questions", type=int, default=20, help="per tool kind")
+    p.add_argument("--tiny", action="store_true", help="random tiny model, hash encoder: seconds")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    if a.facts < 1 or a.sessions < 1 or a.sessions > a.facts or a.tool_questions < 1:
+        p.error("need --facts >= --sessions >= 1 and --tool-questions >= 1")
+    progress = not a.no_progress
+    if a.tiny:
+        cfg = BenchConfig(min(a.facts, 6), min(a.sessions, 2), min(a.tool_questions, 2), 4,
+                          max_tokens=8, tiny=True)
+        model, tok, where = tiny_model()
+        mcfg = MemoryConfig(encoder="hash", min_score=0.25, progress=False, shared_steps=2,
+                            topic_steps=2, replay_prompts=3, replay_tokens=8, batch_size=4,
+                            fisher_examples=4, ckpt_every=2)
+        encoder = None
+    else:
+        cfg = BenchConfig(a.facts, a.sessions, a.tool_questions)
+        model, tok, where = pick_model(a.model, progress)
+        mcfg = MemoryConfig(progress=progress)
+        from week10_hydra.encoders import MiniLMEncoder
+
+        encoder = MiniLMEncoder()
+    out = runs_root() / "bench"
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="week12-teach-") as tmp:
+        result = run(cfg, model, tok, encoder, mcfg, Path(tmp), progress)
+    result.update(model=where, config=asdict(cfg), memory=asdict(mcfg))
+    print(f"model: {where}; {cfg.facts} facts over {cfg.sessions} sessions, recall asked in "
+          f"paraphrase; {cfg.tool_questions} tool questions per kind\n")
+    print(table(result))
+    out.mkdir(parents=True, exist_ok=True)
+    path = write_json_atomic(out / "week12-teach.json", result)
+    png = plot(result, out / "week12-teach.png")
+    print(f"\nsaved {path} and {png}")
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
