@@ -5,7 +5,11 @@ It speaks ``shared.Cache``, the one cache protocol of the project: a model's
 calls ``update(layer, k, v)`` during a forward pass, the model calls
 ``advance(n)`` after it, and week01's decoding loop drops finished rows with
 ``keep(rows)``. Rows may be left-padded (``pad``): padding keys are never read
-and each row counts its positions from its first real token.
+and each row counts its positions from its first real token. ``join(other)``
+appends the rows of another cache (new prompts, prefilled on their own) to a
+running one: the cache whose clock is behind is shifted right in time and its
+padding raised by as much, so both clocks agree, then the rows are concatenated
+(what continuous batching needs; week01's ``Decoding.add``).
 
 Storage is preallocated, (n_layer, B, n_kv_head, max_len, head_dim) for ``k``
 and for ``v``, so a decode step writes in place and reads views.
@@ -35,7 +39,8 @@ class CacheClock:
     A cache class stores its tensors, then calls ``_start(batch_size, max_len, pad, device)``;
     it implements ``batch_size``, ``update``, ``nbytes`` and ``keep`` (which calls
     ``_set_pad`` with the kept rows' padding). ``KVCache`` below and week08's ``LatentCache``
-    are the two.
+    are the two. A cache that can take rows from another implements ``join`` with
+    ``_join_clock`` and ``_aligned`` (``KVCache`` does; ``LatentCache`` does not yet).
     """
 
     def _start(self, batch_size: int, max_len: int, pad: torch.Tensor | None, device) -> None:
@@ -64,6 +69,41 @@ class CacheClock:
 
     def advance(self, n: int) -> None:
         self.pos += n
+
+    def _join_clock(self, other: CacheClock) -> tuple[int, int, int]:
+        """Check that ``other``'s rows can join; ``(pos, shift of self, shift of other)``:
+        the joined clock and how far each cache's keys move right in time."""
+        if type(other) is not type(self):
+            raise ValueError(f"a {type(self).__name__} can only join rows of another "
+                             f"{type(self).__name__}, got {type(other).__name__}")
+        pos = max(self.pos, other.pos)
+        if pos >= self.max_len:
+            raise ValueError(f"joining needs {pos + 1} of the cache's {self.max_len} positions "
+                             "(a new row's prompt and one token): the batch must drain first "
+                             "(start a new cache)")
+        return pos, pos - self.pos, pos - other.pos
+
+    def _aligned(self, mine: torch.Tensor, theirs: torch.Tensor, time_dim: int,
+                 shifts: tuple[int, int, int]) -> torch.Tensor:
+        """One storage tensor of the joined cache: ``mine`` then ``theirs`` along dim 1 (the
+        batch), each one's first ``pos`` positions moved right by its shift, ``max_len``
+        long in ``time_dim``."""
+        pos, mine_shift, their_shift = shifts
+        shape = list(mine.shape)
+        shape[1] = mine.size(1) + theirs.size(1)
+        out = mine.new_zeros(shape)
+        B = mine.size(1)
+        out.narrow(1, 0, B).narrow(time_dim, mine_shift, pos - mine_shift).copy_(
+            mine.narrow(time_dim, 0, pos - mine_shift))
+        out.narrow(1, B, theirs.size(1)).narrow(time_dim, their_shift, pos - their_shift).copy_(
+            theirs.narrow(time_dim, 0, pos - their_shift))
+        return out
+
+    def _joined_pad(self, other: CacheClock, shifts: tuple[int, int, int]) -> None:
+        pos, mine_shift, their_shift = shifts
+        self.pos = pos
+        self._set_pad(torch.cat([self.pad + mine_shift, other.pad.to(self.pad.device)
+                                 + their_shift]))
 
     def positions(self, T: int) -> torch.Tensor:
         """(B, T): each row's position of its next ``T`` tokens, from its first real token."""
@@ -140,6 +180,20 @@ class KVCache(CacheClock):
         self.k = self.k.index_select(1, rows)
         self.v = self.v.index_select(1, rows)
         self._set_pad(self.pad.index_select(0, rows))
+        self._views()
+
+    def join(self, other: KVCache) -> None:
+        """Append ``other``'s rows (a cache of the same model, e.g. new prompts just
+        prefilled) after this cache's rows, aligning the two clocks (see the module
+        docstring). Every row keeps its keys, values and positions; a ValueError if the
+        joined clock leaves no room (the batch must drain first) or the shapes differ."""
+        if isinstance(other, KVCache) and other.k.shape[0::2] != self.k.shape[0::2]:
+            raise ValueError(f"cannot join caches of different models: k {tuple(self.k.shape)} "
+                             f"vs {tuple(other.k.shape)} (n_layer, B, n_kv_head, max_len, hd)")
+        shifts = self._join_clock(other)
+        self.k = self._aligned(self.k, other.k.to(self.k), 3, shifts)
+        self.v = self._aligned(self.v, other.v.to(self.v), 3, shifts)
+        self._joined_pad(other, shifts)
         self._views()
 
 

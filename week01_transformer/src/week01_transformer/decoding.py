@@ -25,8 +25,21 @@ context, sliding a window of the last ``block_size`` tokens.
 ``generate_ids`` is the tensor-in, tensor-out form behind ``model.generate``:
 the same loop without per-row bookkeeping.
 
-Left out: speculative decoding, beam search, and adding rows to a running
-batch (week12's server batches requests that arrive together).
+Continuous batching: a ``Decoding(..., continuous=True)`` allocates its cache
+at ``block_size`` and takes new rows between any two steps with
+``add(prompts, max_new_tokens=...)`` (from the consumer while iterating, or
+from ``on_token``). At the top of the next step the new prompts are prefilled
+on their own (``model.run(..., last_only=True)``), their cache is joined to
+the running one (``KVCache.join``: the clocks are aligned by extra left
+padding) and their first logits are appended; from then on they decode like
+every other row, each up to its own ``max_new_tokens``. A row added while the
+batch is greedy makes exactly the tokens it makes alone. When the cache has no
+room for the new rows ``add`` raises ``CannotAdd`` (the caller starts a new
+batch once this one drains), as it does without a cache (``use_cache=False``)
+or for a cache that cannot ``join`` (week08's ``LatentCache``, MLA).
+
+Left out: speculative decoding, beam search, paged caches, and per-row
+generators (a sampled row's draws depend on the rows beside it).
 """
 
 from __future__ import annotations
@@ -143,6 +156,10 @@ class TokenEvent:
 OnToken = Callable[[int, int, bool], "list[int] | bool | None"]
 
 
+class CannotAdd(ValueError):
+    """Rows that cannot join this running batch; the message says why (start a new batch)."""
+
+
 def _prompt_lists(prompts) -> list[list[int]]:
     if isinstance(prompts, torch.Tensor):
         if prompts.dim() != 2 or prompts.size(1) == 0:
@@ -164,33 +181,92 @@ class Decoding:
 
     def __init__(self, model, prompts, cfg: DecodeConfig | None = None, *, tokenizer=None,
                  on_token: OnToken | None = None, generator: torch.Generator | None = None,
-                 on_keep: Callable[[torch.Tensor], None] | None = None):
+                 on_keep: Callable[[torch.Tensor], None] | None = None,
+                 continuous: bool = False):
         self.model, self.cfg = model, cfg or DecodeConfig()
-        self.on_keep = on_keep
+        self.on_keep, self.continuous = on_keep, continuous
         if self.cfg.stop_strings and tokenizer is None:
             raise ValueError("stop_strings need a tokenizer to read the text")
         self.tokenizer, self.on_token = tokenizer, on_token
-        prompts = _prompt_lists(prompts)
-        self.rows = [Row(p) for p in prompts]
         self.device = next(model.parameters()).device
         self.block = getattr(model, "block_size", None) or model.config.block_size
-        L = max(len(p) for p in prompts)
-        self.cached = (self.cfg.use_cache and hasattr(model, "new_cache")
-                       and L + self.cfg.max_new_tokens <= self.block)
-        if not hasattr(model, "run") and len({len(p) for p in prompts}) > 1:
-            raise ValueError(f"{type(model).__name__} has no run(idx, pad=...): give prompts of "
-                             "one length")
-        filler = prompts[0][0]  # any valid id: padding keys are never read
-        self.pad = torch.tensor([L - len(p) for p in prompts], device=self.device)
-        self.padded = L > min(len(p) for p in prompts)
-        self.seq = torch.tensor([[filler] * (L - len(p)) + p for p in prompts],
-                                device=self.device)  # (B, L)
+        self.rows: list[Row] = []
+        self.limits: list[int] = []  # each row's max_new_tokens
+        self.pending: list[int] = []  # rows added while decoding, joining at the next step
+        self._state = "new"  # "new" | "running" | "ended"
+        self._batch(_prompt_lists(prompts), self.cfg.max_new_tokens)
         if generator is None:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(0 if self.cfg.seed is None else self.cfg.seed)
         self.generator = generator
-        self.active = list(range(len(prompts)))  # original index of each live batch row
         self.cache = None
+
+    def _batch(self, prompts: list[list[int]], limit: int) -> None:
+        """Rows for ``prompts`` in the first batch (before decoding starts)."""
+        self.rows += [Row(p) for p in prompts]
+        self.limits += [limit] * len(prompts)
+        prompts = [r.prompt for r in self.rows]
+        L = max(len(p) for p in prompts)
+        self.cached = (self.cfg.use_cache and hasattr(self.model, "new_cache")
+                       and L + max(self.limits) <= self.block)
+        if not hasattr(self.model, "run") and len({len(p) for p in prompts}) > 1:
+            raise ValueError(f"{type(self.model).__name__} has no run(idx, pad=...): give "
+                             "prompts of one length")
+        self.pad, self.padded, self.seq = self._left_padded(prompts)
+        self.active = list(range(len(prompts)))  # original index of each live batch row
+
+    def _left_padded(self, prompts: list[list[int]]):
+        """``(pad (B,), padded, seq (B, L))`` of left-padded ``prompts``."""
+        L = max(len(p) for p in prompts)
+        filler = prompts[0][0]  # any valid id: padding keys are never read
+        pad = torch.tensor([L - len(p) for p in prompts], device=self.device)
+        seq = torch.tensor([[filler] * (L - len(p)) + p for p in prompts],
+                           device=self.device)  # (B, L)
+        return pad, L > min(len(p) for p in prompts), seq
+
+    # -- growing the batch
+    def add(self, prompts, max_new_tokens: int | None = None) -> list[int]:
+        """Add rows for ``prompts`` (see the module docstring); their indices in ``rows``.
+        ``max_new_tokens`` (default ``cfg.max_new_tokens``) is the new rows' own limit.
+        ``CannotAdd`` if the rows cannot join (no room, no cache, ended)."""
+        limit = self.cfg.max_new_tokens if max_new_tokens is None else max_new_tokens
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"max_new_tokens must be an int >= 1, got {limit!r}")
+        prompts = _prompt_lists(prompts)
+        if not self.continuous:
+            raise CannotAdd("this Decoding takes no new rows: build it with continuous=True")
+        if self._state == "ended":
+            raise CannotAdd("this decoding has ended: start a new one")
+        if not self.fits([len(p) for p in prompts], limit):
+            raise CannotAdd(f"no room for {len(prompts)} row(s) of up to {limit} new tokens "
+                            f"after prompts of up to {max(len(p) for p in prompts)} tokens: "
+                            "the batch must drain first (start a new one)")
+        first = len(self.rows)
+        if self._state == "new":
+            self._batch(prompts, limit)
+        else:
+            self.rows += [Row(p) for p in prompts]
+            self.limits += [limit] * len(prompts)
+            self.pending += range(first, len(self.rows))
+        return list(range(first, len(self.rows)))
+
+    def fits(self, lengths: list[int], max_new_tokens: int) -> bool:
+        """Whether rows with prompts of ``lengths`` tokens and ``max_new_tokens`` each can join
+        now: a cache that can ``join``, and room in it for every row to its own limit."""
+        if not (self.continuous and self.cfg.use_cache and hasattr(self.model, "new_cache")):
+            return False
+        if self._state == "new":
+            return max(max(lengths), *(len(r.prompt) for r in self.rows)) + max(
+                max_new_tokens, *self.limits) <= self.block
+        if self.cache is not None and not hasattr(self.cache, "join"):
+            return False
+        live = [b for b in (*self.active, *self.pending) if not self.rows[b].finished]
+        clock = max([self.cache.pos + 1 if self.active else 0, *lengths,
+                     *(len(self.rows[b].prompt) for b in self.pending)])
+        # after the join at ``clock``, a row needs one position per token but its last
+        need = max([max_new_tokens - 1, *(self.limits[b] - len(self.rows[b].ids) - 1
+                                          for b in live)])
+        return clock + need <= self.block and self.cached
 
     # -- the model side
     def _prefill(self) -> torch.Tensor:
@@ -199,7 +275,8 @@ class Decoding:
         if hasattr(m, "check_input"):
             m.check_input(self.seq[:, -self.block:])
         if self.cached:
-            self.cache = m.new_cache(len(self.rows), self.seq.size(1) + self.cfg.max_new_tokens,
+            room = self.block if self.continuous else self.seq.size(1) + max(self.limits)
+            self.cache = m.new_cache(self.seq.size(0), room,
                                      pad=self.pad if self.padded else None)
             return m.run(self.seq, self.cache, last_only=True)[:, -1, :]
         return self._recompute()
@@ -221,14 +298,35 @@ class Decoding:
 
     def _drop(self, keep: list[int]) -> None:
         """Keep only batch rows ``keep`` (positions in the current batch)."""
-        idx = torch.tensor(keep, device=self.device)
+        idx = torch.tensor(keep, device=self.device, dtype=torch.long)
         self.active = [self.active[j] for j in keep]
-        self.pad = self.pad.index_select(0, idx)
-        self.seq = self.seq.index_select(0, idx)
+        if not self.cached:  # the cached path reads its padding from the cache
+            self.pad = self.pad.index_select(0, idx)
+            self.seq = self.seq.index_select(0, idx)
         if self.cache is not None:
             self.cache.keep(idx)
         if self.on_keep is not None:
             self.on_keep(idx)
+
+    def _join(self, logits: torch.Tensor) -> torch.Tensor:
+        """Prefill the pending rows on their own, join their cache to the running one (or
+        start it again when the batch is empty); the logits (B + new, V)."""
+        m, rows = self.model, self.pending
+        self.pending = []
+        pad, padded, seq = self._left_padded([self.rows[b].prompt for b in rows])
+        if hasattr(m, "check_input"):
+            m.check_input(seq)
+        empty = not self.active
+        cache = m.new_cache(len(rows), self.block if empty else seq.size(1),
+                            pad=pad if padded else None)
+        first = m.run(seq, cache, last_only=True)[:, -1, :]  # (new, V)
+        if empty:
+            self.cache = cache
+        else:
+            self.cache.join(cache)
+            first = torch.cat([logits, first])
+        self.active += rows
+        return first
 
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
         c = self.cfg
@@ -248,15 +346,18 @@ class Decoding:
 
     @torch.no_grad()
     def __iter__(self) -> Iterator[list[TokenEvent]]:
-        steps = self.cfg.max_new_tokens
-        if steps == 0:
+        if self.cfg.max_new_tokens == 0:
+            self._state = "ended"
             return
         was_training = self.model.training
         self.model.eval()
         queues: dict[int, list[int]] = {}
+        self._state = "running"
         try:
             logits = self._prefill()
-            for step in range(steps):
+            while True:
+                if self.pending:
+                    logits = self._join(logits)
                 sampled = self._sample(logits)[:, 0].tolist()
                 column, events, keep = [], [], []
                 for j, b in enumerate(self.active):
@@ -275,17 +376,19 @@ class Decoding:
                             queues.setdefault(b, []).extend(int(t) for t in said)
                     if stop is not None:
                         row.finished, row.stop = True, stop
-                    else:
+                    elif len(row.ids) < self.limits[b]:
                         keep.append(j)
                     events.append(TokenEvent(b, tok, forced, stop is not None))
                 yield events
-                if step + 1 == steps or not keep:
+                if not keep and not self.pending:
                     break
                 if len(keep) < len(column):
                     column = [column[j] for j in keep]
                     self._drop(keep)
-                logits = self._feed(torch.tensor(column, device=self.device)[:, None])
+                if keep:
+                    logits = self._feed(torch.tensor(column, device=self.device)[:, None])
         finally:
+            self._state = "ended"
             self.model.train(was_training)
 
     def run(self) -> list[Row]:

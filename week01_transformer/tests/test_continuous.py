@@ -1,0 +1,158 @@
+"""Continuous batching: ``KVCache.join`` aligns two clocks, and rows added to a running
+``Decoding`` make exactly the tokens they make alone (greedy), whatever step they join at."""
+
+import pytest
+import torch
+
+from week01_transformer import GPT, DecodeConfig, Decoding, GPTConfig, KVCache, decode
+from week01_transformer.decoding import CannotAdd
+
+pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=61, block_size=64, n_layer=2, n_head=4, n_embd=32)).eval()
+
+
+def prompts(*lengths, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 61, (n,), generator=g).tolist() for n in lengths]
+
+
+def alone(model, ps, n):
+    return [decode(model, [p], DecodeConfig(max_new_tokens=n, temperature=0))[0].ids for p in ps]
+
+
+# ---------------------------------------------------------------- the cache
+
+
+@pytest.mark.parametrize("first,second", [(7, 3), (3, 7)])
+def test_join_shifts_the_cache_behind_and_keeps_every_rows_next_logits(model, first, second):
+    """The joined cache's clock is the larger one; the other cache's keys move right and its
+    padding grows by the difference; each row's next-token logits are those it had alone."""
+    a_ids, b_ids = prompts(first, second, seed=1)
+    a, b = model.new_cache(1, 40), model.new_cache(1, second)
+    with torch.no_grad():
+        model.run(torch.tensor([a_ids]), a)
+        model.run(torch.tensor([b_ids]), b)
+        ka, kb = a.k[:, :, :, :first].clone(), b.k[:, :, :, :second].clone()
+        a.join(b)
+        pos = max(first, second)
+        assert a.pos == pos and a.batch_size == 2 and a.max_len == 40
+        assert a.pad.tolist() == [pos - first, pos - second]
+        assert torch.equal(a.k[:, :1, :, pos - first:pos], ka)
+        assert torch.equal(a.k[:, 1:, :, pos - second:pos], kb)
+        nxt = torch.tensor([[5], [9]])
+        joined = model.step(nxt, a)  # (2, V)
+        for row, ids in enumerate((a_ids, b_ids)):
+            ref = model.run(torch.tensor([ids + [int(nxt[row])]]))[0, -1]
+            torch.testing.assert_close(joined[row], ref, atol=1e-5, rtol=1e-5)
+
+
+def test_join_refuses_a_clock_past_the_cache_and_another_kind_of_cache(model):
+    a, b = model.new_cache(1, 8), model.new_cache(1, 8)
+    with torch.no_grad():
+        model.run(torch.tensor([prompts(3)[0]]), a)
+        model.run(torch.tensor([prompts(8)[0]]), b)
+    with pytest.raises(ValueError, match="drain first"):
+        a.join(b)
+    other = KVCache(1, 1, 4, 8, 8)
+    with pytest.raises(ValueError, match="different models"):
+        a.join(other)
+    with pytest.raises(ValueError, match="only join rows of another KVCache"):
+        a.join(object())
+
+
+# ---------------------------------------------------------------- the loop
+
+
+@pytest.mark.parametrize("at", [0, 3, 9])
+def test_rows_added_at_any_step_make_the_tokens_they_make_alone(model, at):
+    """Prompts of 4 and 11 tokens run; at step ``at`` a 2-token prompt (shorter than the
+    clock) and a 30-token one (longer: the running rows shift) join with their own limits."""
+    ps = prompts(4, 11, 2, 30, seed=2)
+    ref = alone(model, ps, 14)
+    d = Decoding(model, ps[:2], DecodeConfig(max_new_tokens=14, temperature=0), continuous=True)
+    seen: dict[int, int] = {}  # row -> the step of its first token
+    for step, events in enumerate(d):
+        for e in events:
+            seen.setdefault(e.row, step)
+        if step == at:
+            assert d.add(ps[2:], max_new_tokens=10) == [2, 3]
+    assert [r.ids for r in d.rows[:2]] == ref[:2]
+    assert [r.ids for r in d.rows[2:]] == [r[:10] for r in ref[2:]]
+    assert seen[2] == seen[3] == at + 1  # they joined at the very next step
+
+
+def test_rows_added_from_on_token_and_before_the_start_and_after_the_batch_empties(model):
+    ps = prompts(6, 3, 9, 5, seed=3)
+    ref = alone(model, ps, 8)
+    holder = {}
+
+    def on_token(b, tok, forced):
+        if b == 0 and len(holder["d"].rows[0].ids) == 2:
+            holder["d"].add([ps[2]])  # from the hook, mid-step
+        return None
+
+    d = holder["d"] = Decoding(model, [ps[0]], DecodeConfig(max_new_tokens=8, temperature=0),
+                               on_token=on_token, continuous=True)
+    d.add([ps[1]])  # before decoding starts: part of the first batch
+    last = None
+    for events in d:
+        last = events
+        if len(d.rows) == 3 and len(d.rows[2].ids) == 8:
+            d.add([ps[3]])  # every row ends at this step: the batch restarts with this one
+    assert [r.ids for r in d.rows] == ref
+    assert [e.row for e in last] == [3]
+
+
+def test_late_rows_keep_stop_rules_and_forced_tokens(model):
+    ps = prompts(5, 8, seed=4)
+    ref = alone(model, ps, 12)
+    stop = ref[1][6]
+    forced_at = {}
+
+    def on_token(b, tok, forced):
+        if b == 1 and len(d.rows[1].ids) == 2 and 1 not in forced_at:
+            forced_at[1] = True
+            return [7, 8]
+        return None
+
+    d = Decoding(model, [ps[0]], DecodeConfig(max_new_tokens=12, temperature=0,
+                                              stop_tokens=(stop,)),
+                 on_token=on_token, continuous=True)
+    for step, _ in enumerate(d):
+        if step == 1:
+            d.add([ps[1]])
+    late = d.rows[1]
+    assert late.ids[:4] == ref[1][:2] + [7, 8] and late.forced[:4] == [False, False, True, True]
+    # after the forced tokens it decodes on from prompt + its ids (greedy, alone)
+    cont = decode(model, [ps[1] + late.ids[:4]],
+                  DecodeConfig(max_new_tokens=8, temperature=0, stop_tokens=(stop,)))[0]
+    assert late.ids[4:] == cont.ids and late.finished == cont.finished
+    first = ref[0][:ref[0].index(stop) + 1] if stop in ref[0] else ref[0]
+    assert d.rows[0].ids == first
+
+
+def test_add_refuses_clearly_when_rows_cannot_join(model):
+    cfg = DecodeConfig(max_new_tokens=5, temperature=0)
+    with pytest.raises(CannotAdd, match="continuous=True"):
+        Decoding(model, prompts(3), cfg).add(prompts(3))
+    with pytest.raises(CannotAdd, match="drain first"):
+        Decoding(model, prompts(3), DecodeConfig(max_new_tokens=5, temperature=0,
+                                                 use_cache=False), continuous=True).add(prompts(3))
+    d = Decoding(model, prompts(3), DecodeConfig(max_new_tokens=40, temperature=0),
+                 continuous=True)
+    it = iter(d)
+    next(it)
+    assert d.fits([20], 20) and not d.fits([30], 40)
+    with pytest.raises(CannotAdd, match="drain first"):
+        d.add(prompts(30), max_new_tokens=40)  # 30 + 39 positions > block_size 64
+    with pytest.raises(ValueError, match="max_new_tokens must be an int >= 1"):
+        d.add(prompts(3), max_new_tokens=0)
+    for _ in it:
+        pass
+    with pytest.raises(CannotAdd, match="has ended"):
+        d.add(prompts(3))
