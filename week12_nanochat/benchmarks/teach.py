@@ -80,9 +80,9 @@ DEV_READER = "week12-dev-reader"
 class BenchConfig:
     facts: int = 50
     sessions: int = 5
-    tool_questions: int = 20  # per tool kind
-    naive_steps: int = 60  # per session, on the session's facts
-    max_tokens: int = 48
+    tool_questions: int = 10  # per tool kind
+    naive_steps: int = 40  # per session, on the session's facts
+    max_tokens: int = 40
     tiny: bool = False
     seed: int = 0
 
@@ -173,7 +173,7 @@ def routed(mem: Memory, n: int) -> float:
 def bpb(model, tok, tiny: bool) -> float:
     from week09_alignment.sft import pydocs_bpb
 
-    return pydocs_bpb(model, tok, max_tokens=2000 if tiny else 20_000)
+    return pydocs_bpb(model, tok, max_tokens=2000 if tiny else 5000)
 
 
 def with_shared(mem: Memory):
@@ -202,7 +202,8 @@ class Naive:
 
     def learn(self, facts: list[Fact], progress: bool) -> None:
         block = self.model.config.block_size
-        exs = examples_of(fact_conversations(facts, self.cfg.seed), self.tok, block)
+        exs = examples_of(fact_conversations(facts, self.cfg.seed, self.cfg.train_reading),
+                          self.tok, block)
         batches = TaskBatches(Task("naive", exs, exs[:1]),
                               TaskConfig(batch_size=self.cfg.batch_size, max_len=block),
                               random.Random(self.session))
@@ -336,7 +337,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--facts", type=int, default=50)
     p.add_argument("--sessions", type=int, default=5)
     p.add_argument("--model", default=None, help="a chat model folder (default: the speedrun)")
-    p.add_argument("--tool-questions", type=int, default=20, help="per tool kind")
+    p.add_argument("--tool-questions", type=int, default=10, help="per tool kind")
     p.add_argument("--tiny", action="store_true", help="random tiny model, hash encoder: seconds")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)

@@ -42,7 +42,7 @@ def _teach(mem):
 def _loss(mem, facts, name):
     """Mean loss on the facts' training conversations through the bank, with ``name``'s chain
     (None: the bare base)."""
-    exs = examples_of(fact_conversations(facts), mem.tokenizer, 256)
+    exs = examples_of(fact_conversations(facts, reading=False), mem.tokenizer, 256)
     x, y = collate(exs)
     plan = mem.library.plan([name] * len(exs)) if name else None
     with torch.no_grad(), mem.library.bank.use(plan):
@@ -61,7 +61,8 @@ def test_topic_adapters_fit_their_facts_and_plan_names_them(tmp_path, tool_model
     pets = facts[:2]
     before, after = _loss(mem, pets, None), _loss(mem, pets, "memory/pet")
     assert after < 0.7 * before, (before, after)
-    assert mem.plan("What is my dog called?").adapter == "memory/pet"
+    plan = mem.plan("What is my dog called?")  # consolidated: the adapter, closed-book
+    assert (plan.adapter, plan.rag, plan.label) == ("memory/pet", False, "memory/pet")
     assert mem.plan("Where does Grathon live?").label == "memory/home"
     assert mem.status()["pending"] == [] and mem.taught == []
     # the router (week10 PrototypeRouting) holds a prototype per topic adapter, and survives
@@ -71,6 +72,10 @@ def test_topic_adapters_fit_their_facts_and_plan_names_them(tmp_path, tool_model
     assert sorted(again.router.names) == ["memory/home", "memory/pet"]
     assert sorted(again.library.names()) == sorted(mem.library.names())
     again.close()
+    both = _memory(tmp_path / "m", tool_model, chat_tok, rag_with_adapter=True, min_score=0.2)
+    plan = both.plan("What is my dog called?")
+    assert plan.adapter == "memory/pet" and plan.rag and plan.reserve > 0
+    both.close()
 
 
 @pytest.mark.core
@@ -90,7 +95,7 @@ def test_training_pairs_from_free_text():
 
 @pytest.mark.core
 def test_replay_is_what_the_model_generated_before_the_update(tmp_path, tool_model, chat_tok):
-    prompts = replay_prompts(FAST["replay_prompts"], 0)
+    prompts = replay_prompts(FAST["replay_prompts"], 0, reading=False)
     tools = default_tools(repl=False)
     before = {}
     for kind, ps in prompts.items():  # the base's own greedy replies, tools run
@@ -103,7 +108,7 @@ def test_replay_is_what_the_model_generated_before_the_update(tmp_path, tool_mod
     from week07_continual import ReplayBuffer
 
     buf = ReplayBuffer.load(tmp_path / "m" / "replay")
-    assert set(buf.counts()) == {"arithmetic", "facts", "reading"}
+    assert set(buf.counts()) == {"arithmetic", "facts"}
     for kind in prompts:
         got = [(e["ids"], e["mask"]) for e in buf.examples(kind)]
         assert got and all(g in before[kind] for g in got)

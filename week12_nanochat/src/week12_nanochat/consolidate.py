@@ -11,7 +11,9 @@ same plan (``consolidate()`` again, in this process or a new one):
    really run) and week10 RAG reading prompts over teachdata "train" facts
    (never the user's). Each prompt + the model's own reply (mask 1 on the
    tokens it sampled, 0 on the prompt and on forced tool outputs) goes into a
-   week07 ``ReplayBuffer`` (balanced over the three kinds), saved on disk.
+   week07 ``ReplayBuffer`` (balanced over the kinds), saved on disk. The reading
+   prompts (and the facts' own RAG readings) only with ``train_reading``: the
+   adapters answer closed-book by default, and long rows cost most of a step.
 2. ``shared``: the shared adapter ``memory`` (week06 LoRA over the frozen
    base) trained on the facts taught since its last job, with replayed rows
    mixed into every batch (``replay_ratio``) and week07's online EWC penalty
@@ -39,8 +41,9 @@ Training pairs from a free-text fact (``fact_conversations``): the statement
 in the second person ("My dog is X." -> "Your dog is X.") answers its given
 ``questions`` (teachdata's trained phrasings, when the teacher gave them) and
 two generic prompts about its subject ("What do you know about my dog?",
-"Tell me what I said about my dog."), each closed-book and as a week10 RAG
-reading with the fact among two others, cited (teachdata's format).
+"Tell me what I said about my dog."), each closed-book and (``train_reading``)
+as a week10 RAG reading with the fact among two others, cited (teachdata's
+format).
 
 Left out: distillation of the old adapter's outputs (replay is the base's own
 replies, EWC the weights), merging adapters into the base, and scheduling
@@ -93,14 +96,17 @@ def fact_prompts(fact) -> list[str]:
             f"Tell me what I said about {subject}."]
 
 
-def fact_conversations(facts: list, seed: int = 0) -> list[list[dict]]:
-    """Closed-book and RAG-reading conversations for every prompt of every fact."""
+def fact_conversations(facts: list, seed: int = 0, reading: bool = True) -> list[list[dict]]:
+    """Closed-book (and, with ``reading``, RAG-reading) conversations for every prompt of
+    every fact."""
     rng = random.Random(f"memory-{seed}")
     convs = []
     for fact in facts:
         reply = second_person(fact.text)
         for q in fact_prompts(fact):
             convs.append([{"role": "user", "content": q}, {"role": "assistant", "content": reply}])
+            if not reading:
+                continue
             others = rng.sample([f for f in facts if f.id != fact.id], min(2, len(facts) - 1))
             shown = others + [fact]
             rng.shuffle(shown)
@@ -125,11 +131,15 @@ def examples_of(convs: list[list[dict]], tokenizer, block_size: int) -> list[dic
 # ---------------------------------------------------------------- self-generated replay
 
 
-def replay_prompts(n: int, seed: int = 0) -> dict[str, list]:
-    """``{kind: prompts}``: ``n`` prompts split over tool arithmetic, tool facts and RAG
-    reading of teachdata train facts (conversations without their replies)."""
+def replay_prompts(n: int, seed: int = 0, reading: bool = True) -> dict[str, list]:
+    """``{kind: prompts}``: ``n`` prompts split over tool arithmetic, tool facts and (with
+    ``reading``) RAG reading of teachdata train facts (conversations without their replies)."""
     from week12_nanochat.teachdata import make_facts, reading_conversations
 
+    if not reading:
+        k = max(1, n // 2)
+        return {"arithmetic": [c[:1] for c in make_tool_dataset("arithmetic", k, seed)],
+                "facts": [c[:1] for c in make_tool_dataset("facts", n - k, seed)]}
     k = max(1, n // 3)
     return {"arithmetic": [c[:1] for c in make_tool_dataset("arithmetic", k, seed)],
             "facts": [c[:1] for c in make_tool_dataset("facts", k, seed)],
@@ -289,7 +299,8 @@ class Job:
             return
         model = plain_copy(self.memory.model).eval()
         recorded = record_replay(model, self.memory.tokenizer,
-                                 replay_prompts(self.cfg.replay_prompts, self.cfg.seed),
+                                 replay_prompts(self.cfg.replay_prompts, self.cfg.seed,
+                                                self.cfg.train_reading),
                                  default_tools(repl=False), self.cfg.replay_tokens)
         buf = ReplayBuffer(self.cfg.replay_capacity, "balanced", buf_dir, seed=self.cfg.seed)
         for kind, exs in recorded.items():
@@ -348,7 +359,8 @@ class Job:
         mark_trainable(model, SHARED)
         facts = [_Fact(f) for f in phase["facts"]]
         block = mem.model.config.block_size
-        exs = examples_of(fact_conversations(facts, cfg.seed), mem.tokenizer, block)
+        exs = examples_of(fact_conversations(facts, cfg.seed, cfg.train_reading),
+                          mem.tokenizer, block)
         self._train(model, exs, phase, i, step0, ewc)
         mix = exs + self.buffer.examples()  # the Fisher of facts and replay
         gen = torch.Generator().manual_seed(cfg.seed + i)
@@ -375,7 +387,7 @@ class Job:
         set_active_adapters(model, [*chain, name])
         mark_trainable(model, name)
         facts = [_Fact(f) for f in phase["facts"]]
-        exs = examples_of(fact_conversations(facts, cfg.seed), mem.tokenizer,
+        exs = examples_of(fact_conversations(facts, cfg.seed, cfg.train_reading), mem.tokenizer,
                           mem.model.config.block_size)
         self._train(model, exs, phase, i, step0)
         with mem._lock:
