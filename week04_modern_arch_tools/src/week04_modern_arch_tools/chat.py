@@ -38,7 +38,9 @@ stops at ``<|assistant_end|>``. A tool error, an unknown tool or a malformed
 call becomes the output text; nothing raises.
 
 ``ToolDecoding`` is the same generation as an iterator of per-step token
-events (what a server streams).
+events (what a server streams). Built with ``continuous=True`` it takes new
+prompts while it runs (``add(prompts, tools=..., max_new_tokens=...)``, week01's
+``Decoding.add``): they join at the next step and call tools like every row.
 
 Left out: multi-call parallel tool use and chat templates of other model families.
 """
@@ -48,6 +50,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from week01_transformer import DecodeConfig, Decoding
+from week01_transformer.decoding import CannotAdd
 
 SPECIALS = ("<|bos|>", "<|user_start|>", "<|user_end|>", "<|assistant_start|>",
             "<|assistant_end|>", "<|python_start|>", "<|python_end|>", "<|output_start|>",
@@ -225,22 +228,25 @@ def _prompt_ids(prompt, tokenizer) -> list[int]:
 class ToolDecoding:
     """``generate_with_tools`` as an object: iterate it for week01's per-step ``TokenEvent``
     lists (a server streams them), then read ``runs``. ``on_keep`` is passed on to the
-    decoding loop (per-row state outside the cache follows the rows that stay)."""
+    decoding loop (per-row state outside the cache follows the rows that stay);
+    ``continuous=True`` lets ``add`` put new prompts into the running batch."""
 
     def __init__(self, model, tokenizer, prompts, tools: dict, max_new_tokens: int = 256,
                  temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
                  seed: int = 0, use_cache: bool = True, max_output_tokens: int = 128,
-                 on_keep=None):
+                 on_keep=None, continuous: bool = False):
         if isinstance(prompts, (str, dict)) or (prompts and isinstance(prompts[0], int)):
             prompts = [prompts]
         self.tokenizer, self.tools, self.max_output_tokens = tokenizer, tools, max_output_tokens
         self.sp = special_ids(tokenizer)
         self.runs = [ToolRun(_prompt_ids(p, tokenizer)) for p in prompts]
         self.decoding = None
+        self.max_new_tokens = max_new_tokens
+        self._row_tools: list[dict | None] = [None] * len(self.runs)  # None: ``self.tools``
         if not self.runs:
             return
         L = max(len(r.prompt) for r in self.runs)
-        limit = model.config.block_size
+        limit = self.block_size = model.config.block_size
         if L >= limit:
             raise ValueError(f"the longest prompt has {L} tokens; the model's block_size is "
                              f"{limit}")
@@ -249,7 +255,34 @@ class ToolDecoding:
                            top_k=top_k, top_p=top_p, seed=seed, use_cache=use_cache,
                            stop_tokens=(self.sp["<|assistant_end|>"],))
         self.decoding = Decoding(model, [r.prompt for r in self.runs], cfg,
-                                 on_token=self._on_token, on_keep=on_keep)
+                                 on_token=self._on_token, on_keep=on_keep,
+                                 continuous=continuous)
+
+    def add(self, prompts, tools: dict | None = None, max_new_tokens: int | None = None
+            ) -> list[int]:
+        """Put ``prompts`` (as the constructor takes them) into the running batch; their
+        indices in ``runs``. ``tools`` (default: this decoding's) are the tools the new rows
+        may call, ``max_new_tokens`` (default: the constructor's) their own limit, cut to
+        what the block leaves after each prompt. ``CannotAdd`` (week01) when they cannot
+        join: the caller starts a new batch."""
+        if self.decoding is None:
+            raise CannotAdd("this ToolDecoding has no batch to add to (it had no prompts)")
+        if isinstance(prompts, (str, dict)) or (prompts and isinstance(prompts[0], int)):
+            prompts = [prompts]
+        new = [ToolRun(_prompt_ids(p, self.tokenizer)) for p in prompts]
+        if not new:
+            raise ValueError("add needs at least one prompt")
+        L = max(len(r.prompt) for r in new)
+        if L >= self.block_size:
+            raise ValueError(f"the longest prompt has {L} tokens; the model's block_size is "
+                             f"{self.block_size}")
+        limit = min(self.max_new_tokens if max_new_tokens is None else max_new_tokens,
+                    self.block_size - L)
+        rows = self.decoding.add([r.prompt for r in new], max_new_tokens=limit)
+        self.runs += new
+        self._in_call += [None] * len(new)
+        self._row_tools += [None if tools is None else dict(tools)] * len(new)
+        return rows
 
     def _on_token(self, b: int, tok: int, forced: bool):
         """Collect a call's tokens; when it ends, run the tool and force its output."""
@@ -259,7 +292,8 @@ class ToolDecoding:
         if tok == sp["<|python_start|>"]:
             in_call[b] = []
         elif tok == sp["<|python_end|>"] and in_call[b] is not None:
-            name, arg, out = call_tool(self.tokenizer.decode(in_call[b]), self.tools)
+            tools = self._row_tools[b] if self._row_tools[b] is not None else self.tools
+            name, arg, out = call_tool(self.tokenizer.decode(in_call[b]), tools)
             self.runs[b].calls.append(ToolCall(name, arg, out))
             in_call[b] = None
             body = self.tokenizer.encode(out)[:self.max_output_tokens]
