@@ -60,7 +60,7 @@ from week06_lora import inject_lora, mark_trainable
 from week07_continual import Task
 from week07_continual import TrainConfig as TaskConfig
 from week07_continual.learner import TaskBatches
-from week12_nanochat.consolidate import examples_of, fact_conversations, plain_copy
+from week12_nanochat.consolidate import plain_copy
 from week12_nanochat.engine import (
     ChatEngine,
     NoModel,
@@ -70,6 +70,7 @@ from week12_nanochat.engine import (
     load_chat,
 )
 from week12_nanochat.memory import Fact, Memory, MemoryConfig, bank_targets
+from week12_nanochat.memorydata import examples_of, fact_conversations
 from week12_nanochat.teachdata import correct, make_facts
 
 SYSTEMS = ("memory", "retrieval", "naive")

@@ -12,15 +12,15 @@ import torch
 
 from week04_modern_arch_tools import generate_with_tools
 from week07_continual import EWC, collate, lm_loss
-from week12_nanochat.consolidate import (
+from week12_nanochat.engine import default_tools
+from week12_nanochat.memory import Memory, MemoryConfig
+from week12_nanochat.memorydata import (
     examples_of,
     fact_conversations,
     fact_prompts,
     replay_prompts,
     second_person,
 )
-from week12_nanochat.engine import default_tools
-from week12_nanochat.memory import Memory, MemoryConfig
 
 FAST = dict(encoder="hash", min_score=0.25, progress=False, shared_steps=8, topic_steps=24,
             lr=1e-2, batch_size=8, replay_prompts=6, replay_tokens=16, replay_capacity=32,

@@ -108,7 +108,8 @@ class MemoryConfig:
     lora_r: int = 8
     lora_alpha: float = 16.0
     shared_steps: int = 40  # steps on the shared adapter per job (new facts + replay, EWC)
-    topic_steps: int = 30  # steps per topic adapter (its facts + replay)
+    topic_steps: int = 30  # steps per topic adapter (its facts + replay), at least
+    steps_per_fact: int = 10  # ... and this many per fact of the topic
     lr: float = 5e-3
     batch_size: int = 8
     replay_ratio: float = 0.5  # replayed rows per batch
@@ -130,8 +131,8 @@ class MemoryConfig:
         if not -1.0 <= self.min_score <= 1.0:
             raise ValueError(f"MemoryConfig.min_score is a cosine in [-1, 1], got "
                              f"{self.min_score}")
-        for k in ("lora_r", "shared_steps", "topic_steps", "batch_size", "replay_prompts",
-                  "replay_capacity", "replay_tokens", "fisher_examples", "ckpt_every"):
+        for k in ("lora_r", "shared_steps", "topic_steps", "steps_per_fact", "batch_size",
+                  "replay_prompts", "replay_capacity", "replay_tokens", "fisher_examples", "ckpt_every"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"MemoryConfig.{k} must be a positive int, got {v!r}")
