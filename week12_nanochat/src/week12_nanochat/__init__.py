@@ -1,10 +1,23 @@
-"""week12_nanochat: the product. Every earlier week, assembled by import.
+"""week12_nanochat: the product. Every earlier week, assembled by import; nothing copied.
 
-- ``ChatEngine``, ``Sampling``, ``ChatReply``, ``ChatEvent``: the chat model with its tools
-  and memory behind the terminal, the page and the API (``engine.py``); ``find_model`` /
-  ``load_chat``: the latest speedrun model
+- the speedrun (``speedrun.py``, ``presets.py``, ``stages.py``): ``run_speedrun`` and
+  ``python -m week12_nanochat.speedrun`` (``make speedrun``): tokenizer -> base -> SFT -> RL
+  -> eval -> report card -> chat.json, every stage resumable; ``SpeedrunPreset``, ``preset``
+  (smoke, cpu, d20, 1b from one depth knob)
+- the report card (``card.py``): ``measure``, ``write_card``, ``chat_core``
+- the engine (``engine.py``): ``ChatEngine``, ``Sampling``, ``ChatReply``, ``ChatEvent``: the
+  model with its tools and memory behind the terminal, the page and the API;
+  ``find_model`` / ``load_chat`` the latest speedrun model
+- the terminal chat (``chat.py``): ``ChatSession``, ``python -m week12_nanochat.chat``
+- the server (``serve.py``, ``api.py``, ``batcher.py``): ``create_app``, ``ServeConfig``,
+  ``running``, ``Batcher``; ``python -m week12_nanochat.serve``
+- the memory (``memory.py``, ``consolidate.py``): ``Memory``, ``MemoryConfig``, ``Fact``,
+  ``MemoryPlan``; ``teachdata.py``: the facts a user teaches, for training and the tests
 """
 
+from week12_nanochat.batcher import BatchConfig, Batcher
+from week12_nanochat.card import chat_core, measure, write_card
+from week12_nanochat.chat import ChatSession
 from week12_nanochat.engine import (
     ChatEngine,
     ChatEvent,
@@ -15,6 +28,15 @@ from week12_nanochat.engine import (
     find_model,
     load_chat,
 )
+from week12_nanochat.memory import Fact, Memory, MemoryConfig, MemoryPlan
+from week12_nanochat.presets import SpeedrunPreset, preset
+from week12_nanochat.serve import ServeConfig, create_app, running
+from week12_nanochat.speedrun import run_speedrun
+from week12_nanochat.teachdata import TaughtFact, make_facts
 
-__all__ = ["ChatEngine", "ChatEvent", "ChatReply", "NoModel", "Sampling", "default_tools",
-           "find_model", "load_chat"]
+__all__ = [
+    "run_speedrun", "SpeedrunPreset", "preset", "measure", "write_card", "chat_core",
+    "ChatEngine", "ChatEvent", "ChatReply", "NoModel", "Sampling", "default_tools", "find_model",
+    "load_chat", "ChatSession", "create_app", "ServeConfig", "running", "Batcher", "BatchConfig",
+    "Memory", "MemoryConfig", "Fact", "MemoryPlan", "TaughtFact", "make_facts",
+]
