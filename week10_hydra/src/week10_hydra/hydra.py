@@ -20,8 +20,15 @@ text delta, done) as tokens are made: what week12's server streams. When it
 ends, ``serving.replies`` holds one ``Reply`` per request. ``chat`` is
 ``serve`` for one request.
 
-Left out: adding requests to a batch that is already running (week12 batches
-requests that arrive together), per-request sampling settings within a batch
+``serve(..., continuous=True)`` gives a ``Serving`` that takes more requests
+while it decodes (``Serving.add``, week01's ``Decoding.add``): they join at the
+next step, each streaming from then on and ending at its own limit
+(``Serving.reply(i)`` is a request's reply as soon as its row is done).
+
+Left out: adding requests with adapters to a running batch, or any request to a
+batch served with adapters (the bank's plan is made once per batch; ``add``
+raises week01's ``CannotAdd`` and the caller starts a new batch), per-request
+sampling settings within a batch
 (requests with different settings are served in separate batches) and
 speculative decoding.
 """
@@ -31,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from week01_transformer.decoding import CannotAdd
 from week04_modern_arch_tools import ToolDecoding
 from week04_modern_arch_tools.chat import ToolCall, special_ids
 from week10_hydra.bank import AdapterBank, ArrowSpec
@@ -91,6 +99,10 @@ class Reply:
     # "cancelled": Serving.cancel ended it
 
 
+def _request(r) -> Request:
+    return r if isinstance(r, Request) else Request(**r) if isinstance(r, dict) else Request(r)
+
+
 def _last_user(messages: list[dict]) -> str:
     for m in reversed(messages):
         if m.get("role") == "user" and isinstance(m.get("content"), str):
@@ -123,7 +135,8 @@ class Serving:
     """One batch being decoded; iterate for ``StreamEvent``s, then read ``replies``."""
 
     def __init__(self, hydra: Hydra, requests: list[Request], temperature: float, seed: int,
-                 top_k: int | None = None, top_p: float | None = None):
+                 top_k: int | None = None, top_p: float | None = None,
+                 continuous: bool = False):
         self.hydra, self.requests = hydra, requests
         tok = hydra.tokenizer
         self.stacks = hydra._route(requests)
@@ -137,9 +150,36 @@ class Serving:
             hydra.base, tok, conversations, hydra.tools, max_new_tokens=max(limits),
             temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, limits=limits,
             row_tools=[hydra._tools_for(r) for r in requests],
-            on_keep=None if self.plan is None else self.plan.keep)
+            on_keep=None if self.plan is None else self.plan.keep, continuous=continuous)
         self.replies: list[Reply] = []
         self._texts = [""] * len(requests)
+
+    def add(self, requests) -> list[int]:
+        """Put more requests (as ``Hydra.serve`` takes them) into this running batch; their
+        indices. Only requests without adapters join, and only a batch served without them
+        (the bank's plan does not grow); else, or when the cache has no room, week01's
+        ``CannotAdd``: serve them in a new batch."""
+        reqs = [_request(r) for r in requests]
+        if not reqs:
+            raise ValueError("add needs at least one request")
+        stacks = self.hydra._route(reqs)
+        if self.plan is not None or any(s is not None for s in stacks):
+            raise CannotAdd("requests with adapters, or a batch served with adapters, cannot "
+                            "join a running batch (the bank's plan is made per batch): serve "
+                            "them in a new batch")
+        row_tools = [self.hydra._tools_for(r) for r in reqs]
+        sources = self.hydra._retrieve(reqs)
+        conversations = [self.hydra.render_rag(r.messages, hits) if r.rag else r.messages
+                         for r, hits in zip(reqs, sources)]
+        d = self.decoding
+        rows = d.add(conversations, max_new_tokens=max(r.max_new_tokens for r in reqs))
+        d.limits += [r.max_new_tokens for r in reqs]
+        d.row_tools += row_tools
+        self.requests += reqs
+        self.stacks += stacks
+        self.sources += sources
+        self._texts += [""] * len(reqs)
+        return rows
 
     def _delta(self, b: int, last: bool) -> str:
         """The new, complete text of row b since the last event (UTF-8 safe: a character
@@ -167,18 +207,22 @@ class Serving:
                                       e.done)
         self._finish()
 
+    def reply(self, i: int) -> Reply:
+        """Request ``i``'s reply as it stands (final once its row is done)."""
+        d = self.decoding
+        run, row = d.runs[i], d.decoding.rows[i]
+        run.ids, run.forced, run.finished = row.ids, row.forced, row.finished  # as week04 will
+        ended = row.finished and row.stop != "hook"  # "hook": cut by the token limit
+        reason = "stop" if ended else "length"
+        if i in d.cancelled and not ended:
+            reason = "cancelled"
+        return Reply(text=run.answer(self.hydra.tokenizer).strip(),
+                     raw=self.hydra.tokenizer.decode(row.ids), adapter=self.stacks[i],
+                     sources=self.sources[i], calls=run.calls, finished=ended,
+                     tokens=len(row.ids), finish_reason=reason)
+
     def _finish(self) -> None:
-        tok = self.hydra.tokenizer
-        self.replies = []
-        for i, (run, row, stack, hits) in enumerate(zip(
-                self.decoding.runs, self.decoding.decoding.rows, self.stacks, self.sources)):
-            ended = row.finished and row.stop != "hook"  # "hook": cut by the token limit
-            reason = "stop" if ended else "length"
-            if i in self.decoding.cancelled and not ended:
-                reason = "cancelled"
-            self.replies.append(Reply(
-                text=run.answer(tok).strip(), raw=run.text, adapter=stack, sources=hits,
-                calls=run.calls, finished=ended, tokens=len(run.ids), finish_reason=reason))
+        self.replies = [self.reply(i) for i in range(len(self.requests))]
 
     def run(self) -> list[Reply]:
         for _ in self:
@@ -262,14 +306,15 @@ class Hydra:
 
     # -- serving
     def serve(self, requests, temperature: float = 0.0, seed: int = 0, top_k: int | None = None,
-              top_p: float | None = None) -> Serving:
+              top_p: float | None = None, continuous: bool = False) -> Serving:
         """One batch for ``requests`` (``Request``s, or dicts / strings that make one), sampled
-        with one setting (week01's ``sample_next``: greedy at temperature 0)."""
-        reqs = [r if isinstance(r, Request) else
-                Request(**r) if isinstance(r, dict) else Request(r) for r in requests]
+        with one setting (week01's ``sample_next``: greedy at temperature 0);
+        ``continuous=True``: the batch takes more requests while it runs (``Serving.add``)."""
+        reqs = [_request(r) for r in requests]
         if not reqs:
             raise ValueError("serve needs at least one request")
-        return Serving(self, reqs, temperature, seed, top_k=top_k, top_p=top_p)
+        return Serving(self, reqs, temperature, seed, top_k=top_k, top_p=top_p,
+                       continuous=continuous)
 
     def chat(self, messages, adapter=None, rag: bool = False, max_new_tokens: int = 128,
              temperature: float = 0.0, seed: int = 0, tools: list[str] | None = None) -> Reply:
