@@ -188,7 +188,7 @@ class Job:
 
     def _finish(self, plan: dict) -> None:
         mem = self.memory
-        with mem._lock:
+        with mem.lock:
             now = {f.id: f for f in mem.facts()}
             for phase in plan["phases"]:
                 if phase["kind"] == "topic":
@@ -278,7 +278,7 @@ class Job:
         order = random.Random(cfg.seed + i).sample(mix, min(len(mix), cfg.fisher_examples))
         batches = (collate(order[s:s + 8], block) for s in range(0, len(order), 8))
         fisher = ewc.consolidate(model, batches, gen)
-        with mem._lock:  # published: plan() sees the old adapter or the new one
+        with mem.lock:  # published: plan() sees the old adapter or the new one
             mem.library.save(SHARED, model, adapter=SHARED, meta={"kind": "memory-shared"})
             mem.library.store.save_blob("ewc", {"fisher": fisher, "anchor": ewc.terms[0][1]})
 
@@ -286,7 +286,7 @@ class Job:
         mem, cfg = self.memory, self.cfg
         name = f"{SHARED}/{phase['key']}"
         if not phase["facts"]:
-            with mem._lock:
+            with mem.lock:
                 if name in mem.library:
                     mem.library.delete(name)
             return
@@ -301,12 +301,12 @@ class Job:
         exs = examples_of(fact_conversations(facts, cfg.seed, cfg.train_reading), mem.tokenizer,
                           mem.model.config.block_size)
         self._train(model, exs, phase, i, step0)
-        with mem._lock:
+        with mem.lock:
             mem.library.save(name, model, adapter=name, parent=SHARED,
                              meta={"kind": "memory-topic", "facts": [f.id for f in facts]})
 
     def _clear(self, phase, i, step0) -> None:
-        with self.memory._lock:
+        with self.memory.lock:
             if SHARED in self.memory.library:
                 self.memory.library.delete(SHARED, recursive=True)
 
@@ -320,12 +320,12 @@ class Job:
             if name in mem.library:
                 prompts.setdefault(name, []).extend(fact_prompts(_Fact(f)))
         if not prompts:
-            with mem._lock:
+            with mem.lock:
                 mem.routing = None
             return
         routing = PrototypeRouting.fit(plain_copy(mem.model).eval(), mem.tokenizer, prompts,
                                        RoutingConfig(self.cfg.router_threshold))
-        with mem._lock:
+        with mem.lock:
             mem.library.store.save_blob("router", routing.state())
             mem._load_router()
 

@@ -34,6 +34,11 @@ and ``job/`` (the job's week03 ``Trainer`` checkpoints). A store that does not
 match the committed facts (a save killed between the two writes) is rebuilt
 from the facts when the folder opens.
 
+Threads: ``plan``, ``teach``, ``forget`` and every publish of the background
+job hold ``memory.lock``; Hydra's own use of the library while it builds and
+decodes a batch does not, so a server that must never see an adapter swapped
+mid-batch holds ``memory.lock`` around ``engine.stream`` and its iteration.
+
 Left out: contradiction detection (a correction is ``forget`` + ``teach``),
 several processes sharing one folder, and per-user access control (``user``
 names an adapter, it does not guard one).
@@ -212,7 +217,7 @@ class Memory:
         self.config = config or MemoryConfig()
         self._check_folder()
         self.encoder = CachedEncoder(encoder or make_encoder(self.config.encoder))
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()  # held by plan, teach, forget and every publish
         self.library = AdapterLibrary(self.folder / "adapters",
                                       AdapterBank(model, bank_targets(model)))
         self._facts: list[Fact] = []
@@ -274,7 +279,7 @@ class Memory:
 
     def save(self) -> None:
         """Store first, then the facts (the commit point); see the module docstring."""
-        with self._lock:
+        with self.lock:
             self.store.save(self.folder / "store")
             write_json_atomic(self.folder / STATE_FILE, {
                 "format": FORMAT, "version": VERSION, "facts": [asdict(f) for f in self._facts],
@@ -295,7 +300,7 @@ class Memory:
 
     # -- reading
     def facts(self) -> list[Fact]:
-        with self._lock:
+        with self.lock:
             return list(self._facts)
 
     def _fact_of(self, hit) -> Fact | None:
@@ -314,7 +319,7 @@ class Memory:
         """Which adapter answers ``question`` and whether the taught facts are retrieved."""
         if not isinstance(question, str) or not question.strip():
             return MemoryPlan()
-        with self._lock:
+        with self.lock:
             if not self._facts:
                 return MemoryPlan()
             best = self.store.search(question, k=1, mode="dense")
@@ -350,7 +355,7 @@ class Memory:
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         new = [Fact(uuid.uuid4().hex[:12], s, topic, user, now, list(questions or []))
                for s in sentences]
-        with self._lock:
+        with self.lock:
             self.store.add_documents([(f.doc, f.text) for f in new])
             self._facts.extend(new)
             for f in new:
@@ -367,7 +372,7 @@ class Memory:
         the remaining facts by the next ``consolidate``."""
         if (fact_id is None) == (query is None):
             raise ValueError("forget takes exactly one of fact_id= or query=")
-        with self._lock:
+        with self.lock:
             if fact_id is not None:
                 gone = [f for f in self._facts if f.id == fact_id]
                 if not gone:
