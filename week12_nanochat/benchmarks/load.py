@@ -12,7 +12,9 @@ between them (httpx, SSE; greedy, the same settings, so the requests can share b
 the run is bounded by ``--time-limit`` seconds. Measured per server: completion tokens/s and
 requests/s over the whole run, time to first token (request sent -> first streamed word or
 tool call) and inter-token latency (the gap between streamed chunks) at p50/p95/p99, and the
-errors (must be 0). Each server runs ``--repeats`` times (default 3), alternated with the
+errors (must be 0), the batches run, the rows that joined a batch already decoding
+(the Batcher's continuous batching) and the rows per batch (the rows decoding in the batch a
+request entered, itself included; at most ``--batch-size``). Each server runs ``--repeats`` times (default 3), alternated with the
 other, and the run of median throughput is reported (the machine is shared). Prints a table and the throughput ratio (target: >= 3x at 8 clients) and
 writes the figures to ``<runs>/bench/week12-load.json`` (atomically, ``shared.save_benchmark``).
 
@@ -179,12 +181,14 @@ def measure(engine, batch_size: int, args) -> dict:
     with running(app) as url:
         with httpx.Client(timeout=60) as http:  # warm up: the first request pays for setup
             _one(http, url, PROMPTS[0], 4)
-        batches0, rows0 = app.state.batcher.batches, app.state.batcher.rows
+        b = app.state.batcher
+        before = (b.batches, b.joined, b.tickets, b.beside)
         run = drive_apart(url, args.clients, args.requests, args.max_tokens, args.time_limit)
-        batches = app.state.batcher.batches - batches0
-        rows = app.state.batcher.rows - rows0
-    return {"batch_size": batch_size, **figures(run), "batches": batches,
-            "rows_per_batch": rows / batches if batches else 0.0}
+        batches, joined, tickets, beside = (now - then for now, then in zip(
+            (b.batches, b.joined, b.tickets, b.beside), before))
+    # rows per batch: the rows decoding in the batch a request entered (joined ones included)
+    return {"batch_size": batch_size, **figures(run), "batches": batches, "joined": joined,
+            "rows_per_batch": beside / tickets if tickets else 0.0}
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -196,7 +200,7 @@ def median_run(runs: list[dict]) -> dict:
 def table(rows: list[dict]) -> str:
     cols = [("batch", "batch_size", "{}"), ("reqs", "requests", "{}"), ("err", "errors", "{}"),
             ("tok/s", "tokens_per_s", "{:.1f}"), ("req/s", "requests_per_s", "{:.2f}"),
-            ("rows/batch", "rows_per_batch", "{:.2f}"),
+            ("rows/batch", "rows_per_batch", "{:.2f}"), ("joined", "joined", "{}"),
             *[(f"ttft p{q} ms", f"ttft_ms_p{q}", "{:.0f}") for q in (50, 95, 99)],
             *[(f"itl p{q} ms", f"itl_ms_p{q}", "{:.1f}") for q in (50, 95, 99)]]
     lines = ["| " + " | ".join(c[0] for c in cols) + " |", "|" + "---|" * len(cols)]

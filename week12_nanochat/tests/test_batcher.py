@@ -1,6 +1,7 @@
 """``Batcher``: requests that wait together are answered as one ``engine.stream`` batch (the
 same replies as that batch run directly), settings that cannot share a batch run apart, a
-cancelled ticket frees its row at once, and the limits refuse clearly."""
+cancelled ticket frees its row at once, the limits refuse clearly, and (continuous batching)
+a request that arrives while a batch decodes joins it at its next token."""
 
 import threading
 
@@ -113,7 +114,9 @@ def test_a_cancelled_ticket_frees_its_row_and_the_others_are_unchanged(long_engi
 
 
 def test_the_batch_size_bounds_each_batch_and_limits_refuse(engine):
-    batcher = Batcher(engine, BatchConfig(batch_size=2, gather_ms=50, max_queue=5))
+    """Request-level batching (``continuous=False``): 5 tickets of 6 rows, 2 rows a batch."""
+    batcher = Batcher(engine, BatchConfig(batch_size=2, gather_ms=50, max_queue=5,
+                                          continuous=False))
     tickets = [batcher.submit(q, Sampling(max_tokens=10)) for q in QUESTIONS]
     tickets.append(batcher.submit("one more", Sampling(max_tokens=10), n=2))
     with pytest.raises(QueueFull, match="at most 5"):
@@ -127,3 +130,57 @@ def test_the_batch_size_bounds_each_batch_and_limits_refuse(engine):
     assert tickets[-1].batch_rows == 2 and all(r is not None for r in tickets[-1].replies)
     with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
         BatchConfig(batch_size=0)
+
+
+class _Logged:
+    """An engine whose (continuous) batches log every event in the decoding thread and pause
+    after row 0's first words until ``go`` is set (so a test submits while it decodes)."""
+
+    def __init__(self, engine):
+        self.engine, self.reached, self.go = engine, threading.Event(), threading.Event()
+        self.log: list[tuple[int, str]] = []  # (row, kind), in the order the batch made them
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def stream(self, *args, **kwargs):
+        inner, logged = self.engine.stream(*args, **kwargs), self
+
+        class Stream:
+            cancel, add = inner.cancel, inner.add
+
+            def __iter__(self):
+                for e in inner:
+                    logged.log.append((e.request, e.kind))
+                    yield e
+                    if e.request == 0 and e.kind == "text" and not logged.reached.is_set():
+                        logged.reached.set()
+                        assert logged.go.wait(30)
+
+        return Stream()
+
+
+def test_a_request_arriving_mid_batch_joins_it_and_replies_as_alone(long_engine):
+    """Token-level continuous batching: submitted while a 120-token batch decodes, a request
+    joins that batch, makes its first words before the batch's first row ends (and its
+    ``done`` does not wait for the rows that joined after it), and its greedy reply is its
+    reply alone; the batch size bounds the live rows."""
+    sampling = Sampling(max_tokens=120)
+    alone = [long_engine.reply(q, sampling) for q in ("hi", "hello there", "hey")]
+    logged = _Logged(long_engine)
+    batcher = Batcher(logged, BatchConfig(batch_size=2, gather_ms=0))
+    with batcher:
+        first = batcher.submit("hi", sampling)
+        assert logged.reached.wait(30)
+        late = batcher.submit("hello there", sampling)  # while "hi" decodes
+        third = batcher.submit("hey", sampling)  # no free row: waits for one
+        logged.go.set()
+        for t in (first, late, third):
+            _collect(t)
+    assert late.batch == first.batch == 0 and late.batch_rows == 2
+    assert [first.replies[0], late.replies[0], third.replies[0]] == alone
+    assert all(r.finish_reason == "length" for r in alone)
+    log = logged.log
+    assert log.index((1, "text")) < log.index((0, "done"))  # it streams before "hi" ends
+    assert log.index((0, "done")) < log.index((2, "text"))  # "hey" took the freed row
+    assert log.index((1, "done")) < len(log) - 1  # "hey" was still decoding then

@@ -12,13 +12,21 @@ n rows of the same conversation in the batch (sampled, the rows differ). A ticke
 client went away calls ``Ticket.cancel()``: a waiting ticket never enters a batch, a decoding
 one's rows leave their batch at their next token (week10's ``Serving.cancel``).
 
-Where batching stands: this is request-level ("static, gathered") batching, not token-level
-continuous batching. A request that arrives while a batch decodes waits for the next batch:
-week01's ``Decoding`` cannot add rows to a running batch, so a batch runs until its longest
-row ends (finished rows leave, the batch only shrinks), and a row's ``done`` (its usage and
-finish reason) comes when its batch ends. The goal is continuous batching at token
-granularity (new rows prefilled and joined to the running KV cache at any step); that needs
-a decoding loop that can grow its batch, which no week has yet.
+Where batching stands: continuous batching at token granularity (``BatchConfig.continuous``,
+on by default). A batch is a continuous ``engine.stream(..., continuous=True)``: between any
+two of its tokens the decoding thread looks at the queue, and tickets of the batch's key
+that fit its free rows (``batch_size`` minus the rows still decoding) join it at its next
+step (``ChatStream.add``: week01's ``Decoding.add`` prefills them on their own and joins
+their KV cache to the running one, without paging). A ticket that cannot join (another key,
+no free row, no room left in the batch's cache before ``block_size``, or a memory that
+serves it with an adapter) waits for the next batch, as does one that arrives when the last
+row of a batch has ended (a new batch starts with a fresh cache). ``Batcher.joined`` counts
+the rows that joined a running batch. Every row ends on its own: a ticket
+hears its ``done`` (usage, finish reason) and its end when its own rows end, not when the
+batch does. Greedy replies are the same as alone; sampled ones depend on the rows that
+share the batch (one generator per batch). ``continuous=False`` is the request-level
+batching this replaced: a batch only shrinks, and a request that arrives while it decodes
+waits for the next one.
 
 Left out: priorities and fairness between clients (first come, first served), a bound on
 how long a request waits (the server bounds the queue's length instead), and preemption.
@@ -34,6 +42,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from week01_transformer.decoding import CannotAdd
 from week12_nanochat.engine import ChatEvent, Sampling
 
 # ---------------------------------------------------------------- config and tickets
@@ -44,6 +53,7 @@ class BatchConfig:
     batch_size: int = 8  # rows per batch (a ticket with n choices takes n rows)
     gather_ms: float = 5.0  # after the first request, wait at most this long for more
     max_queue: int = 256  # tickets waiting; beyond this ``submit`` refuses (the server: 503)
+    continuous: bool = True  # waiting tickets join a running batch at its next token
 
     def __post_init__(self):
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) \
@@ -164,6 +174,9 @@ class Batcher:
         self._thread: threading.Thread | None = None
         self.batches = 0  # batches run
         self.rows = 0  # rows decoded
+        self.joined = 0  # rows that joined a batch already decoding (continuous batching)
+        self.tickets = 0  # tickets that entered a batch
+        self.beside = 0  # the sum of their batch_rows (rows decoding in the batch they entered)
         self.finished: deque = deque(maxlen=256)  # the latest tickets answered (for tests)
 
     # -- life
@@ -276,21 +289,74 @@ class Batcher:
         self.batches += 1
         self.rows += len(convs)
         first = group[0]
+        done: dict[int, int] = {}  # ticket id -> choices done
+        ended: set[int] = set()  # tickets that heard their end
+        refused: set[int] = set()  # tickets this batch could not take
         try:
-            stream = self.engine.stream(convs, first.sampling, tools=first.tools)
+            kw = {"continuous": True} if self.config.continuous else {}
+            stream = self.engine.stream(convs, first.sampling, tools=first.tools, **kw)
             row = 0
             for t in group:
                 t.batch, t.batch_rows = batch, len(convs)
                 t._attach(stream, list(range(row, row + t.n)))
                 row += t.n
+            self.tickets += len(group)
+            self.beside += len(group) * len(convs)
+            joins = self.config.continuous and hasattr(stream, "add")
             for e in stream:
                 t, j = owner[e.request]
                 if e.kind == "done":
                     t.replies[j] = e.reply
                 t._put((j, ChatEvent(j, e.kind, e.text, e.reply)))
+                if e.kind == "done":
+                    done[t.id] = done.get(t.id, 0) + 1
+                    if done[t.id] == t.n:  # its rows have all ended: it needs the batch no more
+                        ended.add(t.id)
+                        self.finished.append(t)
+                        t._put((DONE, None))
+                live = len(owner) - sum(done.values())
+                if joins and live and (self._carry or self._q.qsize()):  # (0: it is ending)
+                    group += self._join(stream, first.key(), live, owner, batch, refused)
         except Exception as exc:  # the batch failed: every client of it hears why
             for t in group:
-                t._put(("error", exc))
+                if t.id not in ended:
+                    t._put(("error", exc))
         for t in group:
-            self.finished.append(t)
-            t._put((DONE, None))
+            if t.id not in ended:
+                self.finished.append(t)
+                t._put((DONE, None))
+
+    def _join(self, stream, key: tuple, live: int, owner: list, batch: int,
+              refused: set[int]) -> list[Ticket]:
+        """Put the waiting tickets of ``key`` that fit the batch's free rows into the running
+        ``stream`` (the others wait, in order); the tickets that joined."""
+        waiting, joined = list(self._carry) + self._drain(), []
+        self._carry.clear()
+        for t in waiting:
+            if t.cancelled:
+                t._put((DONE, None))
+                continue
+            if t.key() != key or t.id in refused or live + t.n > self.config.batch_size:
+                self._carry.append(t)
+                continue
+            try:
+                rows = stream.add([t.conversation] * t.n)
+            except CannotAdd:  # no room left in its cache, or an adapter: the next batch
+                refused.add(t.id)
+                self._carry.append(t)
+                continue
+            except Exception as exc:  # its request failed, not the batch: it hears why
+                t._put(("error", exc))
+                t._put((DONE, None))
+                continue
+            for j in range(t.n):
+                owner.append((t, j))
+            live += t.n
+            self.rows += t.n
+            self.joined += t.n
+            t.batch, t.batch_rows = batch, live
+            self.tickets += 1
+            self.beside += live
+            t._attach(stream, rows)
+            joined.append(t)
+        return joined

@@ -22,9 +22,13 @@ and adds what a conversation needs:
 ``find_model`` / ``load_chat`` locate and load the latest speedrun model
 (``<runs>/speedrun*/chat.json``, written by the speedrun's last stage).
 
-Left out: requests joining a batch that is already decoding (the server's
-``Batcher`` gathers the requests that arrive together), per-request sampling
-within one batch, and the reasoning about a tool call's safety (the tools
+``stream(..., continuous=True)`` gives a ``ChatStream`` that takes more
+conversations while it decodes (``ChatStream.add``: they join the running
+batch at its next token, week10's ``Serving.add``; a request's ``done`` comes
+when its own row ends). Requests the memory serves with an adapter cannot join
+a running batch (week01's ``CannotAdd``: serve them in a new one).
+
+Left out: per-request sampling within one batch, and the reasoning about a tool call's safety (the tools
 contain themselves: week04's sandbox).
 """
 
@@ -164,11 +168,27 @@ class ChatStream:
     """One batch of conversations being answered; iterate for ``ChatEvent``s."""
 
     def __init__(self, engine: ChatEngine, serving, plans: list, dropped: list[int],
-                 prompt_tokens: list[int], sampling: Sampling):
+                 prompt_tokens: list[int], sampling: Sampling, tools: bool | list[str] = True):
         self.engine, self.serving, self.sampling = engine, serving, sampling
         self.plans, self.dropped, self.prompt_tokens = plans, dropped, prompt_tokens
+        self.tools = tools
         self.rows = [_Row() for _ in plans]
         self.replies: list[ChatReply | None] = [None] * len(plans)
+
+    def add(self, conversations) -> list[int]:
+        """Answer more conversations in this running batch (a stream made with
+        ``continuous=True``): they join at the next token, with this stream's sampling and
+        tools; their request indices. week01's ``CannotAdd`` when they cannot join (no room
+        left in the cache, or the memory serves one with an adapter): start a new batch."""
+        requests, plans, dropped, prompt_tokens = self.engine._requests(
+            conversations, self.sampling, self.tools)
+        rows = self.serving.add(requests)
+        self.plans += plans
+        self.dropped += dropped
+        self.prompt_tokens += prompt_tokens
+        self.rows += [_Row() for _ in plans]
+        self.replies += [None] * len(plans)
+        return rows
 
     def cancel(self, request: int) -> None:
         """Stop answering ``request`` (its row leaves the batch at its next token)."""
@@ -221,9 +241,14 @@ class ChatStream:
                     yield ChatEvent(e.request, self.rows[e.request].kind, rest)
                     if self.rows[e.request].kind == "text":
                         self.rows[e.request].answer += rest
-        for b, reply in enumerate(self.serving.replies):
-            self.replies[b] = self._reply(b, reply)
-            yield ChatEvent(b, "done", reply=self.replies[b])
+                # its row has ended: its reply now, not when the whole batch ends
+                self.replies[e.request] = self._reply(e.request,
+                                                      self.serving.reply(e.request))
+                yield ChatEvent(e.request, "done", reply=self.replies[e.request])
+        for b, reply in enumerate(self.serving.replies):  # rows the token limit ended
+            if self.replies[b] is None:
+                self.replies[b] = self._reply(b, reply)
+                yield ChatEvent(b, "done", reply=self.replies[b])
 
     def _reply(self, b: int, r) -> ChatReply:
         row, plan = self.rows[b], self.plans[b]
@@ -295,9 +320,21 @@ class ChatEngine:
 
     # -- answering
     def stream(self, conversations, sampling: Sampling | None = None,
-               tools: bool | list[str] = True) -> ChatStream:
-        """Answer ``conversations`` (each a user string or a list of messages) in one batch."""
+               tools: bool | list[str] = True, continuous: bool = False) -> ChatStream:
+        """Answer ``conversations`` (each a user string or a list of messages) in one batch;
+        ``continuous=True``: the batch takes more while it runs (``ChatStream.add``)."""
         sampling = sampling or Sampling()
+        requests, plans, dropped, prompt_tokens = self._requests(conversations, sampling, tools)
+        if self.memory is not None:  # the memory may have rebuilt its store (a forget)
+            self.hydra.store = self.memory.store
+        serving = self.hydra.serve(requests, temperature=sampling.temperature,
+                                   seed=sampling.seed, top_k=sampling.top_k,
+                                   top_p=sampling.top_p, continuous=continuous)
+        return ChatStream(self, serving, plans, dropped, prompt_tokens, sampling, tools)
+
+    def _requests(self, conversations, sampling: Sampling, tools: bool | list[str]):
+        """week10 ``Request``s for ``conversations``, with their memory plans, dropped
+        message counts and prompt sizes."""
         if isinstance(conversations, (str, dict)) or (
                 conversations and isinstance(conversations[0], dict)):
             conversations = [conversations]
@@ -316,12 +353,7 @@ class ChatEngine:
             plans.append(plan)
             dropped.append(n)
             prompt_tokens.append(len(self.prompt_ids(kept)))
-        if self.memory is not None:  # the memory may have rebuilt its store (a forget)
-            self.hydra.store = self.memory.store
-        serving = self.hydra.serve(requests, temperature=sampling.temperature,
-                                   seed=sampling.seed, top_k=sampling.top_k,
-                                   top_p=sampling.top_p)
-        return ChatStream(self, serving, plans, dropped, prompt_tokens, sampling)
+        return requests, plans, dropped, prompt_tokens
 
     def reply(self, conversation, sampling: Sampling | None = None,
               tools: bool | list[str] = True) -> ChatReply:
