@@ -205,6 +205,19 @@ class LatentCache(CacheClock):
         self._set_pad(self.pad.index_select(0, rows))
         self._views()
 
+    def join(self, other: LatentCache) -> None:
+        """Append ``other``'s rows after this cache's, aligning the clocks (week01's
+        ``KVCache.join``: the cache behind shifts right and its padding grows), so week01's
+        ``Decoding.add`` can put new rows into a running MLA batch."""
+        if isinstance(other, LatentCache) and (other.kv.shape[0], other.kv.shape[3]) != (
+                self.kv.shape[0], self.kv.shape[3]):
+            raise ValueError(f"cannot join caches of different models: kv {tuple(self.kv.shape)}"
+                             f" vs {tuple(other.kv.shape)} (n_layer, B, max_len, d_c + d_r)")
+        shifts = self._join_clock(other)
+        self.kv = self._aligned(self.kv, other.kv.to(self.kv), 2, shifts)
+        self._joined_pad(other, shifts)
+        self._views()
+
 
 # ---------------------------------------------------------------- attention
 
