@@ -40,7 +40,7 @@ class CacheClock:
     it implements ``batch_size``, ``update``, ``nbytes`` and ``keep`` (which calls
     ``_set_pad`` with the kept rows' padding). ``KVCache`` below and week08's ``LatentCache``
     are the two. A cache that can take rows from another implements ``join`` with
-    ``_join_clock`` and ``_aligned`` (``KVCache`` does; ``LatentCache`` does not yet).
+    ``_join_clock``, ``_aligned`` and ``_joined_pad`` (both caches do).
     """
 
     def _start(self, batch_size: int, max_len: int, pad: torch.Tensor | None, device) -> None:

@@ -36,7 +36,8 @@ every other row, each up to its own ``max_new_tokens``. A row added while the
 batch is greedy makes exactly the tokens it makes alone. When the cache has no
 room for the new rows ``add`` raises ``CannotAdd`` (the caller starts a new
 batch once this one drains), as it does without a cache (``use_cache=False``)
-or for a cache that cannot ``join`` (week08's ``LatentCache``, MLA).
+or for a cache that cannot ``join`` (week01's ``KVCache`` and week08's
+``LatentCache`` can).
 
 Left out: speculative decoding, beam search, paged caches, and per-row
 generators (a sampled row's draws depend on the rows beside it).
