@@ -123,3 +123,35 @@ def test_bad_input_gives_one_line_naming_the_valid_values(argv, named, capsys, t
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and named in err
     assert not (tmp_path / "x").exists()
+
+
+def test_schedule_runs_every_stage_after_one_that_runs():
+    """A finished stage is skipped only while nothing before it runs; --from forces its stage;
+    RL off neither runs nor breaks the chain; --to ends the plan; bad names are errors."""
+    from week12_nanochat.speedrun import schedule
+
+    everything = set(STAGES)
+    assert set(schedule(everything).values()) == {"skip"}
+    assert schedule(set()) == {s: "run" for s in STAGES}
+    holed = schedule(everything - {"sft"})  # sft lost: rl, eval, report, chat are stale
+    assert [holed[s] for s in STAGES] == ["skip", "skip", "run", "run", "run", "run", "run"]
+    assert schedule(everything, start="eval")["rl"] == "skip"
+    assert schedule(everything, start="eval")["eval"] == "run"
+    off = schedule(everything - {"rl"}, rl=False)
+    assert off["rl"] == "off" and off["eval"] == "skip"
+    assert list(schedule(set(), until="base")) == ["tokenizer", "base"]
+    with pytest.raises(ValueError, match="unknown stage 'sfft' for --from"):
+        schedule(everything, start="sfft")
+
+
+def test_a_stage_lost_in_the_middle_reruns_with_every_later_stage(smoke_run, tmp_path):
+    """Deleting the SFT model's stage.json (a lost stage) makes the next run redo SFT and every
+    stage after it, from nothing, and leave tokenizer and base untouched."""
+    out = tmp_path / "copy"
+    shutil.copytree(smoke_run[0], out)
+    base = (out / "base" / "model.safetensors").read_bytes()
+    (out / "sft" / "stage.json").unlink()
+    status = run_speedrun(preset("smoke"), out, progress=False)
+    assert status == {"tokenizer": "skipped", "base": "skipped", "sft": "ran", "rl": "ran",
+                      "eval": "ran", "report": "ran", "chat": "ran"}
+    assert (out / "base" / "model.safetensors").read_bytes() == base

@@ -54,6 +54,31 @@ READY = "chat.json"
 # ---------------------------------------------------------------- stage bookkeeping
 
 
+def schedule(finished: set[str], start: str | None = None, until: str | None = None,
+             rl: bool = True) -> dict[str, str]:
+    """What each stage will do: ``"run"``, ``"skip"`` (finished earlier, kept) or ``"off"``
+    (RL when the preset turns it off), for the stages up to ``until``.
+
+    A stage is skipped only if it finished AND nothing before it runs: a stage that runs
+    makes every later stage's inputs new, so they all run after it. ``start`` (``--from``)
+    runs that stage whatever ``finished`` says. An "off" stage neither runs nor breaks the
+    chain: the stage after it reads the one before it.
+    """
+    for name, value in (("--from", start), ("--to", until)):
+        if value is not None and value not in STAGES:
+            raise ValueError(f"unknown stage {value!r} for {name}; valid: {', '.join(STAGES)}")
+    plan, dirty = {}, False
+    for stage in STAGES:
+        if stage == "rl" and not rl:
+            plan[stage] = "off"
+        else:
+            dirty = dirty or stage == start or stage not in finished
+            plan[stage] = "run" if dirty else "skip"
+        if stage == until:
+            break
+    return plan
+
+
 def default_out(preset_name: str) -> Path:
     return runs_root() / ("speedrun" if preset_name == "cpu" else f"speedrun-{preset_name}")
 
@@ -143,18 +168,22 @@ def run_speedrun(p: SpeedrunPreset, out: str | Path | None = None, start: str | 
     stopping after ``until``; returns {stage: "ran" | "skipped" | "off"}."""
     from week11_scale.launch import barrier, cleanup, init_distributed
 
-    for name, value in (("--from", start), ("until", until)):
-        if value is not None and value not in STAGES:
-            raise ValueError(f"unknown stage {value!r} for {name}; valid: {', '.join(STAGES)}")
     out = Path(out) if out is not None else default_out(p.name)
+    plan = schedule({s for s in STAGES if stage_record(out, s) is not None}, start, until, p.rl)
     env = init_distributed("cuda" if p.device == "cuda" else "cpu")
     status: dict[str, str] = {}
     try:
-        if start is not None and env.is_main:
+        redo = [s for s, what in plan.items() if what == "run"]
+        if redo and env.is_main:
             (out / READY).unlink(missing_ok=True)        # first: no half-redone run looks done
-            for s in STAGES[STAGES.index(start):]:
+            for s in STAGES[STAGES.index(start):] if start is not None else ():
                 if s != "chat" and (out / s).exists():
                     shutil.rmtree(out / s)
+            for s in redo[1:]:  # after the first stage that runs, every input is new: a
+                if s != "chat" and (out / s).exists():  # later stage starts from nothing
+                    shutil.rmtree(out / s)  # (the first one resumes its own checkpoints)
+            if stage_record(out, redo[0]) is not None and redo[0] != "chat":
+                shutil.rmtree(out / redo[0])  # finished, yet asked to run: from nothing
         barrier()
         out.mkdir(parents=True, exist_ok=True)
         for stage in STAGES:
@@ -163,11 +192,14 @@ def run_speedrun(p: SpeedrunPreset, out: str | Path | None = None, start: str | 
                     barrier()                            # wait for rank 0's shards
                     continue
                 break
-            if stage == "rl" and not p.rl:
+            if stage not in plan:
+                break
+            if plan[stage] == "off":
                 status[stage] = "off"
-            elif (rec := stage_record(out, stage)) is not None:
+            elif plan[stage] == "skip":
                 status[stage] = "skipped"
-                print(summary_line(stage, rec, "skipped, done earlier"), flush=True)
+                print(summary_line(stage, stage_record(out, stage), "skipped, done earlier"),
+                      flush=True)
             else:
                 t0, c0 = time.perf_counter(), time.process_time()
                 metrics = _run_stage(stage, p, out, env, progress)
