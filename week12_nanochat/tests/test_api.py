@@ -262,3 +262,20 @@ def test_a_forgotten_fact_is_not_retrieved_again(tmp_path, tool_model, chat_tok)
         assert "Ravenlo" not in json.dumps(got["nanochat"]["sources"])
     finally:
         memory.close()
+
+
+def test_a_server_bug_is_a_500_in_openais_shape_that_names_it(client, monkeypatch):
+    """An exception inside a route reaches the client as a 500 in the error shape, with the
+    exception's type and message (not Starlette's bare 'Internal Server Error')."""
+    import week12_nanochat.api as api
+
+    def broken(ticket, model_id):
+        raise RuntimeError("the completion object could not be built")
+
+    monkeypatch.setattr(api, "completion", broken)
+    with pytest.raises(openai.InternalServerError) as info:
+        client.chat.completions.create(model=MODEL, max_tokens=4, temperature=0,
+                                       messages=[{"role": "user", "content": "hi"}])
+    err = info.value.body
+    assert info.value.status_code == 500 and err["type"] == "server_error"
+    assert err["message"] == "RuntimeError: the completion object could not be built"

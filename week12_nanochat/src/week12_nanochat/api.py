@@ -91,6 +91,10 @@ def install_errors(app: FastAPI) -> None:
             msg = "the body is not valid JSON: send a JSON object"
         return ApiError(400, msg, param=loc or None, code="invalid_value").response()
 
+    @app.exception_handler(Exception)
+    async def _server(request, exc: Exception):  # a bug of ours: still OpenAI's shape, named
+        return ApiError(500, f"{type(exc).__name__}: {exc}", type="server_error").response()
+
     @app.exception_handler(HTTPException)
     async def _http(request, exc: HTTPException):
         msg = (f"no route {request.method} {request.url.path}: the routes are GET /, "
