@@ -10,7 +10,8 @@ rendered conversation ending in ``<|assistant_start|>``) leaves room for the rep
 - the last message (the user's question) always stays; when it alone is too long, keep its
   END (cut its content's tokens from the front: ``self.tokenizer.encode`` / ``decode``),
   dropping the system message first if that is what it takes;
-- the room for the prompt is ``self.block_size - min(max_tokens, self.block_size // 4)``.
+- the room for the prompt is ``self.block_size - min(max_tokens, self.block_size // 4) -
+  reserve`` (``reserve``: the tokens the memory's retrieval will add to the prompt).
 
 Return ``(kept messages, how many messages were dropped)``; raise ``ValueError`` (with "ends
 with a user message" in the message) when ``messages`` is empty or does not end with a user
@@ -21,7 +22,8 @@ one). It replaces ``ChatEngine.fit`` while the engine's and the terminal chat's 
 from __future__ import annotations
 
 
-def fit(self, messages: list[dict], max_tokens: int) -> tuple[list[dict], int]:
+def fit(self, messages: list[dict], max_tokens: int, reserve: int = 0
+        ) -> tuple[list[dict], int]:
     """``(messages that fit, how many were dropped)``; ``self`` is the ``ChatEngine``."""
     raise NotImplementedError("not implemented yet: fit (drop the oldest turns until the prompt "
                               "leaves room for the reply; keep the system message and the end "

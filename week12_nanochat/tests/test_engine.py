@@ -72,6 +72,9 @@ def test_the_context_slides_instead_of_failing(engine, chat_tok):
     assert len(engine.prompt_ids(kept)) <= engine.block_size - 64
     reply = engine.reply(long, Sampling(max_tokens=64))
     assert reply.dropped == dropped and reply.prompt_tokens == len(engine.prompt_ids(kept))
+    held, _ = engine.fit(long, 64, reserve=40)  # room for the passages retrieval adds
+    assert len(engine.prompt_ids(held)) <= engine.block_size - 64 - 40 < len(
+        engine.prompt_ids(kept))
     huge = [{"role": "user", "content": "word " * 2000 + "the end"}]
     kept, _ = engine.fit(huge, 32)
     assert kept[-1]["content"].endswith("the end")

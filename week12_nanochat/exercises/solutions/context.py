@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 
-def fit(self, messages: list[dict], max_tokens: int) -> tuple[list[dict], int]:
+def fit(self, messages: list[dict], max_tokens: int, reserve: int = 0
+        ) -> tuple[list[dict], int]:
     """Drop whole turns from the front, then cut the last message's front if still too long."""
     if not messages or messages[-1].get("role") != "user":
         raise ValueError("a conversation to answer ends with a user message")
-    room = self.block_size - min(max_tokens, self.block_size // 4)
+    room = self.block_size - min(max_tokens, self.block_size // 4) - reserve
     head = messages[:1] if messages[0].get("role") == "system" else []
     rest = messages[len(head):]
     starts = [i for i, m in enumerate(rest) if m.get("role") == "user"]  # where a turn begins

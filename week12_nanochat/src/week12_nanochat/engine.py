@@ -287,13 +287,15 @@ class ChatEngine:
     def prompt_ids(self, messages: list[dict]) -> list[int]:
         return render_for_completion(messages, self.tokenizer)
 
-    def fit(self, messages: list[dict], max_tokens: int) -> tuple[list[dict], int]:
+    def fit(self, messages: list[dict], max_tokens: int, reserve: int = 0
+            ) -> tuple[list[dict], int]:
         """``(messages that fit, how many were dropped)``: the oldest turns go first (a
         leading system message stays); the prompt leaves ``max_tokens`` of the block for the
-        reply, or a quarter of the block when ``max_tokens`` is larger."""
+        reply (a quarter of the block when ``max_tokens`` is larger) and ``reserve`` tokens for
+        what the memory's retrieval will add to the prompt."""
         if not messages or messages[-1].get("role") != "user":
             raise ValueError("a conversation to answer ends with a user message")
-        room = self.block_size - min(max_tokens, self.block_size // 4)
+        room = self.block_size - min(max_tokens, self.block_size // 4) - reserve
         system = [m for m in messages[:1] if m.get("role") == "system"]
         turns = messages[len(system):]
         dropped = 0
@@ -346,7 +348,7 @@ class ChatEngine:
                 raise ValueError("a conversation ends with a user message whose content is text")
             plan = self.memory.plan(conv[-1]["content"]) if self.memory is not None else None
             # room for what the plan adds to the prompt (retrieved passages)
-            kept, n = self.fit(conv, sampling.max_tokens + int(getattr(plan, "reserve", 0)))
+            kept, n = self.fit(conv, sampling.max_tokens, int(getattr(plan, "reserve", 0)))
             requests.append(Request(kept, adapter=getattr(plan, "adapter", None),
                                     rag=bool(getattr(plan, "rag", False)),
                                     max_new_tokens=sampling.max_tokens, tools=names))
