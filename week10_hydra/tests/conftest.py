@@ -102,3 +102,20 @@ def load_bench():
         return mod
 
     return load
+
+
+@pytest.fixture
+def tool_base(chat_tok, make_llama):
+    """A tiny base (block 320) whose head favours tool calls and ends of turn: random text with
+    tool calls and rows ending at different steps."""
+    import torch
+
+    from week04_modern_arch_tools.chat import special_ids
+
+    base = make_llama(chat_tok.vocab_size, seed=1, block_size=320)
+    sp = special_ids(chat_tok)
+    with torch.no_grad():
+        for name, mult in (("<|python_start|>", 3.0), ("<|python_end|>", 3.0),
+                           ("<|assistant_end|>", 2.0)):
+            base.lm_head.weight[sp[name]] *= mult
+    return base

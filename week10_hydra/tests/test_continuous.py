@@ -2,11 +2,9 @@
 answered as if served alone; adapters cannot join (a clear ``CannotAdd``)."""
 
 import pytest
-import torch
 
 from week01_transformer.decoding import CannotAdd
 from week04_modern_arch_tools import Calculator
-from week04_modern_arch_tools.chat import special_ids
 from week10_hydra.bank import AdapterBank
 from week10_hydra.hydra import Hydra, Request
 
@@ -14,13 +12,8 @@ pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
 
 
 @pytest.fixture
-def hydra(chat_tok, make_llama, random_adapters):
-    base = make_llama(chat_tok.vocab_size, seed=1, block_size=320)
-    sp = special_ids(chat_tok)
-    with torch.no_grad():  # random text with tool calls and rows ending at different steps
-        for name, mult in (("<|python_start|>", 3.0), ("<|python_end|>", 3.0),
-                           ("<|assistant_end|>", 2.0)):
-            base.lm_head.weight[sp[name]] *= mult
+def hydra(chat_tok, tool_base, random_adapters):
+    base = tool_base
     bank = AdapterBank(base)
     bank.add_from_model("math", random_adapters(base, ["math"], ranks=[4], std=0.3))
     return Hydra(base, chat_tok, bank, tools={"calculator": Calculator()})

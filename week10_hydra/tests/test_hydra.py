@@ -4,7 +4,6 @@ if it had been served alone; the stream is the reply; clear errors for what cann
 import copy
 
 import pytest
-import torch
 
 from week04_modern_arch_tools import Calculator
 from week04_modern_arch_tools.chat import special_ids
@@ -15,13 +14,8 @@ pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
 
 
 @pytest.fixture
-def hydra(chat_tok, make_llama, random_adapters):
-    base = make_llama(chat_tok.vocab_size, seed=1, block_size=320)
-    sp = special_ids(chat_tok)
-    with torch.no_grad():  # random text with tool calls and rows ending at different steps
-        for name, mult in (("<|python_start|>", 3.0), ("<|python_end|>", 3.0),
-                           ("<|assistant_end|>", 2.0)):
-            base.lm_head.weight[sp[name]] *= mult
+def hydra(chat_tok, tool_base, random_adapters):
+    base = tool_base
     ref = random_adapters(copy.deepcopy(base), ["math", "facts", "style"], ranks=[4, 4, 8],
                           std=0.3)
     bank = AdapterBank(base)

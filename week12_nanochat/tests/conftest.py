@@ -1,5 +1,7 @@
 """week12 tests: offline, a tiny chat tokenizer and tiny models built here (no speedrun needed)."""
 
+import threading
+
 import pytest
 
 
@@ -63,3 +65,39 @@ def engine(tool_model, chat_tok):
     from week12_nanochat.engine import ChatEngine
 
     return ChatEngine(tool_model, chat_tok, tools={"calculator": Calculator()})
+
+
+class Paused:
+    """An engine whose batches pause after row 0's first words until ``go`` is set (so a
+    test cancels at a known point, not racing the decoding thread)."""
+
+    def __init__(self, engine):
+        self.engine, self.reached, self.go = engine, threading.Event(), threading.Event()
+        self.cancelled: list[int] = []  # the rows cancelled, in order
+
+    def __getattr__(self, name):  # tools, block_size, memory: the engine's
+        return getattr(self.engine, name)
+
+    def stream(self, *args, **kwargs):
+        inner = self.engine.stream(*args, **kwargs)
+        paused = self
+
+        class Stream:
+            def cancel(self, row):
+                paused.cancelled.append(row)
+                inner.cancel(row)
+
+            def __iter__(self):
+                for e in inner:
+                    yield e
+                    if e.request == 0 and e.kind == "text" and not paused.reached.is_set():
+                        paused.reached.set()
+                        assert paused.go.wait(30)
+
+        return Stream()
+
+
+@pytest.fixture
+def make_paused():
+    """``make_paused(engine)``: the engine wrapped as a ``Paused`` (see the class)."""
+    return Paused

@@ -4,7 +4,6 @@ sampled rows; ``stop`` cuts; bad input is a 400 (or 413) in OpenAI's error shape
 is valid; a client that disconnects mid-stream frees its row."""
 
 import json
-import threading
 import time
 
 import httpx
@@ -32,36 +31,6 @@ def server(engine):
 @pytest.fixture
 def client(server):
     return openai.OpenAI(base_url=server[0] + "/v1", api_key="x", max_retries=0, timeout=60)
-
-
-class _Paused:
-    """(as in test_batcher) An engine whose batches pause after row 0's first words until ``go`` is set (so a
-    test cancels at a known point, not racing the decoding thread)."""
-
-    def __init__(self, engine):
-        self.engine, self.reached, self.go = engine, threading.Event(), threading.Event()
-        self.cancelled: list[int] = []  # the rows cancelled, in order
-
-    def __getattr__(self, name):  # tools, block_size, memory: the engine's
-        return getattr(self.engine, name)
-
-    def stream(self, *args, **kwargs):
-        inner = self.engine.stream(*args, **kwargs)
-        paused = self
-
-        class Stream:
-            def cancel(self, row):
-                paused.cancelled.append(row)
-                inner.cancel(row)
-
-            def __iter__(self):
-                for e in inner:
-                    yield e
-                    if e.request == 0 and e.kind == "text" and not paused.reached.is_set():
-                        paused.reached.set()
-                        assert paused.go.wait(30)
-
-        return Stream()
 
 
 def _joined(chunks) -> tuple[str, str, str | None]:
@@ -178,9 +147,9 @@ def test_bad_input_is_a_bad_request_in_openais_error_shape(client, server):
     assert mem.status_code == 404 and "without memory" in mem.json()["error"]["message"]
 
 
-def test_a_client_that_disconnects_frees_its_row(chat_tok, make_llama):
+def test_a_client_that_disconnects_frees_its_row(chat_tok, make_llama, make_paused):
     engine = ChatEngine(make_llama(chat_tok.vocab_size, seed=0), chat_tok, tools={})
-    paused = _Paused(engine)
+    paused = make_paused(engine)
     app = create_app(paused, ServeConfig(max_tokens=200), model_id=MODEL)
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 200,
             "temperature": 0, "stream": True}

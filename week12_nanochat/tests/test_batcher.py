@@ -21,36 +21,6 @@ def long_engine(chat_tok, make_llama):
     return ChatEngine(make_llama(chat_tok.vocab_size, seed=0), chat_tok, tools={})
 
 
-class _Paused:
-    """An engine whose batches pause after row 0's first words until ``go`` is set (so a
-    test cancels at a known point, not racing the decoding thread)."""
-
-    def __init__(self, engine):
-        self.engine, self.reached, self.go = engine, threading.Event(), threading.Event()
-        self.cancelled: list[int] = []  # the rows cancelled, in order
-
-    def __getattr__(self, name):  # tools, block_size, memory: the engine's
-        return getattr(self.engine, name)
-
-    def stream(self, *args, **kwargs):
-        inner = self.engine.stream(*args, **kwargs)
-        paused = self
-
-        class Stream:
-            def cancel(self, row):
-                paused.cancelled.append(row)
-                inner.cancel(row)
-
-            def __iter__(self):
-                for e in inner:
-                    yield e
-                    if e.request == 0 and e.kind == "text" and not paused.reached.is_set():
-                        paused.reached.set()
-                        assert paused.go.wait(30)
-
-        return Stream()
-
-
 def _collect(ticket):
     texts = [""] * ticket.n
     for j, e in ticket:
@@ -91,11 +61,11 @@ def test_settings_that_cannot_share_run_apart_and_n_rows_are_sampled(engine):
     assert c.replies[0].calls == []
 
 
-def test_a_cancelled_ticket_frees_its_row_and_the_others_are_unchanged(long_engine):
+def test_a_cancelled_ticket_frees_its_row_and_the_others_are_unchanged(long_engine, make_paused):
     sampling = Sampling(max_tokens=120)
     full = long_engine.stream(["hi", "hello"], sampling).run()
     assert all(r.finish_reason == "length" for r in full)
-    paused = _Paused(long_engine)
+    paused = make_paused(long_engine)
     batcher = Batcher(paused, BatchConfig(batch_size=4, gather_ms=50))
     gone, stays = batcher.submit("hi", sampling), batcher.submit("hello", sampling)
     never = batcher.submit("hey", sampling)

@@ -27,6 +27,7 @@ from week12_nanochat.engine import (
     default_tools,
     find_model,
     load_chat,
+    open_engine,
 )
 from week12_nanochat.memory import Fact, Memory, MemoryConfig, MemoryPlan
 from week12_nanochat.presets import SpeedrunPreset, preset
@@ -37,6 +38,6 @@ from week12_nanochat.teachdata import TaughtFact, make_facts
 __all__ = [
     "run_speedrun", "SpeedrunPreset", "preset", "measure", "write_card", "chat_core",
     "ChatEngine", "ChatEvent", "ChatReply", "NoModel", "Sampling", "default_tools", "find_model",
-    "load_chat", "ChatSession", "create_app", "ServeConfig", "running", "Batcher", "BatchConfig",
+    "load_chat", "open_engine", "ChatSession", "create_app", "ServeConfig", "running", "Batcher", "BatchConfig",
     "Memory", "MemoryConfig", "Fact", "MemoryPlan", "TaughtFact", "make_facts",
 ]

@@ -30,9 +30,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from week12_nanochat.engine import ChatEngine, NoModel, Sampling, default_tools, load_chat
+from week12_nanochat.engine import ChatEngine, NoModel, Sampling, open_engine
 
 HELP = __doc__[__doc__.index("    /clear"):__doc__.index("``ChatSession``")].rstrip()
 _COLOURS = {"call": "\033[36m", "output": "\033[33m", "info": "\033[2m", "end": "\033[0m"}
@@ -168,25 +167,14 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
-def build_engine(model: str | None, memory: str | None, repl: bool = True) -> ChatEngine:
-    """The engine the terminal and the server share: model, tools, memory."""
-    m, tok, _ = load_chat(model)
-    mem = None
-    if memory:
-        from week12_nanochat.memory import Memory
-
-        mem = Memory(Path(memory), m, tok)
-    return ChatEngine(m, tok, tools=default_tools(repl=repl), memory=mem)
-
-
 def main(argv: list[str] | None = None) -> int:
     a = make_parser().parse_args(argv)
     if a.temperature < 0 or a.max_tokens <= 0:
         print("error: --temperature must be >= 0 and --max-tokens > 0", file=sys.stderr)
         return 2
     try:
-        engine = build_engine(a.model, a.memory, repl=not a.no_repl)
-    except NoModel as e:
+        engine, _ = open_engine(a.model, a.memory, repl=not a.no_repl)
+    except (NoModel, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     session = ChatSession(engine, colour=sys.stdout.isatty(),

@@ -83,6 +83,26 @@ def load_chat(path: str | os.PathLike | None = None):
     return model.eval(), tokenizer, path
 
 
+def open_engine(model: str | os.PathLike | None = None, memory: str | os.PathLike | None = None,
+                repl: bool = True):
+    """``(ChatEngine, model path)``: what the terminal and the server open. ``model``: a stage
+    folder (default: the latest speedrun's model, ``NoModel`` saying what to run without one);
+    ``memory``: a memory folder (``week12_nanochat.memory.Memory``), None for none; ``repl``:
+    the sandboxed Python tool. A memory folder that does not open is a ``ValueError`` naming
+    the folder and why."""
+    m, tok, path = load_chat(model)
+    mem = None
+    if memory is not None:
+        from week12_nanochat.memory import Memory
+
+        try:
+            mem = Memory(Path(memory), m, tok)
+        except Exception as e:  # a folder written by something else, an encoder not cached...
+            raise ValueError(f"the memory in {memory} did not open ({type(e).__name__}: {e}); "
+                             "give another memory folder or start without one") from e
+    return ChatEngine(m, tok, tools=default_tools(repl=repl), memory=mem), path
+
+
 def default_tools(repl: bool = True, world_seed: int = 0) -> dict:
     """The tools the speedrun trained with: week04's ``Calculator``, the sandboxed
     ``PythonREPL`` (left out, with no error, where the kernel cannot contain it: ask

@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from shared import runs_root
-    from week12_nanochat.engine import ChatEngine, default_tools, load_chat
+    from week12_nanochat.engine import open_engine
 
     a = make_parser().parse_args(argv)
     try:
@@ -198,21 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_memory and importlib.util.find_spec("week12_nanochat.memory") is not None:
         memory = a.memory or str(runs_root() / "memory")
     try:
-        model, tokenizer, path = load_chat(a.model)
+        engine, path = open_engine(a.model, memory, repl=not a.no_repl)
     except NoModel as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    mem = None
-    if memory is not None:
-        from week12_nanochat.memory import Memory
-
-        try:
-            mem = Memory(Path(memory), model, tokenizer)
-        except Exception as e:  # a folder written by something else, an encoder not cached...
-            print(f"error: the memory in {memory} did not open ({type(e).__name__}: {e}); "
-                  "give another --memory DIR or start with --no-memory", file=sys.stderr)
-            return 2
-    engine = ChatEngine(model, tokenizer, tools=default_tools(repl=not a.no_repl), memory=mem)
+    except ValueError as e:  # the memory folder did not open
+        print(f"error: {e} (--memory DIR, or --no-memory)", file=sys.stderr)
+        return 2
     model_id = Path(path).name
     print(f"nanochat: {model_id} on http://{a.host}:{a.port} (tools: {', '.join(engine.tools)};"
           f" memory: {memory or 'off'}; batch {config.batch_size}, gather {config.gather_ms} ms)")
