@@ -3,8 +3,8 @@
 ``preset(name, **overrides)`` returns a ``SpeedrunPreset``:
 
 - ``smoke``: the whole pipeline in seconds (the tests): a 1-layer model, a few steps each;
-- ``cpu``: the default, the CPU-sized pipeline (measured: 23 minutes on one thread of a shared
-  2-core CPU, base 460 s and SFT 849 s of it; over the 15 minutes it aims at);
+- ``cpu``: the default, the CPU-sized pipeline (measured: 13.6 minutes on one thread of a
+  shared 2-core CPU, base 261 s and SFT 465 s of it; SFT gets the steps, on a tool-heavy mix);
 - ``d20``: nanochat's first speedrun size (about 561M parameters, 20 tokens per parameter),
   for one 8 x H100 node: ``torchrun --nproc-per-node 8 -m week12_nanochat.speedrun --preset d20``;
 - ``1b``: depth 26 (about 1.1B parameters), the same node, the same command.
@@ -154,10 +154,16 @@ PRESETS: dict[str, SpeedrunPreset] = {
         rl_max_new_tokens=8, rl_train=8, eval_limit=4, eval_gen=2, eval_max_tokens=512,
         eval_max_new=8, eval_pairs=2),
     "cpu": SpeedrunPreset(
-        name="cpu", aspect_ratio=32, head_dim=32,
-        sft_steps=1000, pretrain_mix=0.15,
-        about="depth 4 x 128 wide (1.3M parameters), 256-token context, 400 base + 1000 SFT + "
-              "20 GRPO steps: 23 min measured on one thread of the shared 2-core CPU"),
+        name="cpu", aspect_ratio=32, head_dim=32, base_steps=250, tool_rows=6,
+        sft_steps=1000, sft_batch=8, sft_lr=3e-3, pretrain_mix=0.1,
+        # week09's mixture, tool-heavy: identity / docstring Q&A / refusals cost steps the
+        # three tool kinds need (measured against 400 base + 1000 SFT at batch 16 on the default
+        # mixture: 23 min for arithmetic 0.70, facts 0.20, strings 0.33)
+        mixture={"tools_per_kind": 2000, "identity": 40, "pydocs": 120, "multi_turn": 200,
+                 "refusals": 40},
+        about="depth 4 x 128 wide (1.3M parameters), 256-token context, 250 base (6 of 16 rows "
+              "tool conversations) + 1000 SFT (batch 8, tool-heavy mixture) + 20 GRPO steps: "
+              "13.6 min measured on one thread of the shared 2-core CPU"),
     "d20": SpeedrunPreset(
         name="d20", about="nanochat's d20 (~561M): 8 x H100 via torchrun, 20 tokens/param",
         depth=20, aspect_ratio=64, head_dim=128, block_size=2048, vocab_size=65536,
