@@ -17,7 +17,6 @@
 
 from week12_nanochat.batcher import BatchConfig, Batcher
 from week12_nanochat.card import chat_core, measure, write_card
-from week12_nanochat.chat import ChatSession
 from week12_nanochat.engine import (
     ChatEngine,
     ChatEvent,
@@ -31,9 +30,22 @@ from week12_nanochat.engine import (
 )
 from week12_nanochat.memory import Fact, Memory, MemoryConfig, MemoryPlan
 from week12_nanochat.presets import SpeedrunPreset, preset
-from week12_nanochat.serve import ServeConfig, create_app, running
-from week12_nanochat.speedrun import run_speedrun
 from week12_nanochat.teachdata import TaughtFact, make_facts
+
+# the three commands' modules load on first use, so `python -m week12_nanochat.chat` (and
+# .serve, .speedrun) does not find its own module imported already by the package
+_LAZY = {"ChatSession": "week12_nanochat.chat", "create_app": "week12_nanochat.serve",
+         "ServeConfig": "week12_nanochat.serve", "running": "week12_nanochat.serve",
+         "run_speedrun": "week12_nanochat.speedrun"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'week12_nanochat' has no attribute {name!r}")
+
 
 __all__ = [
     "run_speedrun", "SpeedrunPreset", "preset", "measure", "write_card", "chat_core",

@@ -93,10 +93,10 @@ def open_engine(model: str | os.PathLike | None = None, memory: str | os.PathLik
     m, tok, path = load_chat(model)
     mem = None
     if memory is not None:
-        from week12_nanochat.memory import Memory
+        from week12_nanochat.memory import Memory, MemoryConfig
 
-        try:
-            mem = Memory(Path(memory), m, tok)
+        try:  # no tqdm from the background job over the chat: /facts and the page show it
+            mem = Memory(Path(memory), m, tok, MemoryConfig(progress=False))
         except Exception as e:  # a folder written by something else, an encoder not cached...
             raise ValueError(f"the memory in {memory} did not open ({type(e).__name__}: {e}); "
                              "give another memory folder or start without one") from e
