@@ -196,8 +196,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        if engine.memory is not None:
-            engine.memory.close()
         engine.close()
     return 0
 

@@ -383,6 +383,9 @@ class ChatEngine:
         return self.stream([conversation], sampling, tools).run()[0]
 
     def close(self) -> None:
+        """Close the memory (its job finishes or checkpoints) and the tools (the REPL)."""
+        if self.memory is not None:
+            self.memory.close()
         for tool in self.tools.values():
             if hasattr(tool, "close"):
                 tool.close()

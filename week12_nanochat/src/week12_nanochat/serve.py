@@ -212,8 +212,6 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn.run(create_app(engine, config, model_id), host=a.host, port=a.port,
                     log_level="warning")
     finally:
-        if engine.memory is not None:
-            engine.memory.close()
         engine.close()
     return 0
 
