@@ -1,5 +1,7 @@
 """Synthetic tool-use data: deterministic, split without overlap, outputs of the real tools."""
 
+import re
+
 import pytest
 
 from week04_modern_arch_tools import (
@@ -10,6 +12,7 @@ from week04_modern_arch_tools import (
     make_tool_dataset,
     render_conversation,
 )
+from week04_modern_arch_tools.tooldata import make_world
 
 pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
 
@@ -67,3 +70,29 @@ def test_bad_arguments():
         make_tool_dataset("poetry", 3)
     with pytest.raises(ValueError, match="split"):
         make_tool_dataset("arithmetic", 3, split="val")
+
+
+def test_fresh_entities_cannot_be_memorised():
+    """fresh=True: string words from pydocs outside the fixed 32, facts from many new worlds,
+    each answer still the real tool's output; deterministic, and the fixed data unchanged."""
+    from week04_modern_arch_tools.tooldata import _WORDS, fresh_words
+
+    assert len(fresh_words()) > 1000 and not set(fresh_words()) & set(_WORDS)
+    strings = make_tool_dataset("string", 40, fresh=True)
+    assert strings == make_tool_dataset("string", 40, fresh=True)
+    quoted = {w for c in strings for w in re.findall(r"'([a-z]{4,9})'", c[0]["content"])}
+    assert quoted and not quoted & set(_WORDS)
+    with PythonREPL(timeout=10) as repl:
+        for conv in strings[:8]:
+            call, output, _ = [p["text"] for p in conv[1]["content"]]
+            assert repl.run(call.removeprefix("python: ")) == output
+    facts = make_tool_dataset("facts", 100, fresh=True)
+    fixed = {c["name"] for c in make_world(0)}
+    names = {re.search(r"[A-Z]\w+", c[1]["content"][0]["text"])[0] for c in facts}
+    assert len(names) > 80 and len(names & fixed) <= 2  # ~5 worlds, not world 0
+    for conv in facts[:30]:
+        call, output, answer = [p["text"] for p in conv[1]["content"]]
+        value = answer.rstrip(".").split()[-1]
+        assert value in output and call.startswith("search: ")
+    held_out = make_tool_dataset("facts", 20, split="test")  # the eval's: world 0's facts
+    assert {re.search(r"[A-Z]\w+", c[1]["content"][0]["text"])[0] for c in held_out} <= fixed

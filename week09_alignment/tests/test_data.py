@@ -33,6 +33,7 @@ from week09_alignment.data import (
     multi_turn,
     pydocs_qa,
     refusals,
+    tool_conversations,
 )
 
 pytestmark = pytest.mark.core
@@ -208,6 +209,19 @@ def test_mixture_is_deterministic_and_shuffled():
         mixture_by_kind(MixtureConfig(identity=-1), corpus=CORPUS)
     with pytest.raises(ValueError, match="valid: train, test"):
         refusals(3, split="validation")
+
+
+def test_fresh_tools_reach_the_mixture():
+    """``fresh_tools``: the mixture's tool problems are week04's fresh ones (no fixed word)."""
+    from dataclasses import replace
+
+    from week04_modern_arch_tools.tooldata import _WORDS
+
+    fresh = mixture_by_kind(replace(CFG, fresh_tools=True), corpus=CORPUS)["tools"]
+    assert fresh == tool_conversations(10, fresh=True)
+    calls = [p["text"] for c in fresh for p in parts_of(c, {"python"})]
+    assert len(calls) == 30 and not any(f"'{w}'" in c for c in calls for w in _WORDS)
+    assert fresh != mixture_by_kind(CFG, corpus=CORPUS)["tools"]
 
 
 def test_gsm8k_annotations_become_calculator_calls():

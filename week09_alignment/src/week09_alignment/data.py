@@ -141,10 +141,13 @@ def pydocs_qa(n: int, seed: int = 0, split: str = "train", corpus=None) -> list[
 # ---------------------------------------------------------------- tools, multi-turn
 
 
-def tool_conversations(n_per_kind: int, seed: int = 0, split: str = "train") -> list[list[dict]]:
-    """week04's ``make_tool_dataset`` for arithmetic, string and facts, ``n_per_kind`` each."""
+def tool_conversations(n_per_kind: int, seed: int = 0, split: str = "train",
+                       fresh: bool = False) -> list[list[dict]]:
+    """week04's ``make_tool_dataset`` for arithmetic, string and facts, ``n_per_kind`` each;
+    ``fresh``: with entities drawn anew (new worlds, pydocs words: nothing to memorise)."""
     _check(n_per_kind, split)
-    return [c for kind in TOOL_KINDS for c in make_tool_dataset(kind, n_per_kind, seed, split)]
+    return [c for kind in TOOL_KINDS
+            for c in make_tool_dataset(kind, n_per_kind, seed, split, fresh=fresh)]
 
 
 _FOLLOW = {"+": ("And that plus {x}?", "Now add {x}.", "Add {x} to that."),
@@ -286,20 +289,21 @@ class MixtureConfig:
     multi_turn: int = 400
     refusals: int = 200
     corpus: str = "pydocs"  # pydocs_qa's corpus: a name or a path
+    fresh_tools: bool = False  # tool problems with fresh entities (week04 ``fresh``)
 
 
 def mixture_by_kind(cfg: MixtureConfig | None = None, split: str = "train", seed: int = 0,
                     corpus=None) -> dict[str, list[list[dict]]]:
     """Each kind's conversations (``corpus`` overrides ``cfg.corpus``, e.g. a Corpus)."""
     cfg = cfg or MixtureConfig()
-    bad = {k: v for k, v in asdict(cfg).items() if k != "corpus" and not (
-        isinstance(v, int) and v >= 0)}
+    bad = {k: v for k, v in asdict(cfg).items() if k not in ("corpus", "fresh_tools") and not (
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0)}
     if bad:
         raise ValueError(f"MixtureConfig counts must be non-negative ints, got {bad}")
     return {"identity": identity_conversations(cfg.identity, seed, split),
             "pydocs": pydocs_qa(cfg.pydocs, seed, split, corpus or cfg.corpus)
             if cfg.pydocs else [],
-            "tools": tool_conversations(cfg.tools_per_kind, seed, split),
+            "tools": tool_conversations(cfg.tools_per_kind, seed, split, cfg.fresh_tools),
             "multi_turn": multi_turn(cfg.multi_turn, seed, split),
             "refusals": refusals(cfg.refusals, seed, split)}
 
