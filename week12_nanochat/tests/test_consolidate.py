@@ -232,3 +232,47 @@ def test_forget_retrains_the_topic_adapter_or_deletes_it(tmp_path, tool_model, c
     assert mem.library.names() == [] and mem.router.names == []
     assert mem.router.route(["What is my dog called?"]) == [None]
     mem.close()
+
+
+@pytest.mark.core
+def test_no_adapter_changes_under_a_reply_that_decodes_with_it(tmp_path, tool_model, chat_tok):
+    """A batch served with a memory adapter holds ``memory.serving`` to its last token: a
+    publish (``publishing()``, what the job does) waits for it; a plain batch never blocks."""
+    import threading
+
+    from week12_nanochat.engine import ChatEngine, Sampling
+
+    mem = _memory(tmp_path / "m", tool_model, chat_tok)
+    _teach(mem)
+    mem.consolidate(background=False)
+    engine = ChatEngine(tool_model, chat_tok, tools={}, memory=mem)
+    published = threading.Event()
+
+    def publish():
+        with mem.publishing():
+            published.set()
+
+    stream = engine.stream(["What is my dog called?"], Sampling(max_tokens=12))
+    assert stream.serving.plan is not None  # the pet adapter decodes this batch
+    events = iter(stream)
+    next(events)
+    worker = threading.Thread(target=publish)
+    worker.start()
+    assert not published.wait(0.3)  # mid-reply: the publish waits
+    rest = list(events)
+    assert rest[-1].kind == "done" and rest[-1].reply.memory == "memory/pet"
+    assert published.wait(10)  # the batch ended: the publish goes through
+    worker.join()
+    plain = engine.stream(["hello"], Sampling(max_tokens=4))  # plan: no adapter
+    assert plain.serving.plan is None
+    published.clear()
+    worker = threading.Thread(target=publish)
+    worker.start()
+    assert published.wait(10)  # not held by a batch that never reads the adapters
+    worker.join()
+    plain.run()
+    dropped = engine.stream(["What is my dog called?"], Sampling(max_tokens=4))
+    del dropped  # a stream never iterated lets go when it is collected
+    with mem.publishing():
+        pass
+    mem.close()

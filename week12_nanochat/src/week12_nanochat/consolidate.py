@@ -278,7 +278,7 @@ class Job:
         order = random.Random(cfg.seed + i).sample(mix, min(len(mix), cfg.fisher_examples))
         batches = (collate(order[s:s + 8], block) for s in range(0, len(order), 8))
         fisher = ewc.consolidate(model, batches, gen)
-        with mem.lock:  # published: plan() sees the old adapter or the new one
+        with mem.publishing():  # plan() sees the old adapter or the new one, never mid-reply
             mem.library.save(SHARED, model, adapter=SHARED, meta={"kind": "memory-shared"})
             mem.library.store.save_blob("ewc", {"fisher": fisher, "anchor": ewc.terms[0][1]})
 
@@ -286,7 +286,7 @@ class Job:
         mem, cfg = self.memory, self.cfg
         name = f"{SHARED}/{phase['key']}"
         if not phase["facts"]:
-            with mem.lock:
+            with mem.publishing():
                 if name in mem.library:
                     mem.library.delete(name)
             return
@@ -301,12 +301,12 @@ class Job:
         exs = examples_of(fact_conversations(facts, cfg.seed, cfg.train_reading), mem.tokenizer,
                           mem.model.config.block_size)
         self._train(model, exs, phase, i, step0)
-        with mem.lock:
+        with mem.publishing():
             mem.library.save(name, model, adapter=name, parent=SHARED,
                              meta={"kind": "memory-topic", "facts": [f.id for f in facts]})
 
     def _clear(self, phase, i, step0) -> None:
-        with self.memory.lock:
+        with self.memory.publishing():
             if SHARED in self.memory.library:
                 self.memory.library.delete(SHARED, recursive=True)
 

@@ -17,7 +17,9 @@ and adds what a conversation needs:
   for a client that went away;
 - memory: with a ``memory`` (``week12_nanochat.memory.Memory``), each request
   asks ``memory.plan(question)`` which adapter answers and whether the taught
-  facts are retrieved into the prompt, and the reply says which memory answered.
+  facts are retrieved into the prompt, and the reply says which memory answered; a batch
+  that decodes with the memory's adapters holds ``memory.serving`` to its last token, so the
+  background job never swaps an adapter under a reply (``Memory.publishing``).
 
 ``find_model`` / ``load_chat`` locate and load the latest speedrun model
 (``<runs>/speedrun*/chat.json``, written by the speedrun's last stage).
@@ -188,8 +190,10 @@ class ChatStream:
     """One batch of conversations being answered; iterate for ``ChatEvent``s."""
 
     def __init__(self, engine: ChatEngine, serving, plans: list, dropped: list[int],
-                 prompt_tokens: list[int], sampling: Sampling, tools: bool | list[str] = True):
+                 prompt_tokens: list[int], sampling: Sampling, tools: bool | list[str] = True,
+                 held=None):
         self.engine, self.serving, self.sampling = engine, serving, sampling
+        self._held = held  # the memory's ``serving`` lock while this batch decodes adapters
         self.plans, self.dropped, self.prompt_tokens = plans, dropped, prompt_tokens
         self.tools = tools
         self.rows = [_Row() for _ in plans]
@@ -252,7 +256,22 @@ class ChatStream:
             out.append(ChatEvent(b, row.kind, new))
         return out
 
+    def close(self) -> None:
+        """Let go of the memory's adapters (the end of iteration does it too)."""
+        held, self._held = self._held, None
+        if held is not None:
+            held.release()
+
+    def __del__(self):  # a stream dropped before its end must not hold the adapters forever
+        self.close()
+
     def __iter__(self) -> Iterator[ChatEvent]:
+        try:
+            yield from self._events()
+        finally:
+            self.close()
+
+    def _events(self) -> Iterator[ChatEvent]:
         for e in self.serving:
             yield from self._event(e.request, e.token, e.forced)
             if e.done:
@@ -346,13 +365,25 @@ class ChatEngine:
         """Answer ``conversations`` (each a user string or a list of messages) in one batch;
         ``continuous=True``: the batch takes more while it runs (``ChatStream.add``)."""
         sampling = sampling or Sampling()
-        requests, plans, dropped, prompt_tokens = self._requests(conversations, sampling, tools)
-        if self.memory is not None:  # the memory may have rebuilt its store (a forget)
-            self.hydra.store = self.memory.store
-        serving = self.hydra.serve(requests, temperature=sampling.temperature,
-                                   seed=sampling.seed, top_k=sampling.top_k,
-                                   top_p=sampling.top_p, continuous=continuous)
-        return ChatStream(self, serving, plans, dropped, prompt_tokens, sampling, tools)
+        held = self.memory.serving if self.memory is not None else None
+        if held is not None:  # no adapter changes from the plan to the batch's last token
+            held.acquire()
+        try:
+            requests, plans, dropped, prompt_tokens = self._requests(conversations, sampling,
+                                                                     tools)
+            if self.memory is not None:  # the memory may have rebuilt its store (a forget)
+                self.hydra.store = self.memory.store
+            serving = self.hydra.serve(requests, temperature=sampling.temperature,
+                                       seed=sampling.seed, top_k=sampling.top_k,
+                                       top_p=sampling.top_p, continuous=continuous)
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+        if held is not None and serving.plan is None:  # no adapters: it never reads them
+            held.release()
+            held = None
+        return ChatStream(self, serving, plans, dropped, prompt_tokens, sampling, tools, held)
 
     def _requests(self, conversations, sampling: Sampling, tools: bool | list[str]):
         """week10 ``Request``s for ``conversations``, with their memory plans, dropped

@@ -35,9 +35,12 @@ match the committed facts (a save killed between the two writes) is rebuilt
 from the facts when the folder opens.
 
 Threads: ``plan``, ``teach``, ``forget`` and every publish of the background
-job hold ``memory.lock``; Hydra's own use of the library while it builds and
-decodes a batch does not, so a server that must never see an adapter swapped
-mid-batch holds ``memory.lock`` around ``engine.stream`` and its iteration.
+job hold ``memory.lock``. A reply never sees an adapter swapped under it: a
+batch that decodes with adapters holds ``memory.serving`` from the moment
+``ChatEngine.stream`` routes it until its last token, and every change to the
+adapters (``publishing()``: a publish, a delete) takes ``memory.serving`` first,
+so it waits for that batch to end (a batch with adapters takes no new rows, so
+it ends). A batch without adapters lets go of it at once: it never reads them.
 
 Left out: contradiction detection (a correction is ``forget`` + ``teach``),
 several processes sharing one folder, and per-user access control (``user``
@@ -49,6 +52,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -218,6 +222,7 @@ class Memory:
         self._check_folder()
         self.encoder = CachedEncoder(encoder or make_encoder(self.config.encoder))
         self.lock = threading.RLock()  # held by plan, teach, forget and every publish
+        self.serving = threading.Lock()  # a batch decoding with adapters; taken before lock
         self.library = AdapterLibrary(self.folder / "adapters",
                                       AdapterBank(model, bank_targets(model)))
         self._facts: list[Fact] = []
@@ -407,6 +412,13 @@ class Memory:
         """Start (or resume) the consolidation job; returns its thread (background) or its
         final status."""
         return self.job.start(background)
+
+    @contextmanager
+    def publishing(self):
+        """Hold off every reply that decodes with adapters while they change: waits for the
+        batch decoding with them to end (``serving``), then holds ``lock`` too."""
+        with self.serving, self.lock:
+            yield
 
     def close(self) -> None:
         """Wait for a running job, then release the bank's hooks on the model."""
