@@ -214,3 +214,32 @@ def test_each_request_calls_only_its_own_tools(hydra):
         hydra.chat("hi", tools=["python"])
     with pytest.raises(ValueError, match="list of tool names"):
         Request("hi", tools="calculator")
+
+
+def test_the_stream_decodes_each_token_once_and_splits_no_character(hydra, chat_tok):
+    """Sampled bytes split multi-byte characters across tokens (and make invalid UTF-8): the
+    incremental decoder's deltas (one token decoded per event) join to the same text as the
+    whole-text path's, which is the raw reply, with one event per token either way."""
+    class WholeText:  # the same tokenizer without token_to_bytes: the whole-text path
+        def __init__(self, tok):
+            self._tok = tok
+
+        def __getattr__(self, name):
+            if name == "token_to_bytes":
+                raise AttributeError(name)
+            return getattr(self._tok, name)
+
+    prompts = [Request(f"Say {'é' * 3} {i}", adapter=None, max_new_tokens=40) for i in range(4)]
+    runs = []
+    for tok in (chat_tok, WholeText(chat_tok)):
+        h = Hydra(hydra.base, tok, hydra.bank, tools={})
+        serving = h.serve(prompts, temperature=1.5, seed=3)
+        assert (serving._decoders[0] is None) == (tok is not chat_tok)
+        events = list(serving)
+        runs.append(([(e.request, e.text) for e in events], serving.replies))
+    (fast, replies), (slow, _) = runs
+    assert len(fast) == len(slow) == sum(r.tokens for r in replies)
+    for i, reply in enumerate(replies):
+        joined = ["".join(t for r, t in run if r == i) for run in (fast, slow)]
+        assert joined[0] == joined[1] == reply.raw
+    assert any("\ufffd" in r.raw for r in replies)  # the sampled bytes did break characters

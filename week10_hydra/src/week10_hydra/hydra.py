@@ -35,6 +35,7 @@ speculative decoding.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -153,6 +154,8 @@ class Serving:
             on_keep=None if self.plan is None else self.plan.keep, continuous=continuous)
         self.replies: list[Reply] = []
         self._texts = [""] * len(requests)
+        self._bytes = getattr(tok, "token_to_bytes", None)  # incremental text, when it has it
+        self._decoders = [self._decoder() for _ in requests]
 
     def add(self, requests) -> list[int]:
         """Put more requests (as ``Hydra.serve`` takes them) into this running batch; their
@@ -179,11 +182,20 @@ class Serving:
         self.stacks += stacks
         self.sources += sources
         self._texts += [""] * len(reqs)
+        self._decoders += [self._decoder() for _ in reqs]
         return rows
 
-    def _delta(self, b: int, last: bool) -> str:
+    def _decoder(self):
+        return codecs.getincrementaldecoder("utf-8")(errors="replace") if self._bytes else None
+
+    def _delta(self, b: int, tok: int, last: bool) -> str:
         """The new, complete text of row b since the last event (UTF-8 safe: a character
-        split across tokens waits for its rest, unless this is the row's last event)."""
+        split across tokens waits for its rest, unless this is the row's last event). With
+        the tokenizer's ``token_to_bytes`` only the new token is decoded (an incremental
+        UTF-8 decoder per row); else the row's whole text, less what was said."""
+        dec = self._decoders[b]
+        if dec is not None:
+            return dec.decode(self._bytes(tok), final=last)
         ids = self.decoding.decoding.rows[b].ids
         text = self.hydra.tokenizer.decode(ids)
         if text.endswith("\ufffd") and not last:
@@ -203,7 +215,7 @@ class Serving:
         with self._ctx:
             for events in self.decoding:
                 for e in events:
-                    yield StreamEvent(e.row, e.token, self._delta(e.row, e.done), e.forced,
+                    yield StreamEvent(e.row, e.token, self._delta(e.row, e.token, e.done), e.forced,
                                       e.done)
         self._finish()
 

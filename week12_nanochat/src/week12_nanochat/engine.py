@@ -177,11 +177,9 @@ class ChatEvent:
 
 @dataclass
 class _Row:
-    """One request's segments as they stream: which kind the next token belongs to."""
+    """One request as it streams: which kind the next token belongs to."""
 
     kind: str = "text"
-    seg: list[int] = field(default_factory=list)
-    said: str = ""  # text of the current segment already emitted
     answer: str = ""  # the assistant's text since the last tool output
     stopped: bool = False
 
@@ -218,42 +216,32 @@ class ChatStream:
         """Stop answering ``request`` (its row leaves the batch at its next token)."""
         self.serving.cancel(request)
 
-    def _flush(self, b: int, last: bool) -> str:
-        row = self.rows[b]
-        text = self.engine.tokenizer.decode(row.seg)
-        if text.endswith("\ufffd") and not last:
-            return ""
-        new, row.said = text[len(row.said):], text
-        return new
-
-    def _event(self, b: int, tok: int, forced: bool) -> list[ChatEvent]:
+    def _event(self, b: int, tok: int, text: str) -> list[ChatEvent]:
+        """Row ``b``'s events for token ``tok``, whose new complete text is ``text`` (week10's
+        ``StreamEvent.text``, decoded incrementally there: nothing is decoded twice)."""
         sp, row, out = self.engine.sp, self.rows[b], []
         kind = {sp["<|python_start|>"]: "call", sp["<|output_start|>"]: "output"}.get(tok)
         ends = tok in (sp["<|python_end|>"], sp["<|output_end|>"], sp["<|assistant_end|>"])
-        if kind is not None or ends:
-            rest = self._flush(b, True)
-            if rest:
-                out.append(ChatEvent(b, row.kind, rest))
-            row.seg, row.said = [], ""
+        special = tok in self.engine.special_set
+        if special:  # its text is its name, after whatever bytes were pending before it
+            text = text.removesuffix(self.engine.special_text[tok])
+        if row.stopped:
+            return out
+        if text and row.kind == "text":
+            stops = self.sampling.stop
+            joined = row.answer + text
+            cut = min((joined.find(s) for s in stops if s in joined), default=-1)
+            if cut >= 0:
+                text = joined[:cut][len(row.answer):]
+                row.stopped = True
+                self.serving.cancel(b)
+            row.answer += text
+        if text:
+            out.append(ChatEvent(b, row.kind, text))
+        if (kind is not None or ends) and not row.stopped:
             row.kind = kind or "text"
             if kind == "output":  # the answer is what the assistant says after the last output
                 row.answer = ""
-            return out
-        if tok in sp.values() or row.stopped:
-            return out
-        row.seg.append(tok)
-        new = self._flush(b, False)
-        if row.kind == "text" and new:
-            stops = self.sampling.stop
-            joined = row.answer + new
-            cut = min((joined.find(s) for s in stops if s in joined), default=-1)
-            if cut >= 0:
-                new = joined[:cut][len(row.answer):]
-                row.stopped = True
-                self.serving.cancel(b)
-            row.answer += new
-        if new:
-            out.append(ChatEvent(b, row.kind, new))
         return out
 
     def close(self) -> None:
@@ -273,14 +261,8 @@ class ChatStream:
 
     def _events(self) -> Iterator[ChatEvent]:
         for e in self.serving:
-            yield from self._event(e.request, e.token, e.forced)
-            if e.done:
-                rest = self._flush(e.request, True)
-                if rest and not self.rows[e.request].stopped:
-                    yield ChatEvent(e.request, self.rows[e.request].kind, rest)
-                    if self.rows[e.request].kind == "text":
-                        self.rows[e.request].answer += rest
-                # its row has ended: its reply now, not when the whole batch ends
+            yield from self._event(e.request, e.token, e.text)
+            if e.done:  # its row has ended: its reply now, not when the whole batch ends
                 self.replies[e.request] = self._reply(e.request,
                                                       self.serving.reply(e.request))
                 yield ChatEvent(e.request, "done", reply=self.replies[e.request])
@@ -313,6 +295,8 @@ class ChatEngine:
                  max_output_tokens: int = 128):
         self.model, self.tokenizer, self.memory = model.eval(), tokenizer, memory
         self.sp = special_ids(tokenizer)
+        self.special_set = frozenset(self.sp.values())
+        self.special_text = {i: name for name, i in self.sp.items()}
         self.tools = dict(tools or {})
         self.max_output_tokens = max_output_tokens
         self.block_size = model.config.block_size
