@@ -1,10 +1,10 @@
 """The mission test: teach 50 facts over 5 sessions and keep them, without forgetting the rest.
 
 ``python week12_nanochat/benchmarks/teach.py`` (``make week12-bench``) teaches
-``teachdata.make_facts(50, split="test")`` in 5 sessions of 10, reopening every
-memory from its folder at the start of each session (a restart in the same
-process: a new ``Memory`` and ``ChatEngine`` from the folder). After each session
-it measures three systems IN THE SAME RUN, on the same model:
+``teachdata.make_facts(50, split="test")`` in 5 sessions of 10, each session in a
+NEW PROCESS (a restart: the model, every memory and the naive adapter come back
+from their folders alone; ``--worker`` is that process's entry point). After
+each session it measures three systems IN THE SAME RUN, on the same model:
 
 - ``memory``: week12's ``Memory``: retrieval at once, then a consolidation job
   (shared adapter with self-generated replay and EWC, topic adapters), served
@@ -33,15 +33,18 @@ speedrun yet, the dev reader (week09 ``run_sft`` from week07's tiny base on
 encoder, seconds (the test's size; figures meaningless). Writes
 ``<runs>/bench/week12-teach.json`` and ``.png``.
 
-Left out: separate processes per session (the reopen is in-process) and
-facts that contradict each other.
+Left out: the HTTP server itself between the sessions (the processes use the
+engine the server wraps) and facts that contradict each other.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import re
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -56,7 +59,7 @@ from week03_training import TrainConfig as TrainConfig3
 from week03_training import Trainer
 from week05_eval import tool_task
 from week05_eval.generative import score
-from week06_lora import inject_lora, mark_trainable
+from week06_lora import inject_lora, load_adapter, mark_trainable, save_adapter
 from week07_continual import Task
 from week07_continual import TrainConfig as TaskConfig
 from week07_continual.learner import TaskBatches
@@ -126,16 +129,16 @@ def tiny_model():
     return Llama(cfg).eval(), tok, "random tiny Llama (2 x 32), --tiny"
 
 
-def pick_model(path: str | None, progress: bool):
+def pick_model(path: str | None, progress: bool) -> tuple[str, str]:
+    """``(model folder, what it is)``: ``path``, the newest speedrun, or the dev reader."""
     if path:
-        model, tok, where = load_chat(path)
-        return model, tok, str(where)
+        return str(load_chat(path)[2]), str(path)
     try:
-        model, tok, where = load_chat(find_model())
-        return model, tok, f"speedrun {where}"
+        where = find_model()
+        return str(where), f"speedrun {where}"
     except NoModel:
-        model, tok, where = load_chat(dev_reader(progress))
-        return model, tok, f"dev reader {where} (no speedrun yet)"
+        where = dev_reader(progress)
+        return str(where), f"dev reader {where} (no speedrun yet)"
 
 
 # ---------------------------------------------------------------- measuring
@@ -145,13 +148,18 @@ def _facts_of(taught) -> list[Fact]:
     return [Fact(f"f{i}", t.text, t.kind, "", "", list(t.questions)) for i, t in enumerate(taught)]
 
 
-def recall(engine: ChatEngine, facts, max_tokens: int) -> float:
-    """Fraction of ``facts`` answered right when asked in paraphrase (no tools)."""
+def recall(engine: ChatEngine, facts, max_tokens: int, misses: list | None = None) -> float:
+    """Fraction of ``facts`` answered right when asked in paraphrase (no tools); each miss
+    (question, reply, which memory answered) goes into ``misses``."""
     if not facts:
         return 0.0
     qs = [f.paraphrases[0] for f in facts]
     replies = engine.stream(qs, Sampling(max_tokens=max_tokens), tools=False).run()
-    return sum(correct(r.text, f) for r, f in zip(replies, facts)) / len(facts)
+    ok = [correct(r.text, f) for r, f in zip(replies, facts)]
+    if misses is not None:
+        misses += [{"question": q, "reply": r.text, "memory": r.memory, "fact": f.text}
+                   for q, r, f, good in zip(qs, replies, facts, ok) if not good]
+    return sum(ok) / len(facts)
 
 
 def tool_scores(engine: ChatEngine, n: int, max_tokens: int) -> dict:
@@ -226,38 +234,39 @@ class Naive:
 # ---------------------------------------------------------------- the run
 
 
-def run(cfg: BenchConfig, model, tok, encoder, mcfg: MemoryConfig, folder: Path,
-        progress: bool = True) -> dict:
+def _sessions(cfg: BenchConfig) -> list[list]:
     taught = make_facts(cfg.facts, seed=cfg.seed, split="test")
     per = max(1, -(-cfg.facts // cfg.sessions))
-    sessions = [taught[i:i + per] for i in range(0, cfg.facts, per)][:cfg.sessions]
-    tools = default_tools()
+    return [taught[i:i + per] for i in range(0, cfg.facts, per)][:cfg.sessions]
+
+
+def session_worker(folder: Path, session: int, progress: bool = False) -> dict:
+    """Session ``session`` in this (new) process: reopen every system from ``folder``, teach
+    the session's facts (none in session 0), consolidate, measure; the rows, also written to
+    ``folder/rows-<session>.json``."""
+    spec = json.loads((folder / "bench.json").read_text())
+    cfg, mcfg = BenchConfig(**spec["config"]), MemoryConfig(**spec["memory"])
+    if cfg.tiny:
+        model, tok, _ = tiny_model()
+        encoder = None
+    else:
+        from week10_hydra.encoders import MiniLMEncoder
+
+        model, tok, _ = load_chat(spec["model"])
+        encoder = MiniLMEncoder()
+    sessions, tools = _sessions(cfg), default_tools()
     naive = Naive(model, tok, mcfg, cfg.naive_steps)
-    rows = {s: [] for s in SYSTEMS}
-
-    def measure(session: int, engines: dict, models: dict, seen: list, t: float):
-        for name in SYSTEMS:
-            e = engines[name]
-            row = {"session": session, "recall": recall(e, seen, cfg.max_tokens),
-                   "recall_session1": recall(e, sessions[0], cfg.max_tokens) if session else 0.0,
-                   "tools": tool_scores(e, cfg.tool_questions, cfg.max_tokens),
-                   "pydocs_bpb": bpb(models[name], tok, cfg.tiny),  # as served: see adapter_bpb
-                   "consolidate_s": t if name == "memory" else 0.0}
-            row["tool_mean"] = sum(row["tools"].values()) / len(row["tools"])
-            if name == "memory" and engines["memory"].memory is not None:
-                mem = engines["memory"].memory
-                row["adapters"] = mem.library.names()
-                row["adapter_bpb"] = bpb(with_shared(mem), tok, cfg.tiny)
-                row["routed_tools"] = routed(mem, cfg.tool_questions)
-            rows[name].append(row)
-
-    base = {n: ChatEngine(model, tok, tools) for n in ("memory", "retrieval")}
-    base["naive"] = ChatEngine(naive.model, tok, tools)
-    measure(0, base, {"memory": model, "retrieval": model, "naive": naive.model}, [], 0.0)
-    seen: list = []
-    for s, batch in enumerate(tqdm(sessions, desc="sessions", disable=not progress), 1):
-        mems = {n: Memory(folder / n, model, tok, mcfg, encoder=encoder)  # reopened each session
-                for n in ("memory", "retrieval")}
+    naive_file = folder / "naive.safetensors"
+    if naive_file.exists():  # what the earlier sessions' processes trained
+        load_adapter(naive_file, naive.model, "naive")
+        mark_trainable(naive.model, "naive")
+    naive.session = max(session - 1, 0)
+    seen = [f for batch in sessions[:session] for f in batch]
+    mems = {n: Memory(folder / n, model, tok, mcfg, encoder=encoder)  # reopened: a restart
+            for n in ("memory", "retrieval")} if session else {}
+    took = 0.0
+    if session:
+        batch = sessions[session - 1]
         for mem in mems.values():
             for f in batch:
                 mem.teach(f.text, topic=f.kind, questions=f.questions)
@@ -267,15 +276,52 @@ def run(cfg: BenchConfig, model, tok, encoder, mcfg: MemoryConfig, folder: Path,
             raise RuntimeError(f"consolidation failed: {mems['memory'].status()['error']}")
         took = time.perf_counter() - t0
         naive.learn(_facts_of(batch), progress)
-        seen += batch
-        engines = {n: ChatEngine(model, tok, tools, memory=m) for n, m in mems.items()}
-        engines["naive"] = ChatEngine(naive.model, tok, tools)
-        measure(s, engines, {"memory": model, "retrieval": model,
-                             "naive": naive.model}, seen, took)
-        for mem in mems.values():
-            mem.close()
+        save_adapter(naive_file, naive.model, "naive")
+    engines = {n: ChatEngine(model, tok, tools, memory=mems.get(n))
+               for n in ("memory", "retrieval")}
+    engines["naive"] = ChatEngine(naive.model, tok, tools)
+    models = {"memory": model, "retrieval": model, "naive": naive.model}
+    rows = {}
+    for name in SYSTEMS:
+        e, misses = engines[name], []
+        row = {"session": session, "recall": recall(e, seen, cfg.max_tokens, misses),
+               "recall_session1": recall(e, sessions[0], cfg.max_tokens) if session else 0.0,
+               "tools": tool_scores(e, cfg.tool_questions, cfg.max_tokens),
+               "pydocs_bpb": bpb(models[name], tok, cfg.tiny),  # as served: see adapter_bpb
+               "consolidate_s": took if name == "memory" else 0.0, "misses": misses,
+               "pid": os.getpid()}
+        row["tool_mean"] = sum(row["tools"].values()) / len(row["tools"])
+        if name == "memory" and e.memory is not None:
+            mem = e.memory
+            row["adapters"] = mem.library.names()
+            row["adapter_bpb"] = bpb(with_shared(mem), tok, cfg.tiny)
+            row["routed_tools"] = routed(mem, cfg.tool_questions)
+        rows[name] = row
+    for mem in mems.values():
+        mem.close()
     for tool in tools.values():
         getattr(tool, "close", lambda: None)()
+    write_json_atomic(folder / f"rows-{session}.json", rows)
+    return rows
+
+
+def run(cfg: BenchConfig, model: str | None, mcfg: MemoryConfig, folder: Path,
+        progress: bool = True) -> dict:
+    """Session 0 (nothing taught) and every teaching session, each in a NEW PROCESS
+    (``--worker``): the memories, the naive adapter and the facts come back from ``folder``
+    alone, as after a server restart."""
+    write_json_atomic(folder / "bench.json", {"config": asdict(cfg), "memory": asdict(mcfg),
+                                              "model": model})
+    rows = {s: [] for s in SYSTEMS}
+    for session in tqdm(range(cfg.sessions + 1), desc="sessions", disable=not progress):
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(folder),
+               "--session", str(session)] + ([] if progress else ["--no-progress"])
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"session {session}'s process failed:\n{done.stderr[-3000:]}")
+        got = json.loads((folder / f"rows-{session}.json").read_text())
+        for name in SYSTEMS:
+            rows[name].append(got[name])
     return {"rows": rows, "checks": checks(rows)}
 
 
@@ -333,6 +379,21 @@ def plot(result: dict, path: Path) -> Path:
     return path
 
 
+def _overrides(p: argparse.ArgumentParser, pairs: list[str]) -> dict:
+    """``--set FIELD=VALUE`` pairs as MemoryConfig keyword arguments (typed like the field)."""
+    from dataclasses import fields
+
+    types = {f.name: type(getattr(MemoryConfig(), f.name)) for f in fields(MemoryConfig)}
+    out = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in types or not value:
+            p.error(f"--set {pair!r}: give FIELD=VALUE with FIELD one of {', '.join(types)}")
+        kind = types[key]
+        out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--facts", type=int, default=50)
@@ -341,30 +402,36 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tool-questions", type=int, default=10, help="per tool kind")
     p.add_argument("--tiny", action="store_true", help="random tiny model, hash encoder: seconds")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a MemoryConfig field for the memory (e.g. --set lora_r=16); repeatable")
+    p.add_argument("--worker", metavar="FOLDER", help=argparse.SUPPRESS)  # one session's process
+    p.add_argument("--session", type=int, default=0, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.worker:
+        from shared import set_threads
+
+        set_threads(1)
+        session_worker(Path(a.worker), a.session, not a.no_progress)
+        return {}
     if a.facts < 1 or a.sessions < 1 or a.sessions > a.facts or a.tool_questions < 1:
         p.error("need --facts >= --sessions >= 1 and --tool-questions >= 1")
     progress = not a.no_progress
     if a.tiny:
         cfg = BenchConfig(min(a.facts, 6), min(a.sessions, 2), min(a.tool_questions, 2), 4,
                           max_tokens=8, tiny=True)
-        model, tok, where = tiny_model()
+        where, model = tiny_model()[2], None
         mcfg = MemoryConfig(encoder="hash", min_score=0.25, progress=False, shared_steps=2,
                             topic_steps=2, replay_prompts=3, replay_tokens=8, batch_size=4,
                             fisher_examples=4, ckpt_every=2)
-        encoder = None
     else:
         cfg = BenchConfig(a.facts, a.sessions, a.tool_questions)
-        model, tok, where = pick_model(a.model, progress)
-        mcfg = MemoryConfig(progress=progress)
-        from week10_hydra.encoders import MiniLMEncoder
-
-        encoder = MiniLMEncoder()
+        model, where = pick_model(a.model, progress)
+        mcfg = MemoryConfig(progress=progress, **_overrides(p, a.set))
     out = runs_root() / "bench"
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="week12-teach-") as tmp:
-        result = run(cfg, model, tok, encoder, mcfg, Path(tmp), progress)
+        result = run(cfg, model, mcfg, Path(tmp), progress)
     result.update(model=where, config=asdict(cfg), memory=asdict(mcfg))
     print(f"model: {where}; {cfg.facts} facts over {cfg.sessions} sessions, recall asked in "
           f"paraphrase; {cfg.tool_questions} tool questions per kind\n")

@@ -1,8 +1,10 @@
-"""``benchmarks/teach.py`` at ``--tiny`` size runs end to end and writes its JSON and PNG with
-the three systems (the plumbing only: a random model recalls nothing)."""
+"""``benchmarks/teach.py`` at ``--tiny`` size runs end to end, each session in a new process,
+and writes its JSON and PNG with the three systems (the plumbing only: a random model recalls
+nothing)."""
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +36,9 @@ def test_the_tiny_bench_writes_the_three_systems(tmp_path, capsys):
                                                                       "facts"}
             assert r["pydocs_bpb"] > 0
         assert f"| {name} | 2 |" in out
+    # every session ran in a process of its own (a restart), none in this one
+    pids = [r["pid"] for r in saved["rows"]["memory"]]
+    assert len(set(pids)) == 3 and os.getpid() not in pids
     # the memory consolidated (its adapters exist), the others did not train a memory
     assert "memory" in saved["rows"]["memory"][-1]["adapters"]
     assert result["checks"] == saved["checks"]
