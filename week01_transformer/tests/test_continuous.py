@@ -156,3 +156,38 @@ def test_add_refuses_clearly_when_rows_cannot_join(model):
         pass
     with pytest.raises(CannotAdd, match="has ended"):
         d.add(prompts(3))
+
+
+def test_on_join_wraps_the_prefill_of_exactly_the_joining_rows(model):
+    """``on_join(rows)`` is entered around the joining rows' prefill alone (the model sees
+    their batch, nothing else runs inside it), once per join, with their row indices."""
+    from contextlib import contextmanager
+
+    ps = prompts(5, 8, 3, 6, seed=4)
+    calls, inside = [], {"on": False, "sizes": []}
+
+    @contextmanager
+    def on_join(rows):
+        calls.append(list(rows))
+        inside["on"] = True
+        yield
+        inside["on"] = False
+
+    def spy(module, args):
+        if inside["on"]:
+            inside["sizes"].append(args[0].size(0))
+
+    emb = next(m for m in model.modules() if isinstance(m, torch.nn.Embedding))
+    handle = emb.register_forward_pre_hook(spy)  # every run and step embeds its tokens
+    try:
+        d = Decoding(model, ps[:1], DecodeConfig(max_new_tokens=6, temperature=0),
+                     continuous=True, on_join=on_join)
+        for step, _ in enumerate(d):
+            if step == 1:
+                d.add(ps[1:3])
+            if step == 3:
+                d.add(ps[3:])
+    finally:
+        handle.remove()
+    assert calls == [[1, 2], [3]] and inside["sizes"] == [2, 1]
+    assert [r.ids for r in d.rows] == alone(model, ps, 6)

@@ -217,11 +217,16 @@ def test_fresh_tools_reach_the_mixture():
 
     from week04_modern_arch_tools.tooldata import _WORDS
 
-    fresh = mixture_by_kind(replace(CFG, fresh_tools=True), corpus=CORPUS)["tools"]
-    assert fresh == tool_conversations(10, fresh=True)
+    fresh = mixture_by_kind(replace(CFG, fresh_tools=1.0), corpus=CORPUS)["tools"]
+    assert fresh == tool_conversations(10, fresh=1.0)
     calls = [p["text"] for c in fresh for p in parts_of(c, {"python"})]
     assert len(calls) == 30 and not any(f"'{w}'" in c for c in calls for w in _WORDS)
-    assert fresh != mixture_by_kind(CFG, corpus=CORPUS)["tools"]
+    fixed = mixture_by_kind(CFG, corpus=CORPUS)["tools"]
+    assert not {json.dumps(c) for c in fresh} & {json.dumps(c) for c in fixed}
+    half = tool_conversations(10, fresh=0.5)  # 5 fixed + 5 fresh per kind
+    assert sum(json.dumps(c) in {json.dumps(f) for f in fixed} for c in half) == 15
+    with pytest.raises(ValueError, match="share"):
+        tool_conversations(10, fresh=2.0)
 
 
 def test_gsm8k_annotations_become_calculator_calls():

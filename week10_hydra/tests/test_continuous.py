@@ -1,5 +1,7 @@
 """``Serving.add``: requests joining a running batch (week01's continuous ``Decoding``) are
-answered as if served alone; adapters cannot join (a clear ``CannotAdd``)."""
+answered as if served alone, adapters and all; a batch not served continuous refuses them."""
+
+import copy
 
 import pytest
 
@@ -15,7 +17,9 @@ pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
 def hydra(chat_tok, tool_base, random_adapters):
     base = tool_base
     bank = AdapterBank(base)
-    bank.add_from_model("math", random_adapters(base, ["math"], ranks=[4], std=0.3))
+    ref = random_adapters(copy.deepcopy(base), ["math", "style"], ranks=[4, 8], std=0.3)
+    for name in ("math", "style"):
+        bank.add_from_model(name, ref)
     return Hydra(base, chat_tok, bank, tools={"calculator": Calculator()})
 
 
@@ -42,12 +46,40 @@ def test_requests_added_while_decoding_stream_and_reply_as_if_alone(hydra):
         assert ready[i] == got  # the reply as its row ended is the final one
 
 
-def test_adapters_cannot_join_a_running_batch(hydra):
-    plain = hydra.serve(["hi"], continuous=True)
-    with pytest.raises(CannotAdd, match="adapters"):
-        plain.add([Request("hi", adapter="math")])
-    with_adapter = hydra.serve([Request("hi", adapter="math")], continuous=True)
-    with pytest.raises(CannotAdd, match="adapters"):
-        with_adapter.add(["hi"])
+def test_requests_with_adapters_join_a_running_batch_and_reply_as_if_alone(hydra):
+    """Adapter rows (a name, a weighted stack) join a batch that has adapters and one that
+    had none; each reply is the one served alone (greedy): their prefill ran under their own
+    plan, then the batch's plan grew by their rows."""
+    first = [Request("hi", adapter="math", max_new_tokens=20),
+             Request("What is the capital of Zorvania?", max_new_tokens=30)]
+    late = [Request("What is 12 + 30?", adapter="style", max_new_tokens=25),
+            Request("hi", adapter=[("math", 0.5), ("style", 1.0)], max_new_tokens=15),
+            Request("hello", max_new_tokens=10)]
+
+    def alone(reqs):
+        return [hydra.chat(r.messages, adapter=r.adapter, max_new_tokens=r.max_new_tokens)
+                for r in reqs]
+
+    def served(first, late, at):
+        serving = hydra.serve(first, continuous=True)
+        for step, _ in enumerate(serving):
+            for when, group in zip(at, late):
+                if step == when:
+                    serving.add(group)
+        return serving
+
+    serving = served(first, [late[:2], late[2:]], (2, 5))
+    assert serving.uses_adapters
+    for got, want in zip(serving.replies, alone(first + late)):
+        assert (got.raw, got.tokens, got.adapter) == (want.raw, want.tokens, want.adapter)
+    assert len({r.raw for r in serving.replies[:3]}) == 3  # the heads do differ
+    plain = served([Request("What is 7 * 6?", max_new_tokens=25)], [late[:1]], (1,))
+    assert [r.raw for r in plain.replies] == [r.raw for r in alone([
+        Request("What is 7 * 6?", max_new_tokens=25), late[0]])]
+
+
+def test_a_batch_not_served_continuous_refuses_new_rows(hydra):
     with pytest.raises(CannotAdd, match="continuous=True"):
         hydra.serve(["hi"]).add(["there"])
+    with pytest.raises(CannotAdd, match="continuous=True"):
+        hydra.serve([Request("hi", adapter="math")]).add([Request("hi", adapter="math")])

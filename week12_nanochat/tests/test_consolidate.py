@@ -276,3 +276,42 @@ def test_no_adapter_changes_under_a_reply_that_decodes_with_it(tmp_path, tool_mo
     with mem.publishing():
         pass
     mem.close()
+
+
+@pytest.mark.core
+def test_a_memory_question_joins_a_running_plain_batch_with_its_adapter(tmp_path, tool_model,
+                                                                        chat_tok):
+    """Continuous batching with the memory: a question its plan sends to a topic adapter
+    joins a batch that had no adapter (week10's ``Serving.add``), is answered as alone, and
+    from then on the batch holds the adapters still (a publish waits for its end)."""
+    import threading
+
+    from week12_nanochat.engine import ChatEngine, Sampling
+
+    mem = _memory(tmp_path / "m", tool_model, chat_tok)
+    _teach(mem)
+    mem.consolidate(background=False)
+    engine = ChatEngine(tool_model, chat_tok, tools={}, memory=mem)
+    question = "What is my dog called?"
+    alone = engine.reply(question, Sampling(max_tokens=12))
+    assert alone.memory == "memory/pet"
+    stream = engine.stream(["hello there"], Sampling(max_tokens=24), continuous=True)
+    assert not stream.serving.uses_adapters and stream._held is None
+    events = iter(stream)
+    next(events)
+    assert stream.add([question]) == [1]
+    assert stream.serving.uses_adapters and stream._held is mem.serving
+    published = threading.Event()
+
+    def publish():
+        with mem.publishing():
+            published.set()
+
+    worker = threading.Thread(target=publish)
+    worker.start()
+    assert not published.wait(0.3)  # an adapter row is decoding: the publish waits
+    replies = {e.request: e.reply for e in events if e.kind == "done"}
+    assert replies[1].text == alone.text and replies[1].memory == "memory/pet"
+    assert published.wait(10)  # the batch ended: the adapters are free to change
+    worker.join()
+    mem.close()

@@ -32,7 +32,10 @@ from ``on_token``). At the top of the next step the new prompts are prefilled
 on their own (``model.run(..., last_only=True)``), their cache is joined to
 the running one (``KVCache.join``: the clocks are aligned by extra left
 padding) and their first logits are appended; from then on they decode like
-every other row, each up to its own ``max_new_tokens``. A row added while the
+every other row, each up to its own ``max_new_tokens``. ``on_join(rows)``, when
+given, is a context manager around that prefill (``rows``: the joining rows'
+indices): per-row state outside the cache switches to the new rows alone for
+it and grows by them after (week10's adapter plan). A row added while the
 batch is greedy makes exactly the tokens it makes alone. When the cache has no
 room for the new rows ``add`` raises ``CannotAdd`` (the caller starts a new
 batch once this one drains), as it does without a cache (``use_cache=False``)
@@ -46,6 +49,7 @@ generators (a sampled row's draws depend on the rows beside it).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -183,9 +187,10 @@ class Decoding:
     def __init__(self, model, prompts, cfg: DecodeConfig | None = None, *, tokenizer=None,
                  on_token: OnToken | None = None, generator: torch.Generator | None = None,
                  on_keep: Callable[[torch.Tensor], None] | None = None,
-                 continuous: bool = False):
+                 continuous: bool = False,
+                 on_join: Callable[[list[int]], AbstractContextManager] | None = None):
         self.model, self.cfg = model, cfg or DecodeConfig()
-        self.on_keep, self.continuous = on_keep, continuous
+        self.on_keep, self.continuous, self.on_join = on_keep, continuous, on_join
         if self.cfg.stop_strings and tokenizer is None:
             raise ValueError("stop_strings need a tokenizer to read the text")
         self.tokenizer, self.on_token = tokenizer, on_token
@@ -320,7 +325,8 @@ class Decoding:
         empty = not self.active
         cache = m.new_cache(len(rows), self.block if empty else seq.size(1),
                             pad=pad if padded else None)
-        first = m.run(seq, cache, last_only=True)[:, -1, :]  # (new, V)
+        with self.on_join(rows) if self.on_join is not None else nullcontext():
+            first = m.run(seq, cache, last_only=True)[:, -1, :]  # (new, V)
         if empty:
             self.cache = cache
         else:

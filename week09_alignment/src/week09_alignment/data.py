@@ -142,12 +142,17 @@ def pydocs_qa(n: int, seed: int = 0, split: str = "train", corpus=None) -> list[
 
 
 def tool_conversations(n_per_kind: int, seed: int = 0, split: str = "train",
-                       fresh: bool = False) -> list[list[dict]]:
+                       fresh: float = 0.0) -> list[list[dict]]:
     """week04's ``make_tool_dataset`` for arithmetic, string and facts, ``n_per_kind`` each;
-    ``fresh``: with entities drawn anew (new worlds, pydocs words: nothing to memorise)."""
+    a ``fresh`` share of them with entities drawn anew (new worlds, pydocs words: nothing to
+    memorise), the rest from the fixed world and words."""
     _check(n_per_kind, split)
+    if not 0.0 <= fresh <= 1.0:
+        raise ValueError(f"fresh is a share in [0, 1], got {fresh!r}")
+    k = round(fresh * n_per_kind)
     return [c for kind in TOOL_KINDS
-            for c in make_tool_dataset(kind, n_per_kind, seed, split, fresh=fresh)]
+            for c in make_tool_dataset(kind, n_per_kind - k, seed, split)
+            + (make_tool_dataset(kind, k, seed, split, fresh=True) if k else [])]
 
 
 _FOLLOW = {"+": ("And that plus {x}?", "Now add {x}.", "Add {x} to that."),
@@ -289,7 +294,7 @@ class MixtureConfig:
     multi_turn: int = 400
     refusals: int = 200
     corpus: str = "pydocs"  # pydocs_qa's corpus: a name or a path
-    fresh_tools: bool = False  # tool problems with fresh entities (week04 ``fresh``)
+    fresh_tools: float = 0.0  # the share of tool problems with fresh entities (week04 ``fresh``)
 
 
 def mixture_by_kind(cfg: MixtureConfig | None = None, split: str = "train", seed: int = 0,

@@ -25,10 +25,11 @@ while it decodes (``Serving.add``, week01's ``Decoding.add``): they join at the
 next step, each streaming from then on and ending at its own limit
 (``Serving.reply(i)`` is a request's reply as soon as its row is done).
 
-Left out: adding requests with adapters to a running batch, or any request to a
-batch served with adapters (the bank's plan is made once per batch; ``add``
-raises week01's ``CannotAdd`` and the caller starts a new batch), per-request
-sampling settings within a batch
+Requests with adapters join too: their prefill runs under a plan of their own
+rows (week01's ``on_join``), then the batch's plan grows by them
+(``Plan.extend``), so a joined row makes the tokens it makes alone (greedy).
+
+Left out: per-request sampling settings within a batch
 (requests with different settings are served in separate batches) and
 speculative decoding.
 """
@@ -37,12 +38,14 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from week01_transformer.decoding import CannotAdd
 from week04_modern_arch_tools import ToolDecoding
 from week04_modern_arch_tools.chat import ToolCall, special_ids
 from week10_hydra.bank import AdapterBank, ArrowSpec
+from week10_hydra.library import BudgetError
 from week10_hydra.rag import rag_messages
 
 ROUTED = ("auto", "arrow")
@@ -145,6 +148,9 @@ class Serving:
         conversations = [hydra.render_rag(r.messages, hits) if r.rag else r.messages
                          for r, hits in zip(requests, self.sources)]
         self.plan = hydra._plan(self.stacks)
+        if continuous and self.plan is None:  # rows with adapters may join: a plan to grow
+            self.plan = hydra.bank.plan([None] * len(requests))
+        self.continuous = continuous
         limits = [r.max_new_tokens for r in requests]
         self._ctx = hydra.bank.use(self.plan)
         self.decoding = _LimitedDecoding(
@@ -152,24 +158,38 @@ class Serving:
             temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, limits=limits,
             row_tools=[hydra._tools_for(r) for r in requests],
             on_keep=None if self.plan is None else self.plan.keep, continuous=continuous)
+        if self.decoding.decoding is not None:
+            self.decoding.decoding.on_join = self._joining
         self.replies: list[Reply] = []
         self._texts = [""] * len(requests)
         self._bytes = getattr(tok, "token_to_bytes", None)  # incremental text, when it has it
         self._decoders = [self._decoder() for _ in requests]
 
+    @property
+    def uses_adapters(self) -> bool:
+        """Whether any request of this batch (joined ones included) decodes with an adapter."""
+        return any(s is not None for s in self.stacks)
+
     def add(self, requests) -> list[int]:
-        """Put more requests (as ``Hydra.serve`` takes them) into this running batch; their
-        indices. Only requests without adapters join, and only a batch served without them
-        (the bank's plan does not grow); else, or when the cache has no room, week01's
-        ``CannotAdd``: serve them in a new batch."""
+        """Put more requests (as ``Hydra.serve`` takes them, adapters and all) into this
+        running batch; their indices. They join at the next step: their prefill runs with
+        their own adapters, then the batch's plan grows by their rows (``Plan.extend``).
+        week01's ``CannotAdd`` when they cannot: no room in the cache, a batch not made
+        ``continuous``, or adapters that do not fit the library's budget beside the batch's."""
         reqs = [_request(r) for r in requests]
         if not reqs:
             raise ValueError("add needs at least one request")
         stacks = self.hydra._route(reqs)
-        if self.plan is not None or any(s is not None for s in stacks):
-            raise CannotAdd("requests with adapters, or a batch served with adapters, cannot "
-                            "join a running batch (the bank's plan is made per batch): serve "
-                            "them in a new batch")
+        if self.plan is None and any(s is not None for s in stacks):
+            raise CannotAdd("this batch was not served continuous=True: requests with "
+                            "adapters cannot join it; serve them in a new batch")
+        lib = self.hydra.library
+        if lib is not None and any(s is not None for s in stacks):
+            live = [s for s in self.stacks + stacks if s is not None and s != "arrow"]
+            try:  # every adapter of the batch and the newcomers in the bank together
+                lib.ensure([n for spec in live for n, _ in lib.resolve_stack(spec)])
+            except BudgetError as e:
+                raise CannotAdd(f"the joining adapters do not fit beside the batch's: {e}") from e
         row_tools = [self.hydra._tools_for(r) for r in reqs]
         sources = self.hydra._retrieve(reqs)
         conversations = [self.hydra.render_rag(r.messages, hits) if r.rag else r.messages
@@ -184,6 +204,17 @@ class Serving:
         self._texts += [""] * len(reqs)
         self._decoders += [self._decoder() for _ in reqs]
         return rows
+
+    @contextmanager
+    def _joining(self, rows: list[int]):
+        """week01's ``on_join``: the joining rows prefill under their own plan, then this
+        batch's plan grows by them."""
+        new = self.hydra._plan([self.stacks[r] for r in rows])
+        if new is None:
+            new = self.hydra.bank.plan([None] * len(rows))
+        with self.hydra.bank.use(new):
+            yield
+        self.plan.extend(new)
 
     def _decoder(self):
         return codecs.getincrementaldecoder("utf-8")(errors="replace") if self._bytes else None

@@ -116,6 +116,26 @@ class Plan:
             self._gathered = {k: (a[idx], b[idx]) for k, (a, b) in self._gathered.items()}
         self.uniform = was_uniform and self.uniform  # the cached matrices' form decides
 
+    def extend(self, other: Plan) -> None:
+        """Append ``other``'s rows after these (rows joining a running batch, as the cache
+        joins theirs): the stacks are padded to the longer one (slot 0, weight 0), the
+        gathered matrices are gathered again at the next forward."""
+        if other.bank is not self.bank:
+            raise ValueError("extend joins plans of the same bank")
+        if other.arrow is not None and self.arrow is not None and other.arrow is not self.arrow:
+            raise ValueError("the joining rows route with another ArrowSpec than this batch")
+        S = max(self.slots.size(1), other.slots.size(1))
+
+        def pad(t: torch.Tensor) -> torch.Tensor:  # (B, s) -> (B, S)
+            return F.pad(t, (0, S - t.size(1)))
+
+        self.slots = torch.cat([pad(self.slots), pad(other.slots.to(self.slots.device))])
+        self.weights = torch.cat([pad(self.weights), pad(other.weights.to(self.weights.device))])
+        self.arrow_rows = torch.cat([self.arrow_rows, other.arrow_rows.to(self.arrow_rows.device)])
+        self.arrow = self.arrow if self.arrow is not None else other.arrow
+        self._gathered = {}
+        self._flags()
+
     def gathered(self, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
         """This batch's A (B, S*R, in) and weighted B^T (B, S*R, out) in ``layer``, gathered
         once; for a uniform plan the one stack's A (S*R, in) and B^T (S*R, out), shared by every

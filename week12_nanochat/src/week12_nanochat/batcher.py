@@ -17,9 +17,9 @@ on by default). A batch is a continuous ``engine.stream(..., continuous=True)``:
 two of its tokens the decoding thread looks at the queue, and tickets of the batch's key
 that fit its free rows (``batch_size`` minus the rows still decoding) join it at its next
 step (``ChatStream.add``: week01's ``Decoding.add`` prefills them on their own and joins
-their KV cache to the running one, without paging). A ticket that cannot join (another key,
-no free row, no room left in the batch's cache before ``block_size``, or a memory that
-serves it with an adapter) waits for the next batch, as does one that arrives when the last
+their KV cache to the running one, without paging; one the memory serves with an adapter
+joins too, week10's adapter plan growing by its row). A ticket that cannot join (another key,
+no free row, no room left in the batch's cache before ``block_size``) waits for the next batch, as does one that arrives when the last
 row of a batch has ended (a new batch starts with a fresh cache). ``Batcher.joined`` counts
 the rows that joined a running batch. Every row ends on its own: a ticket
 hears its ``done`` (usage, finish reason) and its end when its own rows end, not when the
@@ -371,7 +371,7 @@ class Batcher:
                 continue
             try:
                 rows = stream.add([t.conversation] * t.n)
-            except CannotAdd:  # no room left in its cache, or an adapter: the next batch
+            except CannotAdd:  # no room left in its cache: the next batch
                 refused.add(t.id)
                 self._carry.append(t)
                 continue

@@ -27,8 +27,7 @@ and adds what a conversation needs:
 ``stream(..., continuous=True)`` gives a ``ChatStream`` that takes more
 conversations while it decodes (``ChatStream.add``: they join the running
 batch at its next token, week10's ``Serving.add``; a request's ``done`` comes
-when its own row ends). Requests the memory serves with an adapter cannot join
-a running batch (week01's ``CannotAdd``: serve them in a new one).
+when its own row ends), adapters and all (week10's ``Serving.add``).
 
 Left out: per-request sampling within one batch, and the reasoning about a tool call's safety (the tools
 contain themselves: week04's sandbox).
@@ -200,11 +199,25 @@ class ChatStream:
     def add(self, conversations) -> list[int]:
         """Answer more conversations in this running batch (a stream made with
         ``continuous=True``): they join at the next token, with this stream's sampling and
-        tools; their request indices. week01's ``CannotAdd`` when they cannot join (no room
-        left in the cache, or the memory serves one with an adapter): start a new batch."""
-        requests, plans, dropped, prompt_tokens = self.engine._requests(
-            conversations, self.sampling, self.tools)
-        rows = self.serving.add(requests)
+        tools, and each with the adapter the memory's plan gives it; their request indices.
+        week01's ``CannotAdd`` when they cannot join (no room left in the cache): start a new
+        batch."""
+        memory = self.engine.memory
+        grab = memory is not None and self._held is None
+        if grab:  # a plan may give them adapters: hold them still from here on
+            memory.serving.acquire()
+        try:
+            requests, plans, dropped, prompt_tokens = self.engine._requests(
+                conversations, self.sampling, self.tools)
+            rows = self.serving.add(requests)
+        except BaseException:
+            if grab:
+                memory.serving.release()
+            raise
+        if grab and self.serving.uses_adapters:
+            self._held = memory.serving
+        elif grab:
+            memory.serving.release()
         self.plans += plans
         self.dropped += dropped
         self.prompt_tokens += prompt_tokens
@@ -364,7 +377,7 @@ class ChatEngine:
             if held is not None:
                 held.release()
             raise
-        if held is not None and serving.plan is None:  # no adapters: it never reads them
+        if held is not None and not serving.uses_adapters:  # it never reads them (yet)
             held.release()
             held = None
         return ChatStream(self, serving, plans, dropped, prompt_tokens, sampling, tools, held)

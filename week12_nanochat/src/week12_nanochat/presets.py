@@ -59,6 +59,7 @@ class SpeedrunPreset:
     warmup_steps: int = 20
     tool_rows: int = 4                 # rows per base batch that are week04 tool conversations
     tool_conversations: int = 2000     # per kind, train split
+    tool_fresh: float = 0.0            # share of tool problems with week04's fresh entities
     # SFT (week09 run_sft)
     sft_data: str = "default"          # comma list of default | smoltalk | gsm8k (week09 hubdata)
     sft_steps: int = 700

@@ -111,7 +111,6 @@ def train_base(p, out: Path, env, progress: bool = True) -> dict:
     """Pretrain the preset's model on the tokenizer stage's shards into ``out / "base"``."""
     from week02_bpe import BPETokenizer, TokenLoader, token_bytes
     from week03_training import TrainConfig, Trainer
-    from week04_modern_arch_tools import make_tool_dataset
     from week05_eval.mixture import ToolMixLoader
     from week09_alignment.common import save_stage
 
@@ -131,9 +130,9 @@ def train_base(p, out: Path, env, progress: bool = True) -> dict:
     shard = dict(rank=env.rank, world_size=env.world_size, seed=p.seed)
     loader = TokenLoader(data_dir, p.batch_size, p.block_size, "train", **shard)
     if p.tool_rows:
-        convs = [c for kind in ("arithmetic", "string", "facts")
-                 for c in make_tool_dataset(kind, p.tool_conversations, seed=p.seed,
-                                            split="train")]
+        from week09_alignment.data import tool_conversations
+
+        convs = tool_conversations(p.tool_conversations, p.seed, "train", p.tool_fresh)
         loader = ToolMixLoader(loader, convs, tok, p.tool_rows, seed=p.seed)
     val = TokenLoader(data_dir, p.batch_size, p.block_size, "val", **{**shard, "seed": p.seed + 1})
     kw = dict(val_loader=val, token_bytes=token_bytes(tok), run_dir=folder / "train", desc="base")
@@ -193,7 +192,9 @@ def train_sft(p, out: Path, progress: bool = True) -> dict:
 
     folder = out / "sft"
     data = [d for d in p.sft_data.split(",") if d != "default"]
-    cfg = SFTConfig(data=",".join(["default", str(reading_file(p, folder))] + data), mixture=dict(p.mixture), block_size=p.block_size,
+    mixture = {**p.mixture, "fresh_tools": p.tool_fresh}
+    cfg = SFTConfig(data=",".join(["default", str(reading_file(p, folder))] + data),
+                    mixture=mixture, block_size=p.block_size,
                     batch_size=p.sft_batch, steps=p.sft_steps, lr=p.sft_lr,
                     warmup_steps=min(20, p.sft_steps // 10), pretrain_mix=p.pretrain_mix,
                     eval_every=max(p.sft_steps // 4, 1), eval_conversations=min(200, 4 * p.sft_batch),
