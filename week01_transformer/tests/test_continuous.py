@@ -191,3 +191,35 @@ def test_on_join_wraps_the_prefill_of_exactly_the_joining_rows(model):
         handle.remove()
     assert calls == [[1, 2], [3]] and inside["sizes"] == [2, 1]
     assert [r.ids for r in d.rows] == alone(model, ps, 6)
+
+
+def test_padding_every_row_shares_is_trimmed_when_rows_leave(model):
+    """A 30-token prompt with a short limit runs beside a 3-token one; a 2-token prompt joins
+    late (padded to the clock). When the long row leaves, the positions both others pad move
+    out of the cache (``KVCache.trim``): the clock drops, and every row still makes the
+    tokens it makes alone."""
+    ps = prompts(30, 3, 2, seed=5)
+    d = Decoding(model, ps[:2], DecodeConfig(max_new_tokens=16, temperature=0),
+                 continuous=True)
+    d.limits[0] = 3  # the long row leaves after 3 tokens
+    clocks = []
+    for step, _ in enumerate(d):
+        if step == 1:
+            d.add(ps[2:], max_new_tokens=12)
+        clocks.append(d.cache.pos)
+    ref = alone(model, ps, 16)
+    assert d.rows[0].ids == ref[0][:3]
+    assert d.rows[1].ids == ref[1] and d.rows[2].ids == ref[2][:12]
+    assert min(clocks[3:]) < max(clocks[:3])  # the shared padding left: the clock went back
+
+
+def test_trim_moves_keys_left_and_keeps_positions():
+    cache = KVCache(1, 2, 1, 2, 8, pad=torch.tensor([3, 5]))
+    cache.k[0, :, 0, :5] = torch.arange(10.0).view(1, 10).expand(2, 10).reshape(2, 5, 2)
+    cache.pos = 5
+    before = cache.positions(1)
+    keys = cache.k[0, :, 0, 3:5].clone()
+    assert cache.trim(min_shift=4) == 0 and cache.pos == 5  # below the threshold: nothing
+    assert cache.trim() == 3
+    assert cache.pos == 2 and cache.pad.tolist() == [0, 2]
+    assert torch.equal(cache.positions(1), before) and torch.equal(cache.k[0, :, 0, :2], keys)

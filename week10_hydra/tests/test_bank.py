@@ -167,3 +167,35 @@ def test_bad_weights_and_wrong_batch_are_clear_errors(pair):
     with bank.use(["a", "b"]), pytest.raises(RuntimeError, match="plan has 2 rows"):
         base(torch.zeros(3, 4, dtype=torch.long))
     assert as_stack({"a": 2}) == [("a", 2.0)] and as_stack(None) == []
+
+
+def test_hooks_are_on_the_layers_only_while_a_plan_adapts_rows(pair):
+    """A bare batch runs the layers as they are (no hook: week04's one-token fast path); a
+    plan with adapters hooks them for its life; a plan that grows by an adapter row (rows
+    joining) hooks them, one whose adapter rows leave unhooks them; close() is for good."""
+    from week10_hydra.plan import Plan
+
+    base, bank, _ = pair
+    layer = next(iter(bank.layers.values()))
+    hooked = lambda: bool(layer._forward_hooks)  # noqa: E731
+    assert not hooked()
+    with bank.use([None, None]):
+        assert not hooked()
+    with bank.use(["a", None]):
+        assert hooked()
+    assert not hooked()
+    plan = bank.plan([None, None])
+    with bank.use(plan):
+        assert not hooked()
+        plan.extend(bank.plan(["b"]))  # a row with an adapter joins
+        assert hooked() and plan.batch_size == 3 and isinstance(plan, Plan)
+        x = torch.randint(0, V, (3, 6), generator=torch.Generator().manual_seed(2))
+        with torch.no_grad():
+            joined = base(x)
+        plan.keep(torch.tensor([0, 1]))  # the adapter row finished
+        assert not hooked()
+    with torch.no_grad(), bank.use([None, None, "b"]):
+        assert torch.allclose(joined, base(x), atol=1e-6)  # the grown plan is that plan
+    bank.close()
+    with bank.use(["a"]):
+        assert not hooked()

@@ -45,11 +45,14 @@ PROMPTS = ["What is 12 + 30?", "Tell me about the capital of Zorvania.", "Comput
 # ---------------------------------------------------------------- the model
 
 
-def load_engine(model: str | None, preset: str, seed: int = 0):
-    """``(ChatEngine, description)``: ``model``, the latest speedrun, or a random model."""
+def load_engine(model: str | None, preset: str, seed: int = 0, random: bool = False):
+    """``(ChatEngine, description)``: ``model``, the latest speedrun, or (none, or ``random``)
+    a random model of week04's ``preset``."""
     from week12_nanochat.engine import ChatEngine, NoModel, default_tools, load_chat
 
     try:
+        if random:
+            raise NoModel("a random model was asked for")
         m, tok, path = load_chat(model)
         return ChatEngine(m, tok, tools=default_tools(repl=False)), f"{path} (trained)"
     except NoModel:
@@ -176,6 +179,7 @@ def measure(engine, batch_size: int, args) -> dict:
     from week12_nanochat.serve import ServeConfig, create_app, running
 
     config = ServeConfig(batch_size=batch_size, gather_ms=args.gather_ms,
+                         stream_interval_ms=args.stream_interval_ms,
                          max_tokens=max(args.max_tokens, 16), max_queue=4 * args.clients)
     app = create_app(engine, config, model_id="bench")
     with running(app) as url:
@@ -189,6 +193,37 @@ def measure(engine, batch_size: int, args) -> dict:
     # rows per batch: the rows decoding in the batch a request entered (joined ones included)
     return {"batch_size": batch_size, **figures(run), "batches": batches, "joined": joined,
             "rows_per_batch": beside / tickets if tickets else 0.0}
+
+
+def step_ceiling(engine, batch_size: int, prompt: int = 48, steps: int = 64,
+                 repeats: int = 5) -> dict:
+    """The model's one-token step alone at batch 1 and at ``batch_size`` (a cache of the
+    block, the clock from ``prompt`` on; the median of ``repeats`` timings of ``steps``
+    steps): ``batch_size x t1 / tB`` is the most any batching server can gain over one at a
+    time with this model on this machine, before every cost outside the model."""
+    import statistics
+
+    import torch
+
+    m = engine.model
+    prompt = min(prompt, m.config.block_size // 2)
+    out = {}
+    for B in (1, batch_size):
+        times = []
+        for r in range(repeats):
+            cache = m.new_cache(B, m.config.block_size)
+            x = torch.randint(0, m.config.vocab_size, (B, prompt),
+                              generator=torch.Generator().manual_seed(r))
+            with torch.no_grad():
+                m.run(x, cache, last_only=True)
+                col = x[:, -1:]
+                t = time.perf_counter()
+                for _ in range(min(steps, m.config.block_size - prompt)):
+                    m.step(col, cache)
+                times.append((time.perf_counter() - t) / min(steps, m.config.block_size - prompt))
+        out[B] = statistics.median(times)
+    return {"step_ms_1": 1000 * out[1], f"step_ms_{batch_size}": 1000 * out[batch_size],
+            "ceiling": batch_size * out[1] / out[batch_size]}
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -217,12 +252,16 @@ def main(argv=None) -> dict:
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--gather-ms", type=float, default=5.0)
+    p.add_argument("--stream-interval-ms", type=float, default=10.0,
+                   help="the servers' stream interval (both the same; 0: a write per token)")
     p.add_argument("--time-limit", type=float, default=120.0, help="seconds per server run")
     p.add_argument("--repeats", type=int, default=3,
                    help="runs per server, alternated; the median run is reported")
     p.add_argument("--model", help="a stage folder (default: the latest speedrun, else random)")
-    p.add_argument("--preset", default="tiny", choices=["test", "tiny", "small"],
-                   help="the random model's size when there is no speedrun")
+    p.add_argument("--preset", default="tiny", choices=["test", "tiny", "small", "d8"],
+                   help="the random model's size (when there is no speedrun, or --random)")
+    p.add_argument("--random", action="store_true",
+                   help="a random model of --preset even when a speedrun exists")
     p.add_argument("--drive", metavar="URL", help=argparse.SUPPRESS)  # the child's job
     a = p.parse_known_args(argv)[0] if "--drive" in (argv or sys.argv) else None
     if a is not None and a.drive:
@@ -238,7 +277,9 @@ def main(argv=None) -> dict:
     if a.time_limit <= 0 or a.gather_ms < 0:
         p.error("--time-limit must be > 0 and --gather-ms >= 0")
     threads = set_threads(a.threads)
-    engine, which = load_engine(a.model, a.preset)
+    if a.random and a.model:
+        p.error("--random and --model exclude each other")
+    engine, which = load_engine(a.model, a.preset, random=a.random)
     print(f"model: {which}; {a.clients} clients, {a.requests} requests of {a.max_tokens} "
           f"tokens, {threads} torch thread(s)", flush=True)
     runs = {a.batch_size: [], 1: []}
@@ -246,6 +287,7 @@ def main(argv=None) -> dict:
         for bs in ((a.batch_size, 1) if i % 2 == 0 else (1, a.batch_size)):
             runs[bs].append(measure(engine, bs, a))
     rows = [median_run(runs[a.batch_size]), median_run(runs[1])]
+    ceiling = step_ceiling(engine, a.batch_size)
     ratio = rows[0]["tokens_per_s"] / rows[1]["tokens_per_s"] if rows[1]["tokens_per_s"] \
         else None
     errors = sum(r["errors"] for r in rows)
@@ -253,8 +295,13 @@ def main(argv=None) -> dict:
     print(f"\nthroughput, batch {a.batch_size} / one at a time: "
           f"{'-' if ratio is None else f'{ratio:.2f}x'} (target >= 3x at 8 clients); "
           f"errors: {errors}")
+    print(f"the model's step alone: {ceiling['step_ms_1']:.2f} ms at batch 1, "
+          f"{ceiling[f'step_ms_{a.batch_size}']:.2f} ms at batch {a.batch_size}: no server "
+          f"can gain more than {ceiling['ceiling']:.2f}x here (batch x t1 / t{a.batch_size})")
     result = {"model": which, "config": {k: v for k, v in vars(a).items()}, "threads": threads,
-              "rows": rows, "runs": runs[a.batch_size] + runs[1], "summary": {"throughput_ratio": ratio, "errors": errors},
+              "rows": rows, "runs": runs[a.batch_size] + runs[1], "step": ceiling,
+              "summary": {"throughput_ratio": ratio, "errors": errors,
+                          "ceiling": ceiling["ceiling"]},
               "target_met": bool(ratio is not None and ratio >= 3 and errors == 0)}
     path = save_benchmark("week12-load", result)
     print(f"wrote {path}")

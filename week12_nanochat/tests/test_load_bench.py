@@ -38,6 +38,9 @@ def test_the_load_benchmark_runs_small_and_writes_its_figures(tmp_path):
     assert 1 <= batched["batches"] <= 6 and batched["rows_per_batch"] <= 3
     ratio = batched["tokens_per_s"] / single["tokens_per_s"]
     assert result["summary"]["throughput_ratio"] == pytest.approx(ratio)
+    step = result["step"]  # the model's step alone: the most batching can gain here
+    assert step["step_ms_1"] > 0 and step["step_ms_3"] > 0
+    assert step["ceiling"] == pytest.approx(3 * step["step_ms_1"] / step["step_ms_3"])
     saved = json.loads((tmp_path / "runs" / "bench" / "week12-load.json").read_text())
     assert saved["rows"] == result["rows"] and saved["name"] == "week12-load"
     assert not list((tmp_path / "runs" / "bench").glob("*.tmp"))

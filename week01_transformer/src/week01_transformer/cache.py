@@ -9,7 +9,8 @@ and each row counts its positions from its first real token. ``join(other)``
 appends the rows of another cache (new prompts, prefilled on their own) to a
 running one: the cache whose clock is behind is shifted right in time and its
 padding raised by as much, so both clocks agree, then the rows are concatenated
-(what continuous batching needs; week01's ``Decoding.add``).
+(what continuous batching needs; week01's ``Decoding.add``). ``trim()`` undoes
+what no row needs any more: the leading positions every row pads move out.
 
 Storage is preallocated, (n_layer, B, n_kv_head, max_len, head_dim) for ``k``
 and for ``v``, so a decode step writes in place and reads views.
@@ -181,6 +182,22 @@ class KVCache(CacheClock):
         self.v = self.v.index_select(1, rows)
         self._set_pad(self.pad.index_select(0, rows))
         self._views()
+
+    def trim(self, min_shift: int = 1) -> int:
+        """Drop the leading positions that every row pads (after the oldest rows left a
+        continuous batch, the rows that joined later pad them all): keys, values, the clock
+        and every row's padding move left by that many, so each row keeps its positions
+        (RoPE was applied at write time, the mask reads the padding), attention reads fewer
+        keys and the cache has that much more room. The shift, 0 when below ``min_shift``."""
+        shift = int(self.pad.min()) if self.batch_size else 0
+        if shift < min_shift or shift >= self.pos:
+            return 0
+        n = self.pos - shift
+        for t in (self.k, self.v):  # (n_layer, B, Hkv, max_len, hd): time is dim 3
+            t.narrow(3, 0, n).copy_(t.narrow(3, shift, n).clone())
+        self.pos = n
+        self._set_pad(self.pad - shift)
+        return shift
 
     def join(self, other: KVCache) -> None:
         """Append ``other``'s rows (a cache of the same model, e.g. new prompts just

@@ -31,7 +31,8 @@ at ``block_size`` and takes new rows between any two steps with
 from ``on_token``). At the top of the next step the new prompts are prefilled
 on their own (``model.run(..., last_only=True)``), their cache is joined to
 the running one (``KVCache.join``: the clocks are aligned by extra left
-padding) and their first logits are appended; from then on they decode like
+padding) and their first logits are appended (when rows leave, the leading positions every
+row left pads are trimmed off: ``KVCache.trim``); from then on they decode like
 every other row, each up to its own ``max_new_tokens``. ``on_join(rows)``, when
 given, is a context manager around that prefill (``rows``: the joining rows'
 indices): per-row state outside the cache switches to the new rows alone for
@@ -54,6 +55,8 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+
+TRIM_AT_LEAST = 8  # a continuous batch drops the padding its rows share when it is this long
 
 # ---------------------------------------------------------------- sampling
 
@@ -311,6 +314,8 @@ class Decoding:
             self.seq = self.seq.index_select(0, idx)
         if self.cache is not None:
             self.cache.keep(idx)
+            if self.continuous and hasattr(self.cache, "trim"):  # the padding all rows share
+                self.cache.trim(min_shift=TRIM_AT_LEAST)
         if self.on_keep is not None:
             self.on_keep(idx)
 

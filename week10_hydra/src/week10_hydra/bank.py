@@ -89,13 +89,31 @@ class AdapterBank:
         self._free: list[int] = []
         self._plan: Plan | None = None
         self._protos: dict[tuple, torch.Tensor] = {}  # (layer, names) -> (E, in) Arrow prototypes
-        self._hooks = [m.register_forward_hook(self._hook(n)) for n, m in self.layers.items()]
+        # the forward hooks are on the layers only while a plan that adapts rows is in use
+        # (``_sync``): a bare batch takes the layers' own fast path (week04's ``linear_rows``
+        # runs a hooked layer as a module call: 28 of them per step cost a 1.3M model a third)
+        self._hooks: list = []
+        self._closed = False
 
     def close(self) -> None:
-        """Remove the hooks: the model is the bare base again."""
-        for h in self._hooks:
-            h.remove()
-        self._hooks = []
+        """Remove the hooks for good: the model is the bare base again."""
+        self._closed = True
+        self._set_hooks(False)
+
+    def _set_hooks(self, on: bool) -> None:
+        if on and not self._hooks and not self._closed:
+            # prepended: the bank adapts a layer's output before any other hook sees it
+            self._hooks = [m.register_forward_hook(self._hook(n), prepend=True)
+                           for n, m in self.layers.items()]
+        elif not on and self._hooks:
+            for h in self._hooks:
+                h.remove()
+            self._hooks = []
+
+    def _sync(self) -> None:
+        """Hooks on exactly while the plan in use adapts some row (stacks or Arrow)."""
+        p = self._plan
+        self._set_hooks(p is not None and (p.stacked or p.has_arrow))
 
     # -- contents
     def names(self) -> list[str]:
@@ -262,10 +280,12 @@ class AdapterBank:
         if plan is not None and not isinstance(plan, Plan):
             plan = self.plan(plan)
         saved, self._plan = self._plan, plan
+        self._sync()
         try:
             yield plan
         finally:
             self._plan = saved
+            self._sync()
 
     # -- the forward
     def _hook(self, layer: str):

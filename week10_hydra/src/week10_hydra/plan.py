@@ -112,6 +112,8 @@ class Plan:
         self.slots, self.weights = self.slots[idx], self.weights[idx]
         self.arrow_rows = self.arrow_rows[idx]
         self._flags()
+        if self.bank._plan is self:  # in use: the hooks come off when no row adapts
+            self.bank._sync()
         if not was_uniform:  # a uniform plan's matrices are shared by every row: nothing to keep
             self._gathered = {k: (a[idx], b[idx]) for k, (a, b) in self._gathered.items()}
         self.uniform = was_uniform and self.uniform  # the cached matrices' form decides
@@ -135,6 +137,8 @@ class Plan:
         self.arrow = self.arrow if self.arrow is not None else other.arrow
         self._gathered = {}
         self._flags()
+        if self.bank._plan is self:  # in use: the bank's hooks go on if rows now adapt
+            self.bank._sync()
 
     def gathered(self, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
         """This batch's A (B, S*R, in) and weighted B^T (B, S*R, out) in ``layer``, gathered

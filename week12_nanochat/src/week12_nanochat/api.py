@@ -52,6 +52,7 @@ class ServeConfig:
 
     batch_size: int = 8
     gather_ms: float = 5.0
+    stream_interval_ms: float = 10.0  # a stream writes at most this often (the tokens since)
     max_queue: int = 256  # waiting requests; more get 503
     max_messages: int = 64  # per request (413 past it)
     max_chars: int = 8000  # per message (413 past it)

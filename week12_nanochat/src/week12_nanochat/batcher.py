@@ -54,6 +54,7 @@ class BatchConfig:
     gather_ms: float = 5.0  # after the first request, wait at most this long for more
     max_queue: int = 256  # tickets waiting; beyond this ``submit`` refuses (the server: 503)
     continuous: bool = True  # waiting tickets join a running batch at its next token
+    stream_interval_ms: float = 0.0  # a loop's streams wake at most this often (LoopWaker)
 
     def __post_init__(self):
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) \
@@ -63,6 +64,9 @@ class BatchConfig:
             raise ValueError(f"gather_ms must be >= 0, got {self.gather_ms}")
         if self.max_queue < 1:
             raise ValueError(f"max_queue must be >= 1, got {self.max_queue}")
+        if not 0 <= self.stream_interval_ms <= 1000:
+            raise ValueError(f"stream_interval_ms must be in [0, 1000], got "
+                             f"{self.stream_interval_ms}")
 
 
 class QueueFull(RuntimeError):
@@ -73,18 +77,24 @@ DONE = "end"  # the last item of a ticket's queue: ("end", None)
 
 
 class LoopWaker:
-    """Wakes the tickets of one event loop with ONE ``call_soon_threadsafe`` per burst.
+    """Wakes the tickets of one event loop with ONE ``call_soon_threadsafe`` per burst, at
+    most once every ``interval_s`` (the stream interval).
 
     ``call_soon_threadsafe`` writes to the loop's self-pipe (a system call); one per ticket
     per token cost the decoding thread 17% of its time at 8 streaming clients (py-spy, the
     load benchmark). Tickets put their items, then ``notify``; the first notify of a burst
-    schedules ``_run`` on the loop, which wakes every ticket notified until it runs."""
+    schedules ``_run`` on the loop, which wakes every ticket notified until it runs. With
+    ``interval_s`` > 0 a wake-up comes no sooner than that after the last one, so each
+    client's stream writes the tokens of that interval in one chunk of SSE events (vLLM's
+    ``--stream-interval`` in time): the loop's work per token, which holds the GIL the
+    decoding thread needs, is shared by the tokens of a write."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop = loop
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval_s: float = 0.0):
+        self.loop, self.interval_s = loop, interval_s
         self._lock = threading.Lock()
         self._pending: dict[int, Ticket] = {}  # ticket id -> ticket, in notify order
         self._armed = False
+        self._last = float("-inf")  # loop time of the last wake-up
 
     def notify(self, ticket: Ticket) -> None:
         with self._lock:
@@ -93,11 +103,19 @@ class LoopWaker:
                 return
             self._armed = True
         try:
-            self.loop.call_soon_threadsafe(self._run)
+            self.loop.call_soon_threadsafe(self._schedule)
         except RuntimeError:  # the loop is gone: nobody listens
             pass
 
+    def _schedule(self) -> None:  # on the loop
+        wait = self.interval_s - (self.loop.time() - self._last)
+        if wait > 0:
+            self.loop.call_later(wait, self._run)
+        else:
+            self._run()
+
     def _run(self) -> None:  # on the loop
+        self._last = self.loop.time()
         with self._lock:
             tickets, self._pending, self._armed = self._pending, {}, False
         for t in tickets.values():
@@ -259,7 +277,8 @@ class Batcher:
             with self._lock:
                 waker = self._wakers.get(id(loop))
                 if waker is None or waker.loop is not loop:
-                    waker = self._wakers[id(loop)] = LoopWaker(loop)
+                    waker = self._wakers[id(loop)] = LoopWaker(
+                        loop, self.config.stream_interval_ms / 1000)
         ticket = Ticket(next(self._ids), conv, sampling or Sampling(), tools, n, loop, waker)
         self._q.put(ticket)
         return ticket

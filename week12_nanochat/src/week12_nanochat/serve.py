@@ -102,7 +102,8 @@ def _memory_routes(app: FastAPI, engine, config: ServeConfig) -> None:
 def create_app(engine, config: ServeConfig | None = None, model_id: str = "nanochat") -> FastAPI:
     """The server's app over ``engine``; its batcher starts and stops with the app."""
     config = config or ServeConfig()
-    batcher = Batcher(engine, BatchConfig(config.batch_size, config.gather_ms, config.max_queue))
+    batcher = Batcher(engine, BatchConfig(config.batch_size, config.gather_ms, config.max_queue,
+                                          stream_interval_ms=config.stream_interval_ms))
 
     @asynccontextmanager
     async def lifespan(app):
@@ -169,6 +170,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--gather-ms", type=float, default=5.0,
                    help="after a request arrives, wait this long for more to batch with it")
     p.add_argument("--max-tokens", type=int, default=512, help="the most tokens one reply may ask")
+    p.add_argument("--stream-interval-ms", type=float, default=10.0,
+                   help="a stream writes at most this often, every token made since in one "
+                        "write (0: each token at once)")
     p.add_argument("--no-repl", action="store_true", help="no Python tool")
     p.add_argument("--memory", help="the memory folder (default: <runs>/memory)")
     p.add_argument("--no-memory", action="store_true", help="serve without memory")
@@ -186,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     a = make_parser().parse_args(argv)
     try:
         config = ServeConfig(batch_size=a.batch_size, gather_ms=a.gather_ms,
-                             max_tokens=a.max_tokens)
-        BatchConfig(config.batch_size, config.gather_ms)
+                             max_tokens=a.max_tokens, stream_interval_ms=a.stream_interval_ms)
+        BatchConfig(config.batch_size, config.gather_ms,
+                    stream_interval_ms=config.stream_interval_ms)
         if not 0 < a.port < 65536 or config.max_tokens < 1:
             raise ValueError(f"--port must be 1-65535 and --max-tokens >= 1, got {a.port}, "
                              f"{a.max_tokens}")
