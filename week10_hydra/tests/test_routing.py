@@ -153,7 +153,9 @@ def test_arrow_in_a_mixed_batch_equals_each_row_alone(arrow_bank):
             with bank.use(bank.plan([r], arrow=spec)):
                 alone = base(x[i:i + 1])
             assert torch.allclose(mixed[i], alone[0], atol=1e-5)
-        assert torch.equal(mixed[2], base(x[2:3])[0])
+        # the bare-base row gathers zeros (to float rounding: outside a plan the layers run
+        # unhooked, on their own fast path)
+        assert torch.allclose(mixed[2], base(x[2:3])[0], atol=1e-6, rtol=0)
         assert not torch.allclose(mixed[0], base(x[:1])[0], atol=1e-3)
 
 
