@@ -3,6 +3,8 @@
 # week folders through pattern rules: a new weekNN_topic/ gets them for free.
 # The weeks today (tests/test_contract.py keeps this list in step with the folders):
 #   week00-test week01-test week02-test week03-test week04-test week05-test week06-test week07-test week08-test week09-test week10-test week11-test week12-test
+# Track targets (trackNAME-test, -notebook, -bench, -exercises) come the same way from tracks/track_NAME/:
+#   trackhtm-test trackjepa-test trackpapers-test   (track-htm-test works too)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -18,6 +20,9 @@ PKGS   := shared $(WEEK_DIRS) $(TRACKS)
 STAMP  := $(VENV)/.setup-stamp
 wdir    = $(firstword $(filter week$(1)_%,$(WEEK_DIRS)))
 need_wdir = $(if $(call wdir,$(1)),,$(error no folder week$(1)_* here; weeks are: $(WEEK_DIRS)))
+# a track's folder from the stem of trackNAME-x (or track-NAME-x)
+tdir    = $(firstword $(filter tracks/track_$(patsubst -%,%,$(1)),$(TRACKS)))
+need_tdir = $(if $(call tdir,$(1)),,$(error no folder tracks/track_$(patsubst -%,%,$(1)) here; tracks are: $(TRACKS)))
 
 export PYTHONHASHSEED ?= 0
 export MPLBACKEND ?= Agg
@@ -36,6 +41,9 @@ help: ## list every target
 	@echo "  weekNN-bench       that week's benchmarks/ scripts (ratios against the peers)"
 	@echo "  weekNN-exercises   your exercises/ against that week's reference tests (IMPL=solutions: the worked ones)"
 	@echo "  (TIER=core|stretch|mega on test and weekNN-test: one tier only)"
+	@echo
+	@echo "  per track (NAME = $(patsubst tracks/track_%,%,$(TRACKS)))"
+	@echo "  trackNAME-test, trackNAME-notebook, trackNAME-bench, trackNAME-exercises: as for a week"
 
 setup: $(STAMP) ## create .venv and install every package editable (idempotent)
 
@@ -106,8 +114,30 @@ week%-bench: setup
 	@set -e; for s in $(sort $(wildcard $(call wdir,$*)/benchmarks/[!_]*.py)); do \
 	  echo "== $$s"; $(PY) $$s; done
 
-bench: setup ## every week's benchmarks
+bench: setup ## every week's and track's benchmarks
 	@set -e; for w in $(WEEK_DIRS); do n=$${w:4:2}; $(MAKE) --no-print-directory week$$n-bench; done
+	@set -e; for t in $(TRACKS); do $(MAKE) --no-print-directory track$${t#tracks/track_}-bench; done
+
+# ---------------------------------------------------------------- tracks (tracks/track_NAME)
+
+track%-test: setup
+	$(call need_tdir,$*)
+	$(PY) -m pytest $(call tdir,$*)/tests tests/test_notebooks.py -k "$(notdir $(call tdir,$*)) or not test_notebook" $(tier_opt)
+
+track%-exercises: setup
+	$(call need_tdir,$*)
+	@test -f $(call tdir,$*)/exercises/exercises.toml || { echo "$(call tdir,$*) has no exercises yet"; exit 2; }
+	$(PY) -m pytest -p shared.exercises --exercises $(call tdir,$*) --exercise-impl $(IMPL) -q --tb=short -rN \
+	  $(if $(filter mine,$(IMPL)),--exercise-report $(LEARNER)/exercises/$(notdir $(call tdir,$*)).json) $(call tdir,$*)/tests
+
+track%-notebook: setup
+	$(call need_tdir,$*)
+	$(PY) -m shared.notebook $(call tdir,$*)/$(notdir $(call tdir,$*)).ipynb $(if $(OUT),--out "$(OUT)",--inplace) $(if $(filter 1,$(SMOKE)),--smoke)
+
+track%-bench: setup
+	$(call need_tdir,$*)
+	@set -e; for s in $(sort $(wildcard $(call tdir,$*)/benchmarks/[!_]*.py)); do \
+	  echo "== $$s"; $(PY) $$s; done
 
 lint: setup ## ruff on the whole repo
 	$(VENV)/bin/ruff check .

@@ -201,7 +201,8 @@ def test_makefile_has_week_pattern_targets():
     text = (ROOT / "Makefile").read_text()
     for target in ("week%-test:", "week%-notebook:", "week%-bench:", "setup:", "test:", "lint:",
                    "dashboard:", "reflect:", "help:", "week%-exercises:", "path:", "progress:",
-                   "curriculum:"):
+                   "curriculum:", "track%-test:", "track%-notebook:", "track%-bench:",
+                   "track%-exercises:"):
         assert target in text, f"Makefile lacks {target}"
 
 
@@ -211,6 +212,9 @@ def test_makefile_comment_names_every_week_target():
     for folder in PACKAGES:
         if folder.name.startswith("week"):
             assert f"{folder.name[:6]}-test" in text, f"add {folder.name[:6]}-test to the Makefile header"
+        else:
+            target = f"track{folder.name.removeprefix('track_')}-test"
+            assert target in text, f"add {target} to the Makefile header"
 
 
 def test_ci_runs_make_test():

@@ -19,11 +19,13 @@ from shared.exercises import load_manifest
 pytestmark = pytest.mark.core  # this file's tier (README: "Tiers")
 
 ROOT = Path(__file__).resolve().parents[1]
-WEEKS = sorted(p.parent.parent.name for p in ROOT.glob("week*/exercises/exercises.toml"))
+# the weeks' and the tracks' folders (relative to the root) that have exercises
+WEEKS = sorted(p.parent.parent.relative_to(ROOT).as_posix()
+               for p in [*ROOT.glob("week*/exercises/exercises.toml"), *ROOT.glob("tracks/*/exercises/exercises.toml")])
 
 
 def run(week: str, impl: str, tmp_path: Path) -> list[dict]:
-    report = tmp_path / f"{week}-{impl}.json"
+    report = tmp_path / f"{Path(week).name}-{impl}.json"
     subprocess.run([sys.executable, "-m", "pytest", "-p", "shared.exercises", "--exercises", week,
                     "--exercise-impl", impl, "--exercise-report", str(report), "-q", "--tb=no",
                     "-p", "no:cacheprovider", f"{week}/tests"], cwd=ROOT, capture_output=True,

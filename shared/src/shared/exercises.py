@@ -267,12 +267,17 @@ def _stub_message(fn) -> str:
 
 
 def table(root: str | Path = ".") -> str:
-    """The README's exercise table, one row per week with exercises, from the manifests."""
+    """The README's exercise table, one row per week (then per track) with exercises, from
+    the manifests."""
+    root = Path(root)
     rows = ["| week | core | stretch | mega |", "|---|---|---|---|"]
-    for manifest in sorted(Path(root).glob("week*/exercises/exercises.toml")):
+    manifests = [*sorted(root.glob("week*/exercises/exercises.toml")),
+                 *sorted(root.glob("tracks/*/exercises/exercises.toml"))]
+    for manifest in manifests:
         week = manifest.parent.parent
+        rel = week.relative_to(root).as_posix()
         by_tier = {t: [f"`{e.name}`" for e in load_manifest(week) if e.tier == t] for t in TIERS}
-        rows.append(f"| [{week.name}]({week.name}/exercises) | "
+        rows.append(f"| [{week.name}]({rel}/exercises) | "
                     + " | ".join(", ".join(by_tier[t]) or "" for t in TIERS) + " |")
     return "\n".join(rows)
 

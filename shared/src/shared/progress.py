@@ -88,7 +88,9 @@ def _newest(paths) -> float:
 
 def notebook_state(root: Path, unit: Unit, runs: Path) -> str:
     """The learner's own run of the lesson, judged against the week's code."""
-    mine = sorted((runs / "notebooks").glob(f"{Path(unit.folder).name[:6]}*.ipynb"),
+    name = Path(unit.folder).name
+    stem = name[:6] if unit.kind == "week" else name  # week07*.ipynb, track_htm*.ipynb
+    mine = sorted((runs / "notebooks").glob(f"{stem}*.ipynb"),
                   key=lambda p: p.stat().st_mtime)
     if not mine:
         return "not run"

@@ -3,8 +3,8 @@
 ``preset(name, **overrides)`` returns a ``SpeedrunPreset``:
 
 - ``smoke``: the whole pipeline in seconds (the tests): a 1-layer model, a few steps each;
-- ``cpu``: the default, the CPU-sized pipeline (measured: 13.6 minutes on one thread of a
-  shared 2-core CPU, base 261 s and SFT 465 s of it; SFT gets the steps, on a tool-heavy mix);
+- ``cpu``: the default, the CPU-sized pipeline (measured: 11-14 minutes on one thread of a
+  shared 2-core CPU, base and SFT most of it; SFT gets the steps, on a tool-heavy mix);
 - ``d20``: nanochat's first speedrun size (about 561M parameters, 20 tokens per parameter),
   for one 8 x H100 node: ``torchrun --nproc-per-node 8 -m week12_nanochat.speedrun --preset d20``;
 - ``1b``: depth 26 (about 1.1B parameters), the same node, the same command.
@@ -168,7 +168,7 @@ PRESETS: dict[str, SpeedrunPreset] = {
                  "refusals": 40},
         about="depth 4 x 128 wide (1.3M parameters), 256-token context, 250 base (6 of 16 rows "
               "tool conversations) + 1000 SFT (batch 8, tool-heavy mixture) + 20 GRPO steps: "
-              "13.6 min measured on one thread of the shared 2-core CPU"),
+              "11-14 min measured on one thread of the shared 2-core CPU (676 s unloaded)"),
     "d20": SpeedrunPreset(
         name="d20", about="nanochat's d20 (~561M): 8 x H100 via torchrun, 20 tokens/param",
         depth=20, aspect_ratio=64, head_dim=128, block_size=2048, vocab_size=65536,
