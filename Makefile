@@ -160,8 +160,8 @@ progress: setup ## your exercises, notebook runs, benchmarks and reflections aga
 curriculum: setup ## regenerate the README tables from curriculum.toml
 	$(PY) -m shared.curriculum --write
 
-reflect: setup ## append a Sunday entry to weekNN/REFLECTION.md (WEEK=NN)
-	@test -n "$(WEEK)" || { echo "usage: make reflect WEEK=NN (weeks: $(WEEK_DIRS))"; exit 2; }
+reflect: setup ## append a Sunday entry to weekNN/REFLECTION.md (WEEK=NN, or a track's key: WEEK=htm)
+	@test -n "$(WEEK)" || { echo "usage: make reflect WEEK=NN|KEY (weeks: $(WEEK_DIRS); tracks: $(patsubst tracks/track_%,%,$(TRACKS)))"; exit 2; }
 	$(PY) -m shared.reflection --week $(WEEK)
 
 baseline: setup ## week05 baseline: tokenizer + CPU model + full offline eval + report card (~10 min)

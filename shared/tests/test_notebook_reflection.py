@@ -185,6 +185,27 @@ def test_unknown_week_lists_valid_ones(tmp_path):
         find_week("3", tmp_path)
 
 
+def test_a_track_reflects_by_its_key(tmp_path):
+    """``make reflect WEEK=htm``: the track's folder, its own runs (track_htm*), its title."""
+    _week(tmp_path)
+    track = tmp_path / "tracks" / "track_htm"
+    (track / "tests").mkdir(parents=True)
+    (track / "tests" / "test_ok.py").write_text("def test_a():\n    assert 2 * 2 == 4\n")
+    runs = tmp_path / "runs"
+    with MetricsLogger(runs / "track_htm-stream-1", tensorboard=False) as log:
+        log.log(step=3, anomaly=0.5)
+    with MetricsLogger(runs / "week07-train-1", tensorboard=False) as log:
+        log.log(step=10, loss=1.25)
+    assert find_week("htm", tmp_path) == find_week("track_htm", tmp_path) == track
+    log_path = reflect("htm", root=tmp_path, runs=runs, tests=True, today=date(2026, 12, 6))
+    text = log_path.read_text()
+    assert log_path == track / "REFLECTION.md" and text.startswith("# Track htm reflection log\n")
+    assert "## Sunday 2026-12-06 (track htm)" in text and "tests: 1 passed, 0 failed" in text
+    assert "track_htm-stream-1" in text and "week07-train-1" not in text
+    with pytest.raises(ValueError, match="no week 'hmm'.*valid WEEK values: 07; tracks: htm"):
+        find_week("hmm", tmp_path)
+
+
 @pytest.mark.parametrize("tests, benches, choice", [
     (SuiteResult(3, 1, 0, 1.0), [], "repeat"),
     (SuiteResult(0, 0, 0, 0.0), [], "repeat"),

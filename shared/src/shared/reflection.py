@@ -1,6 +1,7 @@
 """The Sunday reflection log behind ``make reflect WEEK=NN``: an entry about the learner.
 
-Appends a dated entry to ``weekNN_*/REFLECTION.md``, pre-filled with the learner's state:
+Appends a dated entry to ``weekNN_*/REFLECTION.md`` (a track's ``tracks/track_KEY/REFLECTION.md``
+for ``make reflect WEEK=KEY``, e.g. ``WEEK=htm``), pre-filled with the learner's state:
 
 - measured: the week's test result (pytest is run, or ``--no-tests`` skips it); the
   learner's own exercises (``shared.exercises``: passed by tier, what is not done yet;
@@ -51,14 +52,28 @@ class SuiteResult:
 
 
 def find_week(week: str, root: Path) -> Path:
-    """The folder ``weekNN_*`` under ``root``; a clear error lists the valid weeks."""
+    """The folder ``weekNN_*`` under ``root``, or ``tracks/track_KEY`` for a track's key
+    (``htm``, ``track_htm``); a clear error lists the valid weeks and tracks."""
     nn = str(week).removeprefix("week").zfill(2)
     weeks = sorted(p for p in root.glob("week[0-9][0-9]_*") if p.is_dir())
     match = [p for p in weeks if p.name.startswith(f"week{nn}_")]
-    if not nn.isdigit() or not match:
+    if not nn.isdigit():
+        key = str(week).removeprefix("track_").removeprefix("track-")
+        match = [p for p in (root / "tracks").glob(f"track_{key}") if p.is_dir()]
+    if not match:
         valid = ", ".join(p.name[4:6] for p in weeks) or "none"
-        raise ValueError(f"no week {week!r} under {root}; valid WEEK values: {valid}")
+        tracks = sorted(p.name.removeprefix("track_") for p in root.glob("tracks/track_*") if p.is_dir())
+        also = f"; tracks: {', '.join(tracks)}" if tracks else ""
+        raise ValueError(f"no week {week!r} under {root}; valid WEEK values: {valid}{also}")
     return match[0]
+
+
+def unit_name(folder: Path) -> tuple[str, str]:
+    """(label, run-name prefix) of a week or track folder: ("07", "week07") for
+    week07_continual, ("htm", "track_htm") for tracks/track_htm."""
+    if folder.name.startswith("track_"):
+        return folder.name.removeprefix("track_"), folder.name
+    return folder.name[4:6], folder.name[:6]
 
 
 def run_tests(folder: Path) -> SuiteResult:
@@ -98,9 +113,11 @@ def run_exercises(folder: Path, save: Path | None = None) -> list[dict] | None:
         return json.loads(report.read_text())
 
 
-def latest_metrics(nn: str, runs: Path) -> tuple[str, dict] | None:
-    """(run name, last value of every scalar) of the newest run named weekNN*."""
-    mine = [r for r in list_runs(runs) if r.name.startswith(f"week{nn}")]
+def latest_metrics(nn: str, runs: Path, prefix: str | None = None) -> tuple[str, dict] | None:
+    """(run name, last value of every scalar) of the newest run named weekNN* (or
+    ``prefix``*, e.g. a track's ``track_htm``)."""
+    prefix = prefix or f"week{nn}"
+    mine = [r for r in list_runs(runs) if r.name.startswith(prefix)]
     if not mine:
         return None
     run = max(mine, key=lambda r: (r / "metrics.jsonl").stat().st_mtime)
@@ -233,7 +250,8 @@ def render_entry(nn: str, tests: SuiteResult | None, metrics: tuple[str, dict] |
                  carry: Carry | None = None, ahead_days: float | None = None) -> str:
     carry = carry or Carry()
     choice, why = decide(PivotState(tests, exercises, ahead_days, tuple(benches)))
-    lines = [f"\n{SUNDAY} {today.isoformat()} (week {nn})\n", "### Measured\n"]
+    which = f"week {nn}" if nn.isdigit() else f"track {nn}"
+    lines = [f"\n{SUNDAY} {today.isoformat()} ({which})\n", "### Measured\n"]
     if tests is None:
         lines.append("- tests: not run (--no-tests)")
     else:
@@ -303,7 +321,7 @@ def reflect(week: str, root: Path = Path("."), runs: Path | None = None, tests: 
     """Append the entry and return the REFLECTION.md path."""
     root = Path(root)
     folder = find_week(week, root)
-    nn = folder.name[4:6]
+    nn, prefix = unit_name(folder)
     today = today or date.today()
     runs = runs if runs is not None else runs_root()
     result = run_tests(folder) if tests else None
@@ -314,15 +332,16 @@ def reflect(week: str, root: Path = Path("."), runs: Path | None = None, tests: 
     mine = run_exercises(folder, report) if exercises else None
     log = folder / "REFLECTION.md"
     if not log.exists():
-        log.write_text(f"# Week {nn} reflection log\n", encoding="utf-8")
+        title = f"Week {nn}" if nn.isdigit() else f"Track {nn}"
+        log.write_text(f"# {title} reflection log\n", encoding="utf-8")
     unit, cur, plan, ahead = _learner_context(folder, root, today)
     carry = Carry()
     if unit is not None:
         carry = Carry(unit.objectives, unit.questions,
                       tuple(paper_queue(log.read_text(encoding="utf-8"), unit.papers)),
                       tuple(next_week_lines(unit, plan, cur)))
-    entry = render_entry(nn, result, latest_metrics(nn, runs),
-                         load_benchmarks(runs, prefix=f"week{nn}"), today, mine, carry, ahead)
+    entry = render_entry(nn, result, latest_metrics(nn, runs, prefix),
+                         load_benchmarks(runs, prefix=prefix), today, mine, carry, ahead)
     with open(log, "a", encoding="utf-8") as f:
         f.write(entry)
     return log
@@ -330,7 +349,7 @@ def reflect(week: str, root: Path = Path("."), runs: Path | None = None, tests: 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Append a dated Sunday entry to a week's REFLECTION.md.")
-    ap.add_argument("--week", required=True, help="two-digit week number, e.g. 00")
+    ap.add_argument("--week", required=True, help="two-digit week number, e.g. 00, or a track's key, e.g. htm")
     ap.add_argument("--root", default=".", help="the repository root (default: .)")
     ap.add_argument("--runs", default=None, help="the runs folder (default: $NANOCHAT_RUNS or runs)")
     ap.add_argument("--no-tests", action="store_true", help="do not run the week's tests")
