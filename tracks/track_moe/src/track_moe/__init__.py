@@ -1,0 +1,1 @@
+"""track_moe (docstring filled in below)."""
