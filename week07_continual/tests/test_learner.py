@@ -82,3 +82,53 @@ def test_strategy_parsing():
         StrategyConfig.parse("lora+shared")
     with pytest.raises(ValueError, match="setting"):
         StrategyConfig.parse("naive", colour="red")
+
+
+def test_stream_hooks_run_inside_run_stream(pretrained, two_task_stream, tmp_path):
+    """The seam for strategies defined outside week07 (tracks/track_continual): the hooks are
+    called around every task in order, their loss_fn wrapper is what trains, their buffer is
+    mixed into the batches, their lr is used (1e-8: Adam moves each weight by at most about
+    lr per step, against ~1e-3 at the default lr) and their memory and details are
+    reported."""
+    from week07_continual import StreamHooks
+
+    class Probe(StreamHooks):
+        lr = 1e-8
+        replay_ratio = 0.5
+
+        def __init__(self):
+            self.calls, self.steps, self.replayed = [], 0, 0
+            self.buffer = ReplayBuffer(4, "reservoir")
+            self.buffer.add_many(two_task_stream.tasks[0].train[:4], "A")
+
+        def before_task(self, model, i, task, rng):
+            self.calls.append(("before", i, task.name))
+
+        def after_task(self, model, i, task, rng):
+            self.calls.append(("after", i, task.name))
+
+        def loss_fn(self, default):
+            def wrapped(model, batch):
+                self.steps += 1
+                self.replayed += int((batch[0][:, 1] == 1).sum())  # task A's marker token
+                return default(model, batch)
+            return wrapped
+
+        def nbytes(self):
+            return 1234
+
+        def details(self):
+            return {"probe": True}
+
+    probe = Probe()
+    cfg = TrainConfig(steps_per_task=3, batch_size=8)
+    res = run_stream(pretrained, two_task_stream, "naive", cfg, tmp_path, progress=False,
+                     hooks=probe)
+    assert probe.calls == [("before", 0, "A"), ("after", 0, "A"), ("before", 1, "B"),
+                           ("after", 1, "B")]
+    assert probe.steps == 6
+    assert probe.replayed >= 3 * 4  # task B's batches carry half rows of A from the buffer
+    assert res.extra_bytes == 1234 and res.details["probe"] is True
+    after = dict(res.model.named_parameters())
+    moved = max(float((p - after[n]).abs().max()) for n, p in pretrained.named_parameters())
+    assert 0.0 < moved < 1e-6

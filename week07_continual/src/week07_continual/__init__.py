@@ -8,7 +8,8 @@
 - ``Task``, ``Stream``, ``make_skills_stream``, ``make_domains_stream``, ``load_stream``,
   ``score_examples``: task streams and their metrics (exact match, bits per byte)
 - ``StrategyConfig``, ``TrainConfig``, ``run_stream``, ``train_separately``: strategies
-  (naive, ewc, online-ewc, replay, lora, shared and their ``+`` combinations) run over a stream
+  (naive, ewc, online-ewc, replay, lora, shared and their ``+`` combinations) run over a stream;
+  ``StreamHooks``: the seam through which strategies defined elsewhere run in ``run_stream``
 - ``load_base``: the week05 baseline, or a tiny model trained here when there is none
 - ``python -m week07_continual.run``: the command line (``--help``)
 """
@@ -16,6 +17,7 @@
 from week07_continual.ewc import EWC, fisher_diagonal
 from week07_continual.learner import (
     StrategyConfig,
+    StreamHooks,
     StreamResult,
     TrainConfig,
     run_stream,
@@ -43,6 +45,6 @@ __all__ = [
     "ReplayBuffer", "AdapterStore", "PrototypeRouter", "embed_sequences", "base_only",
     "Task", "Stream", "collate", "lm_loss", "load_stream", "make_skills_stream",
     "make_domains_stream", "score_examples",
-    "StrategyConfig", "TrainConfig", "StreamResult", "run_stream", "train_separately",
+    "StrategyConfig", "TrainConfig", "StreamResult", "StreamHooks", "run_stream", "train_separately",
     "train_task",
 ]

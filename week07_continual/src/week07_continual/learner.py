@@ -24,6 +24,11 @@ method keeps (EWC's Fishers and anchors, the replay buffer, the adapters and
 prototypes), logging through ``shared.MetricsLogger``. ``train_separately``
 gives the reference "each task trained on its own from the base".
 
+``StreamHooks`` is the seam for strategies that live elsewhere (the research track
+``tracks/track_continual``: O-LoRA, InfLoRA, self-generated replay, Progress &
+Compress): hooks before and after each task, a wrapper around the loss_fn, their own
+replay buffer and learning rate, and their memory, all run by this same ``run_stream``.
+
 Left out: learning-rate schedules and early stopping inside a task, and
 task-incremental evaluation with the task label given (LoRA-per-task here
 always routes without it).
@@ -183,6 +188,37 @@ def ewc_loss(ewc: EWC | None):
     return loss_fn
 
 
+class StreamHooks:
+    """Extension points of ``run_stream`` for strategies defined outside this week; every
+    method is a no-op, a subclass overrides what it needs.
+
+    ``lr``: the learning rate of every task (None: ``run_stream``'s choice); ``buffer`` /
+    ``replay_ratio``: a ``ReplayBuffer`` the hooks fill themselves, mixed into the batches
+    instead of the strategy's own; ``loss_fn(default)`` wraps week07's loss_fn
+    (``ewc_loss``) for each task; ``nbytes()`` is added to the memory the run reports and
+    ``details()`` to its details.
+    """
+
+    lr: float | None = None
+    buffer: ReplayBuffer | None = None
+    replay_ratio: float = 0.0
+
+    def before_task(self, model, i: int, task: Task, rng: random.Random) -> None:
+        pass
+
+    def loss_fn(self, default):
+        return default
+
+    def after_task(self, model, i: int, task: Task, rng: random.Random) -> None:
+        pass
+
+    def nbytes(self) -> int:
+        return 0
+
+    def details(self) -> dict:
+        return {}
+
+
 class _StepOffset:
     """Logs a task's steps after the steps of the tasks before it, in one metrics run."""
 
@@ -195,14 +231,15 @@ class _StepOffset:
 
 def train_task(model, task: Task, cfg: TrainConfig, rng: random.Random, ewc: EWC | None = None,
                buffer: ReplayBuffer | None = None, replay_ratio: float = 0.0, lr: float | None = None,
-               logger=None, step0: int = 0, progress: bool = True, desc: str = "") -> int:
+               logger=None, step0: int = 0, progress: bool = True, desc: str = "",
+               loss_fn=None) -> int:
     """``steps_per_task`` AdamW steps on ``task`` through week03's Trainer (plus the EWC
     penalty in the loss and replayed rows in the batches); returns the next global step.
 
     Constant learning rate, gradient clipping at ``cfg.grad_clip``, weight decay on
     matrices only; every parameter with ``requires_grad`` trains (the base is frozen under
     LoRA). Nothing is written to disk; with a ``logger`` every 10th step is logged at
-    ``step0 + step``.
+    ``step0 + step``. ``loss_fn`` (a week03 loss_fn) replaces ``ewc_loss(ewc)``.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -215,7 +252,7 @@ def train_task(model, task: Task, cfg: TrainConfig, rng: random.Random, ewc: EWC
                       save_final=False, write_metrics=False, progress=progress,
                       device=str(params[0].device), seed=cfg.seed)
     trainer = Trainer(model, TaskBatches(task, cfg, rng, buffer, replay_ratio), tc,
-                      loss_fn=ewc_loss(ewc), params=params, desc=desc or task.name,
+                      loss_fn=loss_fn or ewc_loss(ewc), params=params, desc=desc or task.name,
                       logger=_StepOffset(logger, step0) if logger is not None else None)
     trainer.fit()
     return step0 + cfg.steps_per_task
@@ -264,8 +301,10 @@ def _token_bytes(stream: Stream):
 
 def run_stream(base_model, stream: Stream, strategy: StrategyConfig | str,
                cfg: TrainConfig | None = None, workdir: str | Path | None = None, logger=None,
-               progress: bool = True) -> StreamResult:
+               progress: bool = True, hooks: StreamHooks | None = None) -> StreamResult:
     """Train a copy of ``base_model`` through ``stream`` with ``strategy``; returns the results.
+
+    ``hooks``: a ``StreamHooks`` that extends the strategy (see its docstring).
 
     ``workdir`` holds the replay buffer and the adapter store (a temp folder
     when None is given is the caller's job: both need a place on disk).
@@ -294,6 +333,8 @@ def run_stream(base_model, stream: Stream, strategy: StrategyConfig | str,
         inject_lora(model, targets=_lora_targets(model, strategy), r=strategy.lora_r,
                     alpha=strategy.lora_alpha, adapter="shared")
     lr = cfg.lora_lr if (strategy.lora or strategy.shared_adapter) else cfg.lr
+    if hooks is not None and hooks.lr is not None:
+        lr = hooks.lr
     gen = torch.Generator().manual_seed(cfg.seed)
 
     matrix.record_row(-1, [evaluator.score(model, j)[0] for j in range(len(stream.tasks))])
@@ -303,9 +344,15 @@ def run_stream(base_model, stream: Stream, strategy: StrategyConfig | str,
             name = _adapter_name(task, i)
             inject_lora(model, targets=_lora_targets(model, strategy), r=strategy.lora_r,
                         alpha=strategy.lora_alpha, adapter=name)
-        step = train_task(model, task, cfg, rng, ewc, buffer, strategy.replay_ratio, lr, logger,
+        mix, ratio, loss_fn = buffer, strategy.replay_ratio, None
+        if hooks is not None:
+            hooks.before_task(model, i, task, rng)
+            loss_fn = hooks.loss_fn(ewc_loss(ewc))
+            if hooks.buffer is not None:
+                mix, ratio = hooks.buffer, hooks.replay_ratio
+        step = train_task(model, task, cfg, rng, ewc, mix, ratio, lr, logger,
                           step, progress, desc=f"{strategy.name}: {task.name} ({i + 1}/"
-                                               f"{len(stream.tasks)})")
+                                               f"{len(stream.tasks)})", loss_fn=loss_fn)
         if ewc is not None:
             ewc.consolidate(model, _fisher_batches(task, cfg, strategy.fisher_examples, rng,
                                                    next(model.parameters()).device), gen)
@@ -319,6 +366,8 @@ def run_stream(base_model, stream: Stream, strategy: StrategyConfig | str,
                                              cfg.eval_batch_size))
             store.save_blob("router", router.state())
             set_active_adapters(model, [])
+        if hooks is not None:
+            hooks.after_task(model, i, task, rng)
         row = [evaluator.score(model, j, router)[0] for j in range(len(stream.tasks))]
         matrix.record_row(i, row)
         if logger is not None:
@@ -350,6 +399,9 @@ def run_stream(base_model, stream: Stream, strategy: StrategyConfig | str,
     if strategy.shared_adapter:
         extra += sum(p.numel() * p.element_size() for n, p in model.named_parameters()
                      if ".lora." in n)
+    if hooks is not None:
+        extra += hooks.nbytes()
+        details.update(hooks.details())
     details["config"] = {"strategy": asdict(strategy), "train": asdict(cfg)}
     result = StreamResult(stream.name, strategy.name, matrix, wall, extra, router_acc, details)
     result.model = model
@@ -373,5 +425,5 @@ def train_separately(base_model, stream: Stream, cfg: TrainConfig | None = None,
     return out
 
 
-__all__ = ["StrategyConfig", "TrainConfig", "StreamResult", "run_stream", "train_separately",
+__all__ = ["StrategyConfig", "TrainConfig", "StreamResult", "StreamHooks", "run_stream", "train_separately",
            "train_task", "TaskBatches", "ewc_loss", "mark_trainable"]
