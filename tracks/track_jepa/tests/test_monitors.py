@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from track_jepa import embedding_std, rankme, std_floor
 
 pytestmark = pytest.mark.core

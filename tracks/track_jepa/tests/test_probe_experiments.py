@@ -5,8 +5,15 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from track_jepa import MAE, MAEConfig, Supervised, ViTConfig, linear_probe, mae_loss, supervised_loss
+from track_jepa import (
+    MAE,
+    MAEConfig,
+    Supervised,
+    ViTConfig,
+    linear_probe,
+    mae_loss,
+    supervised_loss,
+)
 from track_jepa.baselines import train_mae
 from track_jepa.experiments import main
 from track_jepa.probe import project_2d
