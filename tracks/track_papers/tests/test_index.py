@@ -60,3 +60,9 @@ def test_cli_check_passes_and_prints_the_table(capsys):
     assert f"{len(NOTES)} notes, 0 broken links" in capsys.readouterr().out
     assert main([]) == 0
     assert index_table(NOTES) in capsys.readouterr().out
+
+
+def test_cli_plot_saves_the_chart(tmp_path, capsys):
+    assert main(["--plot", str(tmp_path / "weeks.png")]) == 0
+    assert (tmp_path / "weeks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| # | paper" not in capsys.readouterr().out

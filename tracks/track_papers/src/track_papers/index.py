@@ -102,6 +102,6 @@ def plot_weeks(notes: list[Note], ax=None):
     ax.bar(labels, two, bottom=one, label="tier 2", color="#86bbd8")
     ax.set_xlabel("week")
     ax.set_ylabel("papers")
-    ax.set_title("Papers each week reproduces")
+    ax.set_title("Papers each week reproduces (a paper counts in each week it names)")
     ax.legend()
     return ax
