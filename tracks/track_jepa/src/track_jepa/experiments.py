@@ -60,9 +60,9 @@ class ExperimentConfig:
 EXPERIMENT_PRESETS = {
     "tiny": ExperimentConfig(),
     "cpu": ExperimentConfig(images=("digits", "animal"),
-                            model={"digits": "digits_p1", "animal": "animal"}, steps=300,
-                            seeds=(0, 1), text="tiny", text_steps=300, text_seeds=(0, 1, 2),
-                            animal_limit=3000, per_set={"animal": {"steps": 200, "seeds": (0,)}}),
+                            model={"digits": "digits_p1", "animal": "animal"}, steps=200,
+                            seeds=(0, 1), text="tiny", text_steps=200, text_seeds=(0, 1, 2),
+                            animal_limit=2000, per_set={"animal": {"steps": 150, "seeds": (0,)}}),
     "full": ExperimentConfig(images=("digits", "animal"),
                              model={"digits": "digits_p1", "animal": "animal"}, steps=3000,
                              seeds=(0, 1, 2), text="full", text_seeds=(0, 1, 2, 3, 4),
@@ -220,6 +220,8 @@ def main(argv=None) -> dict:
     p.add_argument("--preset", default="tiny", choices=sorted(EXPERIMENT_PRESETS))
     p.add_argument("--out", default="runs/track_jepa")
     p.add_argument("--steps", type=int, default=None, help="override the image steps")
+    p.add_argument("--images", default=None, help="comma-separated image sets (default: the "
+                   "preset's)")
     p.add_argument("--skip-text", action="store_true")
     p.add_argument("--skip-images", action="store_true")
     p.add_argument("--no-progress", action="store_true")
@@ -231,6 +233,8 @@ def main(argv=None) -> dict:
     cfg = EXPERIMENT_PRESETS[a.preset]
     if a.steps:
         cfg = replace(cfg, steps=a.steps)
+    if a.images:
+        cfg = replace(cfg, images=tuple(a.images.split(",")))
     res = run(cfg, Path(a.out), not a.no_progress, a.skip_text, a.skip_images)
     print((Path(a.out) / "results.md").read_text())
     return res
