@@ -70,6 +70,7 @@ class ExpConfig:
     batch_size: int = 8
     vocab_size: int = 512
     max_docs: int | None = 3000          # documents tokenized (None: the whole corpus)
+    bpe_chars: int = 400_000             # characters of train text the BPE is fitted on
     dense_steps: int = 300
     extra_steps: int = 200
     collapse_steps: int = 200
@@ -89,9 +90,9 @@ class ExpConfig:
 
 
 PRESETS = {
-    "test": ExpConfig(n_embd=32, intermediate_size=64, block_size=32, batch_size=4, max_docs=400,
-                      vocab_size=300, dense_steps=6, extra_steps=4, collapse_steps=4,
-                      eval_batches=2, windows_per_topic=1, n_experts=4),
+    "test": ExpConfig(n_embd=32, intermediate_size=64, block_size=32, batch_size=4, max_docs=300,
+                      bpe_chars=50_000, vocab_size=300, dense_steps=4, extra_steps=3,
+                      collapse_steps=3, eval_batches=1, windows_per_topic=1, n_experts=4),
     "tiny": ExpConfig(),
     "full": ExpConfig(n_layer=8, n_embd=512, n_head=8, n_kv_head=4, intermediate_size=1536,
                       block_size=512, batch_size=32, vocab_size=8192, max_docs=None,
@@ -112,7 +113,7 @@ def topic_of(doc_name: str) -> str:
 def _data(cfg: ExpConfig, out: Path):
     corpus = load_corpus("pydocs")
     docs = list(corpus.documents if cfg.max_docs is None else corpus.documents[:cfg.max_docs])
-    text = "\n".join(d.text for d in corpus.train_docs)[:400_000]
+    text = "\n".join(d.text for d in corpus.train_docs)[:cfg.bpe_chars]
     tok = BPETokenizer.train(text, vocab_size=cfg.vocab_size)
     data_dir = out / "data"
     prepare([d.text for d in docs], tok, data_dir, num_workers=1, progress=False)
