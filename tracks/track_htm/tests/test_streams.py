@@ -5,11 +5,13 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 from track_htm.streams import (
     Stream,
     StreamError,
     read_nab_csv,
     read_nab_windows,
+    roc_auc,
     synthetic_stream,
     taxi_like_stream,
     window_mask,
@@ -86,3 +88,11 @@ def test_window_scores():
     scores[[15, 30, 31]] = 1.0
     w = window_scores(scores, s, 0.5)
     assert w == {"caught": 1, "windows": 2, "false_pos": 2, "recall": 0.5}
+
+
+def test_roc_auc_equals_sklearn():
+    rng = np.random.default_rng(0)
+    y = rng.random(500) < 0.1
+    for scores in (rng.random(500), np.round(rng.random(500), 1), y + rng.random(500)):  # ties, separable
+        assert roc_auc(y, scores) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+    assert np.isnan(roc_auc(np.zeros(5, bool), np.arange(5.0)))

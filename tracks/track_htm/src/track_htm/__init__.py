@@ -11,7 +11,7 @@ transformer on streams (prediction, anomalies) and on forgetting.
 - ``raw_anomaly``, ``tail_probability``, ``anomaly_likelihood``, ``AnomalyLikelihood``,
   ``log_likelihood``
 - ``HTMConfig``, ``HTMStreamModel`` (encoder -> SP -> TM -> decoder, online), ``SequenceHTM``
-- streams: ``Stream``, ``read_nab_csv``, ``read_nab_windows``, ``write_nab``,
+- streams: ``Stream``, ``read_nab_csv``, ``read_nab_windows``, ``write_nab``, ``roc_auc``,
   ``synthetic_stream``, ``taxi_like_stream``, ``window_scores``
 - baselines: ``LSTMLM``, ``lstm_for_budget``, ``llama_for_budget``, ``train_lm``
   (week03's Trainer), ``predict_stream``, ``sequence_accuracy``
@@ -45,6 +45,7 @@ from track_htm.streams import (
     StreamError,
     read_nab_csv,
     read_nab_windows,
+    roc_auc,
     synthetic_stream,
     taxi_like_stream,
     window_mask,
@@ -61,7 +62,7 @@ __all__ = [
     "raw_anomaly", "tail_probability", "anomaly_likelihood", "AnomalyLikelihood", "log_likelihood",
     "HTMConfig", "HTMStreamModel", "SequenceHTM", "quantize",
     "Stream", "StreamError", "read_nab_csv", "read_nab_windows", "write_nab", "synthetic_stream",
-    "taxi_like_stream", "window_mask", "window_scores",
+    "taxi_like_stream", "window_mask", "window_scores", "roc_auc",
     "LSTMLM", "lstm_for_budget", "llama_for_budget", "n_params", "train_lm", "predict_stream",
     "sequence_accuracy", "sequence_examples", "stream_examples",
 ]

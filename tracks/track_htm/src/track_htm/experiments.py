@@ -55,6 +55,7 @@ from track_htm.htm import HTMConfig, HTMStreamModel, SequenceHTM
 from track_htm.streams import (
     read_nab_csv,
     read_nab_windows,
+    roc_auc,
     synthetic_stream,
     taxi_like_stream,
     window_scores,
@@ -68,19 +69,19 @@ __all__ = ["ExpConfig", "run_streams", "run_forgetting", "make_sequences", "main
 @dataclass
 class ExpConfig:
     htm: str = "tiny"              # HTMConfig / TMConfig preset
-    stream_len: int = 600
+    stream_len: int = 400
     train_frac: float = 0.5
     n_buckets: int = 32
     block: int = 32                # the nets' context
-    net_steps: int = 30
+    net_steps: int = 15
     batch_size: int = 16
     lr: float = 3e-3
     alarm_pct: float = 1.0
     n_symbols: int = 24
-    n_seqs: int = 4
+    n_seqs: int = 3
     seq_len: int = 8
-    htm_epochs: int = 30
-    seq_steps: int = 60            # net steps per sequence set
+    htm_epochs: int = 25
+    seq_steps: int = 30            # net steps per sequence set
     seed: int = 0
 
     @classmethod
@@ -93,11 +94,6 @@ class ExpConfig:
 
 
 # --------------------------------------------------------------------------- streams
-
-
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-    return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else float("nan")
 
 
 def _likelihood(raw: np.ndarray, cfg: HTMConfig) -> np.ndarray:
@@ -134,10 +130,12 @@ def run_stream(stream, cfg: ExpConfig) -> dict:
     for name, model in nets.items():
         train_lm(model, stream_examples(tokens[:start], cfg.block), cfg.net_steps, cfg.batch_size,
                  cfg.lr, cfg.seed)
-        pred, p_true = predict_stream(model, tokens, cfg.block, start)
-        raw_all = np.concatenate([np.full(start, 0.5), 1.0 - p_true])
-        rows[name] = {"pred": pred, "score": 1.0 - p_true,
-                      "score_lik": _likelihood(raw_all, hcfg)[start:], "params": n_params(model)}
+        # scores from step `block` on (in-sample over the training part, as a deployed
+        # detector's history would be), so the likelihood has a real history to fit
+        pred, p_true = predict_stream(model, tokens, cfg.block, cfg.block)
+        raw, off = 1.0 - p_true, start - cfg.block
+        rows[name] = {"pred": pred[off:], "score": raw[off:],
+                      "score_lik": _likelihood(raw, hcfg)[off:], "params": n_params(model)}
     centre = lo + (np.arange(cfg.n_buckets) + 0.5) / cfg.n_buckets * (hi - lo)
     truth = tokens[start:]
     scored = [w for w in stream.windows if w[1] >= stream.timestamps[start]]
@@ -154,7 +152,7 @@ def run_stream(stream, cfg: ExpConfig) -> dict:
             s = r[key]
             thr = np.percentile(s, 100 - cfg.alarm_pct)
             w = window_scores(s, sub, thr)
-            res[name]["auc" + label] = _auc(labels, s)
+            res[name]["auc" + label] = roc_auc(labels, s)
             res[name]["caught" + label] = f"{w['caught']}/{w['windows']}"
             res[name]["fp" + label] = w["false_pos"]
     res["_series"] = {"values": stream.values.tolist(), "htm_pred": out["pred"].tolist(),

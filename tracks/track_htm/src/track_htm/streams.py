@@ -18,7 +18,8 @@ anomaly windows of every stream in ``labels/combined_windows.json``:
   weekly cycle) with anomalous days;
 - ``window_mask(timestamps, windows)`` and ``window_scores(scores, stream, threshold)``:
   labels per step, and NAB-style window counts (a window is caught by any detection
-  inside it; each detection outside every window is a false positive).
+  inside it; each detection outside every window is a false positive); ``roc_auc(labels,
+  scores)``: the pointwise ROC AUC from ranks (ties count half), equal to scikit-learn's.
 
 Left out: NAB's sigmoid-weighted score and its three application profiles.
 """
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["Stream", "StreamError", "read_nab_csv", "read_nab_windows", "write_nab",
-           "synthetic_stream", "taxi_like_stream", "window_mask", "window_scores"]
+           "synthetic_stream", "taxi_like_stream", "window_mask", "window_scores", "roc_auc"]
 
 HEADER = ["timestamp", "value"]
 _TS_FMT = "%Y-%m-%d %H:%M:%S"
@@ -215,3 +216,22 @@ def window_scores(scores: np.ndarray, stream: Stream, threshold: float, skip: in
     fp = int((det & ~stream.labels).sum())
     n = len(stream.windows)
     return {"caught": caught, "windows": n, "false_pos": fp, "recall": caught / n if n else 0.0}
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """P(score of a labelled step > score of an unlabelled one), ties counted half (the
+    Mann-Whitney U over n_pos * n_neg); nan when one class is empty."""
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="stable")
+    ranks = np.empty(len(s))
+    sorted_s = s[order]
+    # average rank (1-based) of each run of equal scores
+    starts = np.flatnonzero(np.r_[True, sorted_s[1:] != sorted_s[:-1]])
+    ends = np.r_[starts[1:], len(s)]
+    avg = (starts + ends + 1) / 2.0
+    ranks[order] = np.repeat(avg, ends - starts)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
