@@ -28,7 +28,7 @@ export PYTHONHASHSEED ?= 0
 export MPLBACKEND ?= Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-sandbox setup-browser speedrun chat serve test test-fast lint format dashboard reflect path progress curriculum bench baseline clean
+.PHONY: help setup setup-sandbox setup-browser speedrun chat serve test test-fast lint format dashboard reflect path progress curriculum papers bench baseline clean
 
 help: ## list every target
 	@echo "nanochat curriculum: make <target>"
@@ -156,6 +156,9 @@ path: setup ## choose a study path: WEEKS=8 (fast, Core) | 12 (balanced) | 16 (d
 
 progress: setup ## your exercises, notebook runs, benchmarks and reflections against your path (RUN=1: re-run the exercises)
 	$(PY) -m shared.progress $(if $(filter 1,$(RUN)),--run)
+
+papers: setup ## the paper map (tracks/track_papers) as a static site, offline MkDocs, in runs/papers (OUT=DIR)
+	$(PY) -m track_papers.site --out $(or $(OUT),runs/papers)
 
 curriculum: setup ## regenerate the README tables from curriculum.toml
 	$(PY) -m shared.curriculum --write
