@@ -204,14 +204,14 @@ def run(cfg: ExpConfig, out: str | Path = "runs/track_moe") -> dict:
     torch.manual_seed(cfg.seed + 2)
     scratch = arm("MoE from scratch", SotaModel(moe_cfg), moe_loss_fn)
     res["extra_tokens"] = n_tokens
-    _plot_arms(res, out / "upcycle.png")
+    _close(_plot_arms(res, out / "upcycle.png"))
 
     # 3. specialisation
     res["topics"] = {}
     for name, model in (("upcycled", upcycled), ("scratch", scratch)):
         topics, table = topic_routing(model, windows, layer=-1)
-        plot_topic_heatmap(topics, table, f"MoE {name}: last layer, share of each topic's "
-                           f"top-{cfg.top_k} pairs", out / f"topics_{name}.png")
+        _close(plot_topic_heatmap(topics, table, f"MoE {name}: last layer, share of each "
+                                  f"topic's top-{cfg.top_k} pairs", out / f"topics_{name}.png"))
         res["topics"][name] = {"topics": topics, "table": table.tolist(),
                                "max_share": float(table.max()),
                                "specialisation_bits": topic_specialisation(table),
@@ -243,10 +243,17 @@ def run(cfg: ExpConfig, out: str | Path = "runs/track_moe") -> dict:
                 entropy_of(r) for r in last) / len(last),
             "maxvio_last10": sum(max_violation(r) for r in last) / len(last),
             "val_bpb": _bpb(t)}
-    plot_collapse(recs, cfg.n_experts, cfg.top_k, out / "collapse.png")
+    _close(plot_collapse(recs, cfg.n_experts, cfg.top_k, out / "collapse.png"))
     (out / "results.json").write_text(json.dumps(res, indent=1))
     (out / "results.md").write_text(render(res))
     return res
+
+
+def _close(fig) -> None:
+    """The PNG is written: close the figure (a notebook would show it a second time)."""
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
 
 
 def _plot_arms(res, path):
