@@ -4,7 +4,7 @@
 # The weeks today (tests/test_contract.py keeps this list in step with the folders):
 #   week00-test week01-test week02-test week03-test week04-test week05-test week06-test week07-test week08-test week09-test week10-test week11-test week12-test
 # Track targets (trackNAME-test, -notebook, -bench, -exercises) come the same way from tracks/track_NAME/:
-#   trackhtm-test trackjepa-test trackpapers-test   (track-htm-test works too)
+#   trackcontinual-test trackhtm-test trackjepa-test trackmoe-test trackpapers-test   (track-htm-test works too)
 
 SHELL := /bin/bash
 PYTHON ?= python3
