@@ -1,31 +1,33 @@
 """The experiments script end to end at a tiny size: a tiny base trained into the output
 folder, week12's taught facts as a stream, a week07 strategy and a track strategy in one
-table, the frontier, and the files it writes."""
+table, and the files it writes."""
 
 from dataclasses import replace
 
 import pytest
 from track_continual import make_taught_stream
-from track_continual.experiments import PRESETS, FrontierConfig, main, run_all
+from track_continual.experiments import PRESETS, main, run_all
 
 pytestmark = pytest.mark.stretch
 
 
 def test_tiny_run_writes_the_table_and_figures(tmp_path, monkeypatch):
     monkeypatch.setenv("NANOCHAT_RUNS", str(tmp_path / "runs"))
-    preset = replace(PRESETS["tiny"], frontier=FrontierConfig(ranks=(4,), steps=2, eval_every=1),
-                     tiny_base=replace(PRESETS["tiny"].tiny_base, tokenizer_chars=6000, steps=2))
+    preset = replace(PRESETS["tiny"], taught_steps=2,
+                     tiny_base=replace(PRESETS["tiny"].tiny_base, tokenizer_chars=3000, steps=1))
     out = tmp_path / "out"
-    res = run_all(preset, out, progress=False, streams=["taught"], names=["naive", "olora"])
+    # the frontier reads and tokenises pydocs (slow in a test): test_frontier.py covers it
+    res = run_all(preset, out, progress=False, streams=["taught"], names=["naive", "olora"],
+                  frontier=False)
     rows = res["streams"]["taught"]["rows"]
     assert [r["strategy"] for r in rows] == ["naive", "olora"]
     assert res["streams"]["taught"]["tasks"] == ["facts00", "facts01", "facts02"]
     for r in rows:
         assert len(r["R"]) == 3 and all(0 <= v <= 1 for row in r["R"] for v in row)
-    assert list(res["frontier"]["curves"]) == ["lora r=4", "full"]
+    assert res["frontier"] is None
     md = (out / "results.md").read_text()
-    assert "| olora |" in md and "frontier" in md
-    for f in ("results.json", "frontier.png", "taught.png"):
+    assert "| olora |" in md and "## taught (3 tasks" in md
+    for f in ("results.json", "taught.png"):
         assert (out / f).stat().st_size > 0
 
 

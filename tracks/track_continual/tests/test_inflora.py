@@ -82,7 +82,7 @@ def test_only_b_gets_gradients_and_old_inputs_are_not_interfered_with(pretrained
 
 
 def test_inflora_runs_a_stream(pretrained, stream, tmp_path):
-    cfg = TrainConfig(steps_per_task=20, batch_size=12, router_examples=4)
+    cfg = TrainConfig(steps_per_task=6, batch_size=8, router_examples=4)
     sc, hooks = strategy("inflora", cfg)
     hooks.cfg.examples = 12
     res = run_stream(pretrained, stream, sc, cfg, tmp_path, progress=False, hooks=hooks)

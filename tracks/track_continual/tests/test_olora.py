@@ -39,7 +39,7 @@ def test_gradient_equals_autograd_and_the_old_adapters_get_none():
 
 
 def test_olora_runs_a_stream_and_keeps_the_new_adapter_orthogonal(pretrained, stream, tmp_path):
-    cfg = TrainConfig(steps_per_task=30, batch_size=12, lora_lr=2e-2, router_examples=4)
+    cfg = TrainConfig(steps_per_task=20, batch_size=8, lora_lr=2e-2, router_examples=4)
     sc, hooks = strategy("olora", cfg)
     hooks.cfg.lam = 5.0
     res = run_stream(pretrained, stream, sc, cfg, tmp_path, progress=False, hooks=hooks)

@@ -59,7 +59,7 @@ def test_refinement_is_the_latest_models_greedy_answer_and_fills_the_buffer(pret
     assert buf.counts() == {task.name: 12}
     # the latest model learned task A: its replies differ, and the refinement takes them
     new = copy.deepcopy(pretrained)
-    train_task(new, task, TrainConfig(steps_per_task=40, lr=1e-2), random.Random(0), progress=False)
+    train_task(new, task, TrainConfig(steps_per_task=25, lr=1e-2), random.Random(0), progress=False)
     before = [dict(e) for e in buf.examples()]
     changed = refine_buffer(new, buf, {task.name: tpl})
     after = buf.examples()
@@ -80,12 +80,12 @@ def test_prompt_targets_are_the_next_prompt_tokens():
 
 @pytest.mark.parametrize("name", ["ssr", "ssr+shared"])
 def test_ssr_runs_a_stream_on_its_own_samples(pretrained, stream, tmp_path, name):
-    cfg = TrainConfig(steps_per_task=15, batch_size=12, router_examples=4)
+    cfg = TrainConfig(steps_per_task=5, batch_size=8, router_examples=4)
     sc, hooks = strategy(name, cfg)
-    hooks.cfg.per_task = 6
+    hooks.cfg.per_task = 4
     res = run_stream(pretrained, stream, sc, cfg, tmp_path, progress=False, hooks=hooks)
     assert ((res.matrix.R >= 0) & (res.matrix.R <= 1)).all()
-    assert res.details["replay_counts"] == {"A": 6, "B": 6}  # written before tasks B and C
+    assert res.details["replay_counts"] == {"A": 4, "B": 4}  # written before tasks B and C
     assert all("n_input" in e for e in hooks.buffer.examples())  # synthetic, no real rows
     assert res.extra_bytes == hooks.buffer.nbytes() + (
         0 if name == "ssr" else sum(p.numel() * 4 for n, p in res.model.named_parameters()
