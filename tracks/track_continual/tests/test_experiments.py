@@ -5,6 +5,7 @@ table, and the files it writes."""
 from dataclasses import replace
 
 import pytest
+
 from track_continual import make_taught_stream
 from track_continual.experiments import PRESETS, main, run_all
 

@@ -4,6 +4,7 @@ curve at a given gain."""
 import math
 
 import pytest
+
 from track_continual import FrontierConfig, forgetting_at_gain, plot_frontier, run_frontier
 
 pytestmark = pytest.mark.stretch

@@ -3,9 +3,9 @@ GPM's energy rule, and the strategy runs a stream."""
 
 import pytest
 import torch
+
 from track_continual import collect_inputs, inflora_subspace, strategy, update_memory
 from track_continual.common import add_task_adapter, lora_targets
-
 from week07_continual import TrainConfig, collate, run_stream
 
 pytestmark = pytest.mark.core

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from track_continual import orthogonality_grad, orthogonality_loss, strategy
 
+from track_continual import orthogonality_grad, orthogonality_loss, strategy
 from week06_lora import lora_layers
 from week07_continual import TrainConfig, run_stream
 

@@ -5,8 +5,8 @@ the KL to the active column, online EWC holds one Fisher, and the strategy runs 
 import pytest
 import torch
 import torch.nn.functional as F
-from track_continual import distill_loss, kl_to, strategy
 
+from track_continual import distill_loss, kl_to, strategy
 from week07_continual import TrainConfig, run_stream
 
 pytestmark = pytest.mark.core

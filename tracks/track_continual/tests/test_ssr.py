@@ -6,6 +6,8 @@ import random
 
 import pytest
 import torch
+
+from shared import IGNORE_INDEX
 from track_continual import (
     prompt_targets,
     refine,
@@ -14,8 +16,6 @@ from track_continual import (
     synthesize,
     task_template,
 )
-
-from shared import IGNORE_INDEX
 from week07_continual import (
     ReplayBuffer,
     TrainConfig,

@@ -5,6 +5,7 @@ well-predicted stream and ordinary after a noisy one."""
 import numpy as np
 import pytest
 from scipy.stats import norm
+
 from track_htm.anomaly import (
     MIN_MEAN,
     MIN_STD,

@@ -5,6 +5,8 @@ Trainer trains both on a periodic stream, and ``predict_stream`` equals a full f
 import numpy as np
 import pytest
 import torch
+
+from shared import IGNORE_INDEX
 from track_htm.baselines import (
     llama_for_budget,
     lstm_for_budget,
@@ -15,8 +17,6 @@ from track_htm.baselines import (
     stream_examples,
     train_lm,
 )
-
-from shared import IGNORE_INDEX
 
 pytestmark = pytest.mark.stretch
 

@@ -3,6 +3,7 @@ for cyclic values, private bits per category, and the date's parts."""
 
 import numpy as np
 import pytest
+
 from track_htm.encoders import CategoryEncoder, CyclicEncoder, DateEncoder, ScalarEncoder
 from track_htm.sdr import add_noise, overlap, random_sdr, sparsity, to_dense, to_indices
 

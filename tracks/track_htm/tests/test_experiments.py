@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+
 from track_htm.experiments import ExpConfig, load_streams, main, make_sequences
 from track_htm.streams import taxi_like_stream, write_nab
 

@@ -5,6 +5,7 @@ slow per-column loops written the obvious way."""
 
 import numpy as np
 import pytest
+
 from track_htm.encoders import ScalarEncoder
 from track_htm.sdr import add_noise, random_sdr
 from track_htm.spatial_pooler import SpatialPooler, SPConfig, inhibit, learn

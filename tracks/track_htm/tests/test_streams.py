@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
+
 from track_htm.streams import (
     Stream,
     StreamError,

@@ -5,6 +5,7 @@ the slow, obvious way; the segment store grows and then recycles."""
 
 import numpy as np
 import pytest
+
 from track_htm.anomaly import raw_anomaly
 from track_htm.sdr import random_sdr
 from track_htm.temporal_memory import TemporalMemory, TMConfig, activate_cells

@@ -4,6 +4,7 @@ import random
 
 import pytest
 import torch
+
 from track_jepa import IJEPA, IJEPAConfig, MaskCollator, load_digits_images
 
 

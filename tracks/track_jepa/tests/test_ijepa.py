@@ -7,6 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from shared import SampledBatches
 from track_jepa import (
     IJEPA,
     EMAHook,
@@ -24,8 +26,6 @@ from track_jepa import (
 )
 from track_jepa.ijepa import image_examples
 from track_jepa.masks import MaskCollator
-
-from shared import SampledBatches
 
 pytestmark = pytest.mark.core
 

@@ -5,6 +5,7 @@ import random
 
 import pytest
 import torch
+
 from track_jepa import MaskCollator, MaskConfig, block_shape, multiblock_mask, random_mask
 
 pytestmark = pytest.mark.core

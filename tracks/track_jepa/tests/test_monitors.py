@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from track_jepa import embedding_std, rankme, std_floor
 
 pytestmark = pytest.mark.core

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from track_jepa import (
     MAE,
     MAEConfig,

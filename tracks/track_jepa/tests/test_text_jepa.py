@@ -8,8 +8,8 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from track_jepa import text_jepa as tj
 
+from track_jepa import text_jepa as tj
 from week01_transformer import CharTokenizer
 from week03_training import token_cross_entropy
 from week04_modern_arch_tools import Llama, LlamaConfig

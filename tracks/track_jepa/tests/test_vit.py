@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+
 from track_jepa import ViTConfig, ViTEncoder, patchify, sincos_pos_embed, unpatchify
 
 pytestmark = pytest.mark.core

@@ -15,6 +15,7 @@ parity test starts.
 from __future__ import annotations
 
 import torch
+
 from track_moe.expert_parallel import DispatchPlan
 
 

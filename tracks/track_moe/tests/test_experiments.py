@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+
 from track_moe.experiments import PRESETS, main, topic_of
 
 pytestmark = pytest.mark.stretch

@@ -10,9 +10,9 @@ and of the loss can differ.
 
 import pytest
 import torch
+
 from track_moe import parity
 from track_moe.expert_parallel import ExpertParallelMoE, dispatch_plan, expert_slice, shard_experts
-
 from week08_sota import MoE, SotaConfig
 
 pytestmark = pytest.mark.core

@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.distributed as dist
+
 from track_moe.launch import spawn
 
 pytestmark = pytest.mark.core

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from track_moe.specialise import (
     routing_counts,
     routing_entropy,
@@ -11,7 +12,6 @@ from track_moe.specialise import (
     topic_specialisation,
 )
 from track_moe.upcycle import UpcycleConfig, upcycle
-
 from week04_modern_arch_tools import Llama, LlamaConfig
 
 pytestmark = pytest.mark.stretch

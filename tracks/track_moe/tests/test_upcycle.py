@@ -3,9 +3,9 @@
 
 import pytest
 import torch
-from track_moe.upcycle import UpcycleConfig, copy_mlp_into_experts, upcycle, upcycle_checkpoint
 
 from shared import save_model
+from track_moe.upcycle import UpcycleConfig, copy_mlp_into_experts, upcycle, upcycle_checkpoint
 from week04_modern_arch_tools import Llama, LlamaConfig
 from week08_sota.moe import MoE
 

@@ -4,6 +4,7 @@ resolve; and the command line that writes and checks it."""
 import re
 
 import pytest
+
 from track_papers.__main__ import main
 from track_papers.index import (
     BEGIN,

@@ -10,6 +10,7 @@ from importlib.machinery import PathFinder
 from pathlib import Path
 
 import pytest
+
 from track_papers.links import (
     check_note,
     command_problem,

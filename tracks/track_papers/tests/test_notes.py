@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import tomllib
 import yaml
+
 from track_papers import notes as notes_mod
 from track_papers.notes import NOTES_DIR, ROOT, NoteError, load_notes, note_from_text, parse_header
 

@@ -3,6 +3,7 @@
 import re
 
 import pytest
+
 from track_papers.notes import NOTES_DIR, load_notes
 
 pytestmark = pytest.mark.mega  # this file's tier (README: "Tiers")

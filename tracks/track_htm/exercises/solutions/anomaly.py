@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from track_htm.anomaly import MIN_MEAN, MIN_STD
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from track_moe.expert_parallel import DispatchPlan
 
 
