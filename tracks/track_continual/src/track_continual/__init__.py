@@ -11,6 +11,7 @@
   distillation into the knowledge base, online EWC)
 - ``strategy``, ``run``, ``Settings``, ``TRACK``, ``WEEK07``: every strategy by name, through
   week07's ``run_stream`` (its ``StreamHooks`` seam)
+- ``arithmetic_task``: windows of worked arithmetic, the frontier's far target
 - ``make_taught_stream``: week12's taught facts as a stream of tasks; ``make_conflict_stream``,
   ``toy_base``: the lesson's toy stream and model
 - ``FrontierConfig``, ``run_frontier``, ``plot_frontier``, ``forgetting_at_gain``: the
@@ -21,6 +22,7 @@
 from track_continual.common import (
     adapter_bytes,
     add_task_adapter,
+    arithmetic_task,
     lora_targets,
     make_conflict_stream,
     make_taught_stream,
@@ -56,5 +58,6 @@ __all__ = [
     "distill_loss", "kl_to", "PCHooks", "PCConfig",
     "strategy", "run", "Settings", "TRACK", "WEEK07",
     "make_taught_stream", "make_conflict_stream", "toy_base", "lora_targets", "add_task_adapter", "adapter_bytes",
+    "arithmetic_task",
     "FrontierConfig", "run_frontier", "plot_frontier", "forgetting_at_gain",
 ]

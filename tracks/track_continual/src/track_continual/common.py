@@ -11,7 +11,10 @@ size, and the taught-facts stream built from week12's fact generator.
   conflicting mappings) and a tiny pre-trained Llama for it;
 - ``make_taught_stream(tokenizer, n_tasks, per_task)``: week12's ``teachdata.make_facts``
   (personal facts with made-up answers) cut into ``n_tasks`` tasks, each tested on the
-  questions it taught (week07's rule for knowledge tasks).
+  questions it taught (week07's rule for knowledge tasks);
+- ``arithmetic_task(tokenizer, n_train, n_test)``: windows of worked sums, differences and
+  products ("417 * 86 = 35862"), the frontier's far target (the paper's math domain, in
+  bits per byte: text a pydocs base has rarely seen).
 
 Left out: paraphrase recall (week12's mission test asks in other words; a tiny CPU model
 answers only what it was taught).
@@ -135,3 +138,36 @@ def toy_base(steps: int = 60, seed: int = 0):
     train_task(model, pre, TrainConfig(steps_per_task=steps, lr=1e-2), random.Random(seed),
                progress=False)
     return model, pre
+
+
+def arithmetic_lines(rng, n: int) -> list[str]:
+    """``n`` lines ``"a op b = c"`` with a, b in 0..999 and op one of + - *, the result exact."""
+    out = []
+    for _ in range(n):
+        a, b, op = rng.randint(0, 999), rng.randint(0, 999), rng.choice("+-*")
+        c = a + b if op == "+" else a - b if op == "-" else a * b
+        out.append(f"{a} {op} {b} = {c}")
+    return out
+
+
+def arithmetic_task(tokenizer, n_train: int, n_test: int, tokens: int = 64, seed: int = 0) -> Task:
+    """A bits-per-byte task of ``tokens``-token windows of arithmetic lines (train and test
+    drawn from one generator, so no window repeats): the frontier's target far from pydocs."""
+    import random
+
+    from week07_continual.tasks import text_example
+
+    if n_train < 1 or n_test < 1 or tokens < 8:
+        raise ValueError(f"arithmetic_task needs n_train, n_test >= 1 and tokens >= 8; "
+                         f"got {n_train}, {n_test}, {tokens}")
+    rng = random.Random(seed)
+
+    def window() -> dict:
+        lines: list[str] = []
+        while len(tokenizer.encode("\n".join(lines))) < tokens:
+            lines += arithmetic_lines(rng, 4)
+        return text_example(tokenizer, "\n".join(lines) + "\n", tokens)
+
+    train = [window() for _ in range(n_train)]
+    test = [window() for _ in range(n_test)]
+    return Task("arithmetic", train, test, metric="bpb")

@@ -8,12 +8,15 @@ as ``taught``: 10 tasks of 5 facts in ``full``, the no-task-id setting) every st
 (week07's and the track's, ``strategies.py``) runs through week07's ``run_stream`` from
 the same base, and one row records ACC, BWT, FWT (week07's ``AccuracyMatrix``), the
 memory the method keeps and the wall time. Then the learning-forgetting frontier
-(``frontier.py``): LoRA r = 4, 16, 64 and full fine-tuning on a pydocs domain (target),
-forgetting measured on held-out pydocs text of the base's own pretraining domain.
+(``frontier.py``): LoRA r = 4, 16, 64 and full fine-tuning on a target far from the base's
+pretraining (``arithmetic``: worked sums and products, the paper's math domain; or
+``--frontier-target web_mail``, a pydocs domain close to it), forgetting measured on
+held-out pydocs text of the base's own pretraining domain, over ``frontier_seeds``.
 
 Writes ``<out>/results.md`` (the tables), ``results.json``, ``frontier.png`` and
 ``taught.png`` (ACC and BWT per strategy on the taught stream); ``--out`` defaults to
-a fresh ``runs/track_continual-<time>/``. ``--streams`` / ``--strategies`` pick a subset.
+a fresh ``runs/track_continual-<time>/``. ``--streams`` / ``--strategies`` pick a subset;
+``--only-frontier`` runs the frontier alone; ``--frontier-lr`` sets one lr for every method.
 
 Base model: ``tiny``: a 1-layer, 32-wide week04 Llama with a 300-token BPE, trained for
 a few steps by week07's ``train_tiny_base`` into ``<out>/base`` (figures meaningless);
@@ -38,7 +41,7 @@ from tqdm.auto import tqdm
 
 from shared import new_run_dir, write_json_atomic
 from track_continual import strategies
-from track_continual.common import make_taught_stream
+from track_continual.common import arithmetic_task, make_taught_stream
 from track_continual.frontier import (
     FrontierConfig,
     common_gain,
@@ -68,6 +71,8 @@ class Preset:
     taught_per_task: int = 5
     frontier: FrontierConfig = field(default_factory=FrontierConfig)
     frontier_windows: tuple[int, int] = (200, 40)  # target train windows, test windows
+    frontier_target: str = "arithmetic"  # or "web_mail" (FRONTIER_TARGETS)
+    frontier_seeds: tuple[int, ...] = (0,)
     tiny_base: TinyBaseConfig | None = None
 
 
@@ -87,7 +92,10 @@ PRESETS = {
                                           "replay+shared", "olora", "inflora", "ssr+shared", "pc"),
                                "skills-facts": ("naive", "ewc", "replay", "lora", "shared",
                                                 "olora", "inflora", "ssr", "pc")},
-                   frontier=FrontierConfig(steps=100, eval_every=10), frontier_windows=(200, 24)),
+                   # one lr for every method: at week07's (3e-3 adapters, 1e-3 full) the
+                   # adapters' 3x lr, not their rank, decides who forgets (README)
+                   frontier=FrontierConfig(steps=100, eval_every=10, lora_lr=1e-3, full_lr=1e-3),
+                   frontier_windows=(200, 24), frontier_seeds=(0, 1, 2)),
 }
 
 
@@ -121,15 +129,25 @@ def build(preset: Preset, name: str, tok, scale: float = 1.0):
     raise ValueError(f"unknown stream {name!r}; valid: skills-facts, domains, taught")
 
 
-def frontier_tasks(tok, preset: Preset) -> tuple[Task, Task]:
-    """(target, source): the ``web_mail`` pydocs domain, and held-out pydocs text outside every
-    domain (the base's pretraining distribution: week07's ``pretraining_text`` rule on the
-    validation documents)."""
+FRONTIER_TARGETS = ("arithmetic", "web_mail")
+
+
+def frontier_tasks(tok, preset: Preset, target: str | None = None) -> tuple[Task, Task]:
+    """(target, source): ``arithmetic`` windows (far from pydocs) or the ``web_mail`` pydocs
+    domain (close to it), and held-out pydocs text outside every domain (the base's
+    pretraining distribution: week07's ``pretraining_text`` rule on the validation
+    documents)."""
     from shared import load_corpus
     from week07_continual.tasks import doc_group
 
+    name = target or preset.frontier_target
+    if name not in FRONTIER_TARGETS:
+        raise ValueError(f"unknown frontier target {name!r}; valid: {', '.join(FRONTIER_TARGETS)}")
     n_train, n_test = preset.frontier_windows
-    target = make_domains_stream(tok, n_train, n_test, groups=("web_mail",)).tasks[0]
+    if name == "arithmetic":
+        target = arithmetic_task(tok, n_train, n_test, seed=0)
+    else:
+        target = make_domains_stream(tok, n_train, n_test, groups=("web_mail",)).tasks[0]
     corpus = load_corpus("pydocs")
     text = "\n\n".join(d.text for d in corpus.val_docs if doc_group(d.name) is None)[:200_000]
     ids = tok.encode(text)
@@ -178,30 +196,50 @@ def plot_rows(rows: list[dict], path, title: str):
     return fig
 
 
-def _frontier(preset, base, tok, out, results, scale, progress, n_params) -> list[str]:
+def _spread(values: list[float]) -> str:
+    """``mean`` for one value, ``mean [min, max]`` for several."""
+    m = sum(values) / len(values)
+    return f"{m:.3f}" if len(values) == 1 else f"{m:.3f} [{min(values):.3f}, {max(values):.3f}]"
+
+
+def _frontier(preset, base, tok, out, results, scale, progress, n_params,
+              target_name=None, lr=None) -> list[str]:
     from week02_bpe import token_bytes
 
-    target, source = frontier_tasks(tok, preset)
+    target, source = frontier_tasks(tok, preset, target_name)
     fcfg = replace(preset.frontier, steps=max(2, int(preset.frontier.steps * scale)))
-    curves = run_frontier(base, target, source, fcfg, token_bytes(tok), progress=progress)
-    gain = common_gain(curves)
-    at = {m: forgetting_at_gain(c, gain) for m, c in curves.items()}
-    results["frontier"] = {"curves": curves, "gain": gain, "forgetting_at_gain": at,
+    if lr is not None:
+        fcfg = replace(fcfg, lora_lr=lr, full_lr=lr)
+    runs = [run_frontier(base, target, source, replace(fcfg, seed=seed), token_bytes(tok),
+                         progress=progress) for seed in preset.frontier_seeds]
+    gain = min(common_gain(c) for c in runs)  # a gain every method reaches in every seed
+    at = {m: [forgetting_at_gain(c[m], gain) for c in runs] for m in runs[0]}
+    results["frontier"] = {"target": target.name, "seeds": list(preset.frontier_seeds),
+                           "curves": runs, "gain": gain, "forgetting_at_gain": at,
                            "config": asdict(fcfg)}
-    plot_frontier(curves, out / "frontier.png",
-                  f"learning vs forgetting ({n_params / 1e6:.2f}M model)")
-    fmd = [f"## learning-forgetting frontier (target: pydocs {target.name}, source: held-out "
-           "pydocs outside every domain)", "",
-           f"At a common target gain of {gain:.3f} bpb (80% of the smallest best gain):", "",
+    plot_frontier(runs[0], out / "frontier.png",
+                  f"learning vs forgetting, {target.name} ({n_params / 1e6:.2f}M model, seed "
+                  f"{preset.frontier_seeds[0]})")
+    what = "worked arithmetic" if target.name == "arithmetic" else f"pydocs {target.name}"
+    lrs = ("one lr " + f"{fcfg.full_lr:g}" if fcfg.lora_lr == fcfg.full_lr
+           else f"lr {fcfg.lora_lr:g} adapters, {fcfg.full_lr:g} full")
+    fmd = [f"## learning-forgetting frontier (target: {what}, source: held-out pydocs outside "
+           "every domain)", "",
+           f"{fcfg.steps} steps, {lrs}, seeds {', '.join(map(str, preset.frontier_seeds))} "
+           "(mean [min, max]). At a common target gain of "
+           f"{gain:.3f} bpb (80% of the smallest best gain):", "",
            "| method | forgetting at that gain (bpb) | best gain (bpb) | forgetting at the end (bpb) |",
            "|---|---|---|---|"]
-    for m, c in curves.items():
-        fmd.append(f"| {m} | {_fmt(at[m], False)} | {max(g for _, g, _ in c):.3f} | {c[-1][2]:.3f} |")
+    for m in runs[0]:
+        best = [max(g for _, g, _ in c[m]) for c in runs]
+        end = [c[m][-1][2] for c in runs]
+        fmd.append(f"| {m} | {_spread(at[m])} | {_spread(best)} | {_spread(end)} |")
     return fmd
 
 
 def run_all(preset: Preset, out: Path, model: str = "tiny", scale: float = 1.0,
-            progress: bool = True, streams=None, names=None, frontier: bool = True) -> dict:
+            progress: bool = True, streams=None, names=None, frontier: bool = True,
+            frontier_target: str | None = None, frontier_lr: float | None = None) -> dict:
     """Every strategy on every stream, then the frontier; writes the files into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     if preset.tiny_base is not None and model == "tiny":
@@ -211,7 +249,7 @@ def run_all(preset: Preset, out: Path, model: str = "tiny", scale: float = 1.0,
         base, tok, desc = load_base(model, progress=progress)
     n_params = sum(p.numel() for p in base.parameters())
     settings = settings_for(preset)
-    streams = list(streams or preset.streams)
+    streams = list(preset.streams if streams is None else streams)
     chosen = {sn: list(names or preset.per_stream.get(sn, preset.strategies)) for sn in streams}
     results: dict = {"preset": preset.name, "base": desc, "base_params": n_params,
                      "streams": {}, "frontier": None}
@@ -219,7 +257,8 @@ def run_all(preset: Preset, out: Path, model: str = "tiny", scale: float = 1.0,
           f"Base: {desc}, {n_params / 1e6:.2f}M parameters.", ""]
     fmd = []
     if frontier:
-        fmd = _frontier(preset, base, tok, out, results, scale, progress, n_params)
+        fmd = _frontier(preset, base, tok, out, results, scale, progress, n_params,
+                        frontier_target, frontier_lr)
     bar = tqdm(total=sum(map(len, chosen.values())), desc="strategies", disable=not progress)
     with tempfile.TemporaryDirectory(prefix="track-continual-") as tmp:
         for sname in streams:
@@ -256,15 +295,23 @@ def main(argv=None) -> int:
     ap.add_argument("--streams", default=None, help="comma-separated subset of the streams")
     ap.add_argument("--strategies", default=None, help="comma-separated subset of the strategies")
     ap.add_argument("--skip-frontier", action="store_true")
+    ap.add_argument("--only-frontier", action="store_true", help="no streams, the frontier alone")
+    ap.add_argument("--frontier-target", choices=FRONTIER_TARGETS, default=None,
+                    help="the frontier's target (default: the preset's, arithmetic)")
+    ap.add_argument("--frontier-lr", type=float, default=None,
+                    help="one learning rate for every frontier method (default: the preset's)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     out = args.out or new_run_dir("track_continual")
     def split(s):
         return [x for x in s.split(",") if x]
-    run_all(PRESETS[args.preset], out, args.model, args.scale, not args.no_progress,
-            split(args.streams) if args.streams else None,
-            split(args.strategies) if args.strategies else None, not args.skip_frontier)
+    if args.only_frontier and args.skip_frontier:
+        ap.error("--only-frontier and --skip-frontier exclude each other")
+    streams = [] if args.only_frontier else split(args.streams) if args.streams else None
+    run_all(PRESETS[args.preset], out, args.model, args.scale, not args.no_progress, streams,
+            split(args.strategies) if args.strategies else None, not args.skip_frontier,
+            args.frontier_target, args.frontier_lr)
     print((out / "results.md").read_text(encoding="utf-8"))
     print(f"written: {out}/results.md, results.json and the figures")
     return 0
