@@ -41,7 +41,8 @@ class CacheClock:
     it implements ``batch_size``, ``update``, ``nbytes`` and ``keep`` (which calls
     ``_set_pad`` with the kept rows' padding). ``KVCache`` below and week08's ``LatentCache``
     are the two. A cache that can take rows from another implements ``join`` with
-    ``_join_clock``, ``_aligned`` and ``_joined_pad`` (both caches do).
+    ``_join_clock``, ``_aligned`` and ``_joined_pad`` (both caches do); one that names its
+    tensors' time dimension (``_time_buffers``) gets ``trim``, the shared padding dropped.
     """
 
     def _start(self, batch_size: int, max_len: int, pad: torch.Tensor | None, device) -> None:
@@ -70,6 +71,27 @@ class CacheClock:
 
     def advance(self, n: int) -> None:
         self.pos += n
+
+    def _time_buffers(self) -> list[tuple[torch.Tensor, int]]:
+        """Every stored tensor with its time dimension (what ``trim`` moves)."""
+        raise NotImplementedError(f"{type(self).__name__} does not say which tensors hold time")
+
+    def trim(self, min_shift: int = 1) -> int:
+        """Drop the leading positions that every row pads (after the oldest rows left a
+        continuous batch, the rows that joined later pad them all): the stored tensors
+        (``_time_buffers``), the clock and every row's padding move left by that many, so
+        each row keeps its positions (RoPE was applied at write time, the mask reads the
+        padding), attention reads fewer keys and the cache has that much more room. The
+        shift, 0 when below ``min_shift``."""
+        shift = int(self.pad.min()) if self.batch_size else 0
+        if shift < min_shift or shift >= self.pos:
+            return 0
+        n = self.pos - shift
+        for t, dim in self._time_buffers():
+            t.narrow(dim, 0, n).copy_(t.narrow(dim, shift, n).clone())
+        self.pos = n
+        self._set_pad(self.pad - shift)
+        return shift
 
     def _join_clock(self, other: CacheClock) -> tuple[int, int, int]:
         """Check that ``other``'s rows can join; ``(pos, shift of self, shift of other)``:
@@ -183,21 +205,8 @@ class KVCache(CacheClock):
         self._set_pad(self.pad.index_select(0, rows))
         self._views()
 
-    def trim(self, min_shift: int = 1) -> int:
-        """Drop the leading positions that every row pads (after the oldest rows left a
-        continuous batch, the rows that joined later pad them all): keys, values, the clock
-        and every row's padding move left by that many, so each row keeps its positions
-        (RoPE was applied at write time, the mask reads the padding), attention reads fewer
-        keys and the cache has that much more room. The shift, 0 when below ``min_shift``."""
-        shift = int(self.pad.min()) if self.batch_size else 0
-        if shift < min_shift or shift >= self.pos:
-            return 0
-        n = self.pos - shift
-        for t in (self.k, self.v):  # (n_layer, B, Hkv, max_len, hd): time is dim 3
-            t.narrow(3, 0, n).copy_(t.narrow(3, shift, n).clone())
-        self.pos = n
-        self._set_pad(self.pad - shift)
-        return shift
+    def _time_buffers(self) -> list[tuple[torch.Tensor, int]]:
+        return [(self.k, 3), (self.v, 3)]  # (n_layer, B, Hkv, max_len, hd): time is dim 3
 
     def join(self, other: KVCache) -> None:
         """Append ``other``'s rows (a cache of the same model, e.g. new prompts just

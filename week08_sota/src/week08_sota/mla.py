@@ -194,6 +194,9 @@ class LatentCache(CacheClock):
             return self.kv[layer, :, :end]
         return self.layers[layer].narrow(1, 0, end)
 
+    def _time_buffers(self) -> list[tuple[torch.Tensor, int]]:
+        return [(self.kv, 2)]  # (n_layer, B, max_len, d_c + d_r): time is dim 2; ``trim`` moves it
+
     def nbytes(self) -> int:
         """(d_c + d_r) * n_layer * batch_size * max_len * bytes per number."""
         return self.kv.numel() * self.kv.element_size()
