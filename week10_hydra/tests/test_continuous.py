@@ -83,3 +83,26 @@ def test_a_batch_not_served_continuous_refuses_new_rows(hydra):
         hydra.serve(["hi"]).add(["there"])
     with pytest.raises(CannotAdd, match="continuous=True"):
         hydra.serve([Request("hi", adapter="math")]).add([Request("hi", adapter="math")])
+
+
+def test_a_seeded_request_samples_the_same_reply_alone_beside_others_and_joined_late(hydra):
+    """``Request.seed``: each row draws from a generator of its own (week01's
+    ``Decoding(seeds=)``), so a sampled reply depends on its seed, not on its neighbours."""
+    me = Request("What is the capital of Zorvania?", adapter="style", max_new_tokens=30, seed=11)
+    others = [Request("hi", adapter="math", max_new_tokens=20, seed=1),
+              Request("What is 12 + 30?", max_new_tokens=25)]
+    kw = dict(temperature=1.0, top_k=20)
+    alone = hydra.serve([me], **kw).run()[0]
+    beside = hydra.serve([others[0], me, others[1]], **kw, seed=5).run()[1]
+    serving = hydra.serve(others, **kw, continuous=True)
+    for step, _ in enumerate(serving):
+        if step == 2:
+            (row,) = serving.add([me])
+    for got in (beside, serving.replies[row]):
+        assert (got.raw, got.tokens, got.adapter) == (alone.raw, alone.tokens, alone.adapter)
+    # without a seed a request draws with the batch's seed + its index: seeds 5 and 6 differ
+    twice = hydra.serve([Request("hi", max_new_tokens=20)] * 2, **kw, seed=5).run()
+    assert twice[0].raw != twice[1].raw
+    assert twice[1].raw == hydra.serve([Request("hi", max_new_tokens=20, seed=6)], **kw).run()[0].raw
+    with pytest.raises(ValueError, match="seed is an int or None"):
+        Request("hi", seed="3")

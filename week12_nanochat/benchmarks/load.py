@@ -24,7 +24,7 @@ A random model writes random words to the token limit, which is the load we want
 
 Left out: clients on another machine (the load generator shares this CPU with the server),
 open-loop arrival rates (each client sends its next request when the last one ends) and
-mixed settings (those could not share a batch).
+mixed sampling settings (different temperatures cannot share a batch; different seeds can).
 """
 
 from __future__ import annotations

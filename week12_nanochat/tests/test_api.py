@@ -85,6 +85,16 @@ def test_n_choices_are_sampled_rows_and_stop_cuts(client, engine):
     ref = engine.stream(["hi there"] * 3, Sampling(temperature=1.0, max_tokens=30, seed=5)).run()
     assert [c.message.content for c in got.choices] == [r.text for r in ref]
     assert len({(r.text, str(r.calls)) for r in ref}) > 1  # the rows differ
+    # each row its own generator: choice 2 (seed 7) is what seed 7 gives alone
+    one = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content":
+                                                                 "hi there"}],
+                                         temperature=1, max_tokens=30, seed=7)
+    assert one.choices[0].message.content == ref[2].text
+    # without a seed each request draws a fresh one (OpenAI's behaviour, the page's regenerate)
+    fresh = {client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi there"}], temperature=1,
+        max_tokens=30).choices[0].message.content for _ in range(3)}
+    assert len(fresh) > 1
     assert got.usage.completion_tokens == sum(r.completion_tokens for r in ref)
     chunks = list(client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "hi there"}], temperature=1, n=3,
@@ -113,6 +123,7 @@ BAD = [  # (request fields, the words the error must say)
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {
         "url": "x"}}]}]}, "only text parts"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "up to 4 non-empty strings"),
+    ({"seed": 2**63}, "seed is 9223372036854775808; valid: a 64-bit signed integer"),
 ]
 
 

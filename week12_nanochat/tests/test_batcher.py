@@ -154,3 +154,26 @@ def test_a_request_arriving_mid_batch_joins_it_and_replies_as_alone(long_engine)
     assert log.index((1, "text")) < log.index((0, "done"))  # it streams before "hi" ends
     assert log.index((0, "done")) < log.index((2, "text"))  # "hey" took the freed row
     assert log.index((1, "done")) < len(log) - 1  # "hey" was still decoding then
+
+
+def test_sampled_tickets_with_different_seeds_share_a_batch_and_reply_as_alone(long_engine):
+    """Every row draws from its own generator (week01's ``Decoding(seeds=)``): tickets whose
+    only difference is the seed share one batch, a ticket joining mid-batch too, and each
+    sampled reply is the one its seed gives alone (choice j: seed + j)."""
+    def hot(seed):
+        return Sampling(max_tokens=40, temperature=1.0, top_k=50, seed=seed)
+
+    asks = [("hi", 3, 1), ("hello there", 11, 2), ("hey", 7, 1)]  # (question, seed, n)
+    alone = [long_engine.stream([q] * n, hot(s)).run() for q, s, n in asks]
+    logged = _Logged(long_engine)
+    batcher = Batcher(logged, BatchConfig(batch_size=8, gather_ms=50))
+    with batcher:
+        first = [batcher.submit(q, hot(s), n=n) for q, s, n in asks[:2]]
+        assert logged.reached.wait(30)
+        late = batcher.submit(asks[2][0], hot(asks[2][1]))  # while the first two decode
+        logged.go.set()
+        for t in (*first, late):
+            _collect(t)
+    assert batcher.batches == 1 and batcher.joined == 1
+    assert [t.replies for t in (*first, late)] == alone
+    assert alone[1][0] != alone[1][1]  # seeds 11 and 12: the choices differ

@@ -43,8 +43,13 @@ batch once this one drains), as it does without a cache (``use_cache=False``)
 or for a cache that cannot ``join`` (week01's ``KVCache`` and week08's
 ``LatentCache`` can).
 
-Left out: speculative decoding, beam search, paged caches, and per-row
-generators (a sampled row's draws depend on the rows beside it).
+Sampling draws from one generator for the batch (``generator``, or one seeded
+with ``cfg.seed``), so a sampled row's tokens depend on the rows beside it;
+``seeds=[...]`` (one per prompt, and ``add(..., seeds=...)``) gives every row a
+generator of its own instead: a row makes the same tokens alone or in any batch,
+joined late or not (what an API's per-request ``seed`` promises).
+
+Left out: speculative decoding, beam search and paged caches.
 """
 
 from __future__ import annotations
@@ -76,13 +81,21 @@ def sampling_generator(idx: torch.Tensor, max_new_tokens: int, temperature: floa
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
-                generator: torch.Generator | None) -> torch.Tensor:
+                generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
     """One token per row from logits (B, V): argmax at temperature 0, else a draw from the
-    top-k / top-p filtered softmax of ``logits / temperature``; (B, 1)."""
+    top-k / top-p filtered softmax of ``logits / temperature``; (B, 1). ``generator`` is one
+    for the batch, or a list of B (row i draws from the i-th alone, so its tokens do not
+    depend on the rows beside it)."""
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
-    logits = filter_logits(logits / temperature, top_k=top_k, top_p=top_p)
-    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)  # (B, 1)
+    probs = F.softmax(filter_logits(logits / temperature, top_k=top_k, top_p=top_p), dim=-1)
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != probs.size(0):
+            raise ValueError(f"{len(generator)} generators for {probs.size(0)} rows")
+        return torch.cat([torch.multinomial(probs[i:i + 1], 1, generator=g)  # (1, 1) each
+                          for i, g in enumerate(generator)]) if generator else \
+            probs.new_zeros(0, 1, dtype=torch.long)
+    return torch.multinomial(probs, 1, generator=generator)  # (B, 1)
 
 
 
@@ -191,7 +204,8 @@ class Decoding:
                  on_token: OnToken | None = None, generator: torch.Generator | None = None,
                  on_keep: Callable[[torch.Tensor], None] | None = None,
                  continuous: bool = False,
-                 on_join: Callable[[list[int]], AbstractContextManager] | None = None):
+                 on_join: Callable[[list[int]], AbstractContextManager] | None = None,
+                 seeds: Sequence[int | None] | None = None):
         self.model, self.cfg = model, cfg or DecodeConfig()
         self.on_keep, self.continuous, self.on_join = on_keep, continuous, on_join
         if self.cfg.stop_strings and tokenizer is None:
@@ -204,7 +218,13 @@ class Decoding:
         self.pending: list[int] = []  # rows added while decoding, joining at the next step
         self._state = "new"  # "new" | "running" | "ended"
         self._batch(_prompt_lists(prompts), self.cfg.max_new_tokens)
-        if generator is None:
+        self.generators: list[torch.Generator] | None = None  # per row, when ``seeds`` is given
+        if seeds is not None:
+            if generator is not None:
+                raise ValueError("give seeds (a generator per row) or generator (one for the "
+                                 "batch), not both")
+            self.generators = self._row_generators(seeds, len(self.rows))
+        elif generator is None:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(0 if self.cfg.seed is None else self.cfg.seed)
         self.generator = generator
@@ -233,15 +253,34 @@ class Decoding:
                            device=self.device)  # (B, L)
         return pad, L > min(len(p) for p in prompts), seq
 
+    def _row_generators(self, seeds, n: int) -> list[torch.Generator]:
+        """One generator per row, seeded with its seed (``cfg.seed``, else 0, for None)."""
+        seeds = list(seeds)
+        if len(seeds) != n or any(s is not None and (isinstance(s, bool) or not isinstance(
+                s, int)) for s in seeds):
+            raise ValueError(f"seeds must be one int (or None) per prompt: {n} prompt(s), got "
+                             f"{seeds!r:.80}")
+        default = 0 if self.cfg.seed is None else self.cfg.seed
+        return [torch.Generator(device=self.device).manual_seed(default if s is None else s)
+                for s in seeds]
+
     # -- growing the batch
-    def add(self, prompts, max_new_tokens: int | None = None) -> list[int]:
+    def add(self, prompts, max_new_tokens: int | None = None,
+            seeds: Sequence[int | None] | None = None) -> list[int]:
         """Add rows for ``prompts`` (see the module docstring); their indices in ``rows``.
-        ``max_new_tokens`` (default ``cfg.max_new_tokens``) is the new rows' own limit.
-        ``CannotAdd`` if the rows cannot join (no room, no cache, ended)."""
+        ``max_new_tokens`` (default ``cfg.max_new_tokens``) is the new rows' own limit;
+        ``seeds`` their generators' seeds, for a decoding that draws per row (built with
+        ``seeds``; None: ``cfg.seed``). ``CannotAdd`` if the rows cannot join (no room, no
+        cache, ended)."""
         limit = self.cfg.max_new_tokens if max_new_tokens is None else max_new_tokens
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"max_new_tokens must be an int >= 1, got {limit!r}")
         prompts = _prompt_lists(prompts)
+        if seeds is not None and self.generators is None:
+            raise ValueError("this Decoding draws from one generator for the batch: build it "
+                             "with seeds=[...] to seed rows one by one")
+        gens = None if self.generators is None else self._row_generators(
+            [None] * len(prompts) if seeds is None else seeds, len(prompts))
         if not self.continuous:
             raise CannotAdd("this Decoding takes no new rows: build it with continuous=True")
         if self._state == "ended":
@@ -251,6 +290,8 @@ class Decoding:
                             f"after prompts of up to {max(len(p) for p in prompts)} tokens: "
                             "the batch must drain first (start a new one)")
         first = len(self.rows)
+        if gens is not None:
+            self.generators += gens
         if self._state == "new":
             self._batch(prompts, limit)
         else:
@@ -342,7 +383,9 @@ class Decoding:
 
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
         c = self.cfg
-        return sample_next(logits, c.temperature, c.top_k, c.top_p, self.generator)  # (B, 1)
+        gen = self.generator if self.generators is None else [self.generators[b]
+                                                              for b in self.active]
+        return sample_next(logits, c.temperature, c.top_k, c.top_p, gen)  # (B, 1)
 
     # -- the loop
     def _stops(self, row: Row, tok: int) -> int | str | None:

@@ -229,12 +229,13 @@ class ToolDecoding:
     """``generate_with_tools`` as an object: iterate it for week01's per-step ``TokenEvent``
     lists (a server streams them), then read ``runs``. ``on_keep`` is passed on to the
     decoding loop (per-row state outside the cache follows the rows that stay);
-    ``continuous=True`` lets ``add`` put new prompts into the running batch."""
+    ``continuous=True`` lets ``add`` put new prompts into the running batch; ``seeds`` (one per
+    prompt, and ``add``'s) gives each row its own generator (week01's ``Decoding(seeds=)``)."""
 
     def __init__(self, model, tokenizer, prompts, tools: dict, max_new_tokens: int = 256,
                  temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
                  seed: int = 0, use_cache: bool = True, max_output_tokens: int = 128,
-                 on_keep=None, continuous: bool = False):
+                 on_keep=None, continuous: bool = False, seeds=None):
         if isinstance(prompts, (str, dict)) or (prompts and isinstance(prompts[0], int)):
             prompts = [prompts]
         self.tokenizer, self.tools, self.max_output_tokens = tokenizer, tools, max_output_tokens
@@ -256,10 +257,10 @@ class ToolDecoding:
                            stop_tokens=(self.sp["<|assistant_end|>"],))
         self.decoding = Decoding(model, [r.prompt for r in self.runs], cfg,
                                  on_token=self._on_token, on_keep=on_keep,
-                                 continuous=continuous)
+                                 continuous=continuous, seeds=seeds)
 
-    def add(self, prompts, tools: dict | None = None, max_new_tokens: int | None = None
-            ) -> list[int]:
+    def add(self, prompts, tools: dict | None = None, max_new_tokens: int | None = None,
+            seeds=None) -> list[int]:
         """Put ``prompts`` (as the constructor takes them) into the running batch; their
         indices in ``runs``. ``tools`` (default: this decoding's) are the tools the new rows
         may call, ``max_new_tokens`` (default: the constructor's) their own limit, cut to
@@ -278,7 +279,7 @@ class ToolDecoding:
                              f"{self.block_size}")
         limit = min(self.max_new_tokens if max_new_tokens is None else max_new_tokens,
                     self.block_size - L)
-        rows = self.decoding.add([r.prompt for r in new], max_new_tokens=limit)
+        rows = self.decoding.add([r.prompt for r in new], max_new_tokens=limit, seeds=seeds)
         self.runs += new
         self._in_call += [None] * len(new)
         self._row_tools += [None if tools is None else dict(tools)] * len(new)

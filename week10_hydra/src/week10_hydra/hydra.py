@@ -29,9 +29,14 @@ Requests with adapters join too: their prefill runs under a plan of their own
 rows (week01's ``on_join``), then the batch's plan grows by them
 (``Plan.extend``), so a joined row makes the tokens it makes alone (greedy).
 
-Left out: per-request sampling settings within a batch
-(requests with different settings are served in separate batches) and
-speculative decoding.
+Each request samples from a generator of its own (week01's ``Decoding(seeds=)``),
+seeded with ``Request.seed`` (by default ``serve``'s seed plus the request's index
+in the batch): a request with a seed makes the same reply alone or beside any
+others, joined late or not.
+
+Left out: other per-request sampling settings within a batch (temperature, top-k,
+top-p: requests that differ are served in separate batches) and speculative
+decoding.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class Request:
     rag: bool = False
     max_new_tokens: int = 128
     tools: list[str] | None = None  # the tools this request may call (None: all of Hydra's)
+    seed: int | None = None  # its sampling seed (None: serve's seed + its index in the batch)
 
     def __post_init__(self):
         if isinstance(self.messages, str):
@@ -76,6 +82,9 @@ class Request:
         if self.tools is not None and (isinstance(self.tools, str) or not all(
                 isinstance(t, str) for t in self.tools)):
             raise ValueError(f"a request's tools are a list of tool names, got {self.tools!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed,
+                                                                                    int)):
+            raise ValueError(f"a request's seed is an int or None, got {self.seed!r}")
 
 
 @dataclass
@@ -141,7 +150,7 @@ class Serving:
     def __init__(self, hydra: Hydra, requests: list[Request], temperature: float, seed: int,
                  top_k: int | None = None, top_p: float | None = None,
                  continuous: bool = False):
-        self.hydra, self.requests = hydra, requests
+        self.hydra, self.requests, self.seed = hydra, requests, seed
         tok = hydra.tokenizer
         self.stacks = hydra._route(requests)
         self.sources = hydra._retrieve(requests)
@@ -156,7 +165,7 @@ class Serving:
         self.decoding = _LimitedDecoding(
             hydra.base, tok, conversations, hydra.tools, max_new_tokens=max(limits),
             temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, limits=limits,
-            row_tools=[hydra._tools_for(r) for r in requests],
+            row_tools=[hydra._tools_for(r) for r in requests], seeds=self._seeds(requests, 0),
             on_keep=None if self.plan is None else self.plan.keep, continuous=continuous)
         if self.decoding.decoding is not None:
             self.decoding.decoding.on_join = self._joining
@@ -195,7 +204,8 @@ class Serving:
         conversations = [self.hydra.render_rag(r.messages, hits) if r.rag else r.messages
                          for r, hits in zip(reqs, sources)]
         d = self.decoding
-        rows = d.add(conversations, max_new_tokens=max(r.max_new_tokens for r in reqs))
+        rows = d.add(conversations, max_new_tokens=max(r.max_new_tokens for r in reqs),
+                     seeds=self._seeds(reqs, len(self.requests)))
         d.limits += [r.max_new_tokens for r in reqs]
         d.row_tools += row_tools
         self.requests += reqs
@@ -204,6 +214,11 @@ class Serving:
         self._texts += [""] * len(reqs)
         self._decoders += [self._decoder() for _ in reqs]
         return rows
+
+    def _seeds(self, requests: list[Request], first: int) -> list[int]:
+        """Each request's generator seed: its own, else the batch's seed + its index."""
+        return [self.seed + first + i if r.seed is None else r.seed
+                for i, r in enumerate(requests)]
 
     @contextmanager
     def _joining(self, rows: list[int]):

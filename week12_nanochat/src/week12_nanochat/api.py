@@ -14,10 +14,12 @@ the calls its model made in ``message.nanochat_tool_calls`` (streamed as
 ``choices[i].nanochat`` says which adapter or memory answered. ``content`` is the
 assistant's words after its last tool output, as ``ChatEngine``'s reply text: streamed
 words written before a tool output are the model's preamble (a client that wants the final
-content drops the words streamed before the last ``"output"`` chunk). ``seed`` defaults to
-0 (requests with the same settings share a batch). A request's ``nanochat_tools`` (``true``,
-``false`` or a list of tool names) chooses the tools; OpenAI's function ``tools`` are
-refused (the model calls only the tools it was trained with).
+content drops the words streamed before the last ``"output"`` chunk). ``seed`` makes a
+sampled reply reproducible whatever shares its batch (each row draws from its own
+generator; choice i uses ``seed + i``); without one each request draws a fresh seed, as
+OpenAI's does. A request's ``nanochat_tools`` (``true``, ``false`` or a list of tool names)
+chooses the tools; OpenAI's function ``tools`` are refused (the model calls only the tools
+it was trained with).
 
 Left out: function calling by the client, logprobs, ``response_format``, embeddings and the
 legacy completions route.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 import uuid
 from dataclasses import asdict, dataclass, is_dataclass
@@ -193,6 +196,8 @@ def parse(req: ChatCompletionRequest, config: ServeConfig, model_id: str):
                        param="temperature")
     if req.top_p is not None and not 0 < req.top_p <= 1:
         raise ApiError(400, f"top_p is {req.top_p}; valid: above 0, at most 1", param="top_p")
+    if req.seed is not None and not -2**63 <= req.seed < 2**63:
+        raise ApiError(400, f"seed is {req.seed}; valid: a 64-bit signed integer", param="seed")
     name = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
     max_tokens = getattr(req, name)
     max_tokens = min(256, config.max_tokens) if max_tokens is None else max_tokens
@@ -208,7 +213,8 @@ def parse(req: ChatCompletionRequest, config: ServeConfig, model_id: str):
                        param="stop")
     tools = config.tools and req.nanochat_tools
     sampling = Sampling(temperature=temperature, top_p=req.top_p, max_tokens=max_tokens,
-                        stop=tuple(stop), seed=0 if req.seed is None else req.seed)
+                        stop=tuple(stop),
+                        seed=secrets.randbelow(2**62) if req.seed is None else req.seed)
     return messages, sampling, req.n, tools
 
 

@@ -5,12 +5,14 @@ Clients (the API's request handlers, on the server's event loop, or plain thread
 thread takes what is waiting (up to ``batch_size`` rows, waiting at most ``gather_ms`` for
 more after the first), groups the tickets that can share a batch (``Sampling.key()`` and,
 because ``ChatEngine.stream`` takes one ``Sampling`` and one tool set per batch, the same
-``max_tokens``, ``stop`` and tools), and answers each group as ONE ``engine.stream(...)``
-batch, routing every ``ChatEvent`` to its ticket's own queue (a ``queue.Queue`` for a thread;
-for a coroutine an ``asyncio.Queue`` fed through ``loop.call_soon_threadsafe``). ``n > 1`` is
-n rows of the same conversation in the batch (sampled, the rows differ). A ticket whose
-client went away calls ``Ticket.cancel()``: a waiting ticket never enters a batch, a decoding
-one's rows leave their batch at their next token (week10's ``Serving.cancel``).
+``max_tokens``, ``stop`` and tools; not the seed), and answers each group as ONE
+``engine.stream(...)`` batch, each ticket's rows with their own seeds (``Sampling.seed``
+plus the choice's index), routing every ``ChatEvent`` to its ticket's own queue (a
+``queue.Queue`` for a thread; for a coroutine an ``asyncio.Queue`` fed through
+``loop.call_soon_threadsafe``). ``n > 1`` is n rows of the same conversation in the batch
+(sampled, the rows differ: seeds ``seed`` to ``seed + n - 1``). A ticket whose client went
+away calls ``Ticket.cancel()``: a waiting ticket never enters a batch, a decoding one's rows
+leave their batch at their next token (week10's ``Serving.cancel``).
 
 Where batching stands: continuous batching at token granularity (``BatchConfig.continuous``,
 on by default). A batch is a continuous ``engine.stream(..., continuous=True)``: between any
@@ -23,8 +25,9 @@ no free row, no room left in the batch's cache before ``block_size``) waits for 
 row of a batch has ended (a new batch starts with a fresh cache). ``Batcher.joined`` counts
 the rows that joined a running batch. Every row ends on its own: a ticket
 hears its ``done`` (usage, finish reason) and its end when its own rows end, not when the
-batch does. Greedy replies are the same as alone; sampled ones depend on the rows that
-share the batch (one generator per batch). ``continuous=False`` is the request-level
+batch does. Replies are the same as alone, greedy or sampled: every row draws from a
+generator of its own (week01's ``Decoding(seeds=)``), so a ticket's seed, not its
+neighbours, decides its reply, and tickets with different seeds share a batch. ``continuous=False`` is the request-level
 batching this replaced: a batch only shrinks, and a request that arrives while it decodes
 waits for the next one.
 
@@ -343,7 +346,8 @@ class Batcher:
         refused: set[int] = set()  # tickets this batch could not take
         try:
             kw = {"continuous": True} if self.config.continuous else {}
-            stream = self.engine.stream(convs, first.sampling, tools=first.tools, **kw)
+            stream = self.engine.stream(convs, first.sampling, tools=first.tools, **kw,
+                                        seeds=[t.sampling.seed + j for t, j in owner])
             row = 0
             for t in group:
                 t.batch, t.batch_rows = batch, len(convs)
@@ -389,7 +393,8 @@ class Batcher:
                 self._carry.append(t)
                 continue
             try:
-                rows = stream.add([t.conversation] * t.n)
+                rows = stream.add([t.conversation] * t.n,
+                                  seeds=[t.sampling.seed + j for j in range(t.n)])
             except CannotAdd:  # no room left in its cache: the next batch
                 refused.add(t.id)
                 self._carry.append(t)

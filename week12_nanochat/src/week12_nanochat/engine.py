@@ -11,7 +11,10 @@ and adds what a conversation needs:
   ``ChatEvent``s of kind ``"text"`` (the assistant's words), ``"call"`` (a
   tool call as the model writes it), ``"output"`` (the tool's answer, forced
   in) and ``"done"`` (with the request's ``ChatReply``), one request per
-  conversation, all in one batch with one sampling setting (``Sampling``);
+  conversation, all in one batch with one sampling setting (``Sampling``) and
+  a seed per conversation (``seeds``; by default ``Sampling.seed`` plus the
+  conversation's index): each row draws from its own generator (week01's
+  ``Decoding(seeds=)``), so a seeded reply is the same alone or in any batch;
 - stop strings: the reply is cut before the first one and its row leaves the
   batch (week10's ``Serving.cancel``); ``ChatStream.cancel(i)`` does the same
   for a client that went away;
@@ -29,8 +32,8 @@ conversations while it decodes (``ChatStream.add``: they join the running
 batch at its next token, week10's ``Serving.add``; a request's ``done`` comes
 when its own row ends), adapters and all (week10's ``Serving.add``).
 
-Left out: per-request sampling within one batch, and the reasoning about a tool call's safety (the tools
-contain themselves: week04's sandbox).
+Left out: other per-request sampling settings within one batch (temperature, top-p, top-k),
+and the reasoning about a tool call's safety (the tools contain themselves: week04's sandbox).
 """
 
 from __future__ import annotations
@@ -150,7 +153,7 @@ class Sampling:
 
     def key(self) -> tuple:
         """Requests with the same key can share a batch."""
-        return (self.temperature, self.top_p, self.top_k, self.seed)
+        return (self.temperature, self.top_p, self.top_k)  # not seed: each row has its own
 
 
 @dataclass
@@ -196,10 +199,11 @@ class ChatStream:
         self.rows = [_Row() for _ in plans]
         self.replies: list[ChatReply | None] = [None] * len(plans)
 
-    def add(self, conversations) -> list[int]:
+    def add(self, conversations, seeds: list[int] | None = None) -> list[int]:
         """Answer more conversations in this running batch (a stream made with
         ``continuous=True``): they join at the next token, with this stream's sampling and
-        tools, and each with the adapter the memory's plan gives it; their request indices.
+        tools, each with its seed (``seeds``; default: ``Sampling.seed`` plus its request
+        index) and the adapter the memory's plan gives it; their request indices.
         week01's ``CannotAdd`` when they cannot join (no room left in the cache): start a new
         batch."""
         memory = self.engine.memory
@@ -208,7 +212,7 @@ class ChatStream:
             memory.serving.acquire()
         try:
             requests, plans, dropped, prompt_tokens = self.engine._requests(
-                conversations, self.sampling, self.tools)
+                conversations, self.sampling, self.tools, seeds, first=len(self.plans))
             rows = self.serving.add(requests)
         except BaseException:
             if grab:
@@ -358,8 +362,10 @@ class ChatEngine:
 
     # -- answering
     def stream(self, conversations, sampling: Sampling | None = None,
-               tools: bool | list[str] = True, continuous: bool = False) -> ChatStream:
-        """Answer ``conversations`` (each a user string or a list of messages) in one batch;
+               tools: bool | list[str] = True, continuous: bool = False,
+               seeds: list[int] | None = None) -> ChatStream:
+        """Answer ``conversations`` (each a user string or a list of messages) in one batch,
+        each sampled with its seed (``seeds``; default: ``sampling.seed`` plus its index);
         ``continuous=True``: the batch takes more while it runs (``ChatStream.add``)."""
         sampling = sampling or Sampling()
         held = self.memory.serving if self.memory is not None else None
@@ -367,7 +373,7 @@ class ChatEngine:
             held.acquire()
         try:
             requests, plans, dropped, prompt_tokens = self._requests(conversations, sampling,
-                                                                     tools)
+                                                                     tools, seeds)
             if self.memory is not None:  # the memory may have rebuilt its store (a forget)
                 self.hydra.store = self.memory.store
             serving = self.hydra.serve(requests, temperature=sampling.temperature,
@@ -382,15 +388,21 @@ class ChatEngine:
             held = None
         return ChatStream(self, serving, plans, dropped, prompt_tokens, sampling, tools, held)
 
-    def _requests(self, conversations, sampling: Sampling, tools: bool | list[str]):
-        """week10 ``Request``s for ``conversations``, with their memory plans, dropped
-        message counts and prompt sizes."""
+    def _requests(self, conversations, sampling: Sampling, tools: bool | list[str],
+                  seeds: list[int] | None = None, first: int = 0):
+        """week10 ``Request``s for ``conversations`` (the first of them request ``first`` of its
+        batch), with their memory plans, dropped message counts and prompt sizes."""
         if isinstance(conversations, (str, dict)) or (
                 conversations and isinstance(conversations[0], dict)):
             conversations = [conversations]
+        if seeds is None:
+            seeds = [sampling.seed + first + i for i in range(len(conversations))]
+        if len(seeds) != len(conversations):
+            raise ValueError(f"seeds must be one int per conversation: {len(conversations)} "
+                             f"conversation(s), got {len(seeds)} seed(s)")
         requests, plans, dropped, prompt_tokens = [], [], [], []
         names = list(self.tools) if tools is True else [] if tools is False else list(tools)
-        for conv in conversations:
+        for conv, seed in zip(conversations, seeds):
             conv = [{"role": "user", "content": conv}] if isinstance(conv, str) else list(conv)
             if not conv or not isinstance(conv[-1].get("content"), str):
                 raise ValueError("a conversation ends with a user message whose content is text")
@@ -399,7 +411,8 @@ class ChatEngine:
             kept, n = self.fit(conv, sampling.max_tokens, int(getattr(plan, "reserve", 0)))
             requests.append(Request(kept, adapter=getattr(plan, "adapter", None),
                                     rag=bool(getattr(plan, "rag", False)),
-                                    max_new_tokens=sampling.max_tokens, tools=names))
+                                    max_new_tokens=sampling.max_tokens, tools=names,
+                                    seed=seed))
             plans.append(plan)
             dropped.append(n)
             prompt_tokens.append(len(self.prompt_ids(kept)))
