@@ -4,7 +4,9 @@ For each week with an ``exercises/exercises.toml``: the committed stubs make eve
 their tests fail as "not implemented" (so each test really runs the learner's function, and
 the manifest points only at tests that do), and the worked solutions make all of them pass.
 A learner who has edited a week's stubs skips that week's stub check (it runs on a clean
-checkout, as in CI). Also: the manifest's bad input is an error saying what is valid.
+checkout, as in CI). All the weeks run in one pytest process per implementation (the
+plugin takes ``--exercises`` several times), so pytest and torch start twice, not twice per
+week. Also: the manifest's bad input is an error saying what is valid.
 """
 
 import json
@@ -24,13 +26,41 @@ WEEKS = sorted(p.parent.parent.relative_to(ROOT).as_posix()
                for p in [*ROOT.glob("week*/exercises/exercises.toml"), *ROOT.glob("tracks/*/exercises/exercises.toml")])
 
 
-def run(week: str, impl: str, tmp_path: Path) -> list[dict]:
-    report = tmp_path / f"{Path(week).name}-{impl}.json"
-    subprocess.run([sys.executable, "-m", "pytest", "-p", "shared.exercises", "--exercises", week,
-                    "--exercise-impl", impl, "--exercise-report", str(report), "-q", "--tb=no",
-                    "-p", "no:cacheprovider", f"{week}/tests"], cwd=ROOT, capture_output=True,
-                   timeout=900)
-    return json.loads(report.read_text())
+def run(weeks: list[str], impl: str, report: Path) -> dict[str, list[dict]]:
+    """Every week's exercises with ``impl`` in ONE pytest run (one start-up of pytest and
+    torch for all the weeks); each week's rows."""
+    cmd = [sys.executable, "-m", "pytest", "-p", "shared.exercises",
+           *(arg for w in weeks for arg in ("--exercises", w)), "--exercise-impl", impl,
+           "--exercise-report", str(report), "-q", "--tb=no", "-p", "no:cacheprovider",
+           *(f"{w}/tests" for w in weeks)]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert report.exists(), f"no report: {out.stdout[-2000:]}{out.stderr[-2000:]}"
+    rows: dict[str, list[dict]] = {}
+    for r in json.loads(report.read_text()):
+        rows.setdefault(r["week"], []).append(r)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def solutions(tmp_path_factory):
+    return run(WEEKS, "solutions", tmp_path_factory.mktemp("ex") / "solutions.json")
+
+
+def edited(week: str) -> str | None:
+    """Why ``week``'s committed stubs cannot be checked here, or None."""
+    out = subprocess.run(["git", "status", "--porcelain", "--", f"{week}/exercises"],
+                         cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        return "not a git checkout: the stubs check needs the committed stubs"
+    if out.stdout.strip():
+        return f"you have edited {week}/exercises; this check runs on a clean checkout"
+    return None
+
+
+@pytest.fixture(scope="module")
+def stubs(tmp_path_factory):
+    clean = [w for w in WEEKS if edited(w) is None]
+    return run(clean, "mine", tmp_path_factory.mktemp("ex") / "mine.json") if clean else {}
 
 
 def test_there_are_exercises():
@@ -38,22 +68,20 @@ def test_there_are_exercises():
 
 
 @pytest.mark.parametrize("week", WEEKS)
-def test_the_solutions_pass(week, tmp_path):
-    rows = run(week, "solutions", tmp_path)
+def test_the_solutions_pass(week, solutions):
+    rows = solutions.get(Path(week).name, [])
     assert [r["exercise"] for r in rows] == [e.name for e in load_manifest(ROOT / week)]
     for r in rows:
         assert r["status"] == "passed" and r["tests"] > 0, r
 
 
 @pytest.mark.parametrize("week", WEEKS)
-def test_every_stub_fails_every_one_of_its_tests(week, tmp_path):
-    edited = subprocess.run(["git", "status", "--porcelain", "--", f"{week}/exercises"],
-                            cwd=ROOT, capture_output=True, text=True)
-    if edited.returncode != 0:
-        pytest.skip("not a git checkout: the stubs check needs the committed stubs")
-    if edited.stdout.strip():
-        pytest.skip(f"you have edited {week}/exercises; this check runs on a clean checkout")
-    for r in run(week, "mine", tmp_path):
+def test_every_stub_fails_every_one_of_its_tests(week, stubs):
+    if edited(week):
+        pytest.skip(edited(week))
+    rows = stubs.get(Path(week).name, [])
+    assert [r["exercise"] for r in rows] == [e.name for e in load_manifest(ROOT / week)]
+    for r in rows:
         assert r["status"] == "not implemented", r
         assert r["detail"].startswith("not implemented yet: "), r
         assert set(r["outcomes"].values()) == {"not implemented"}, r  # no test passes a stub

@@ -27,7 +27,8 @@ exercises counts for each, except that a stub's "not implemented" counts only fo
 exercise it belongs to (a missing ``tanh`` says nothing about ``backward``). At the end it
 prints, per
 exercise, PASSED with what it proved, NOT IMPLEMENTED with what to build, or FAILED with
-the first failing test; ``--exercise-report PATH`` writes the same as JSON.
+the first failing test; ``--exercise-report PATH`` writes the same as JSON. ``--exercises``
+given several times checks several weeks in one run (one start-up of pytest and torch).
 
 A test that runs the code in another process (week11's ``torchrun`` workers) reaches the
 learner's function too: while a test runs, ``NANOCHAT_EXERCISE_SWAPS`` names the swaps
@@ -149,7 +150,7 @@ def _target(spec: str):
     return owner, last
 
 
-@dataclass
+@dataclass(eq=False)  # hashable: pluggy keys its plugins
 class _Plugin:
     week: Path
     impl: str
@@ -167,12 +168,6 @@ class _Plugin:
             test_id = rel + item.nodeid[item.nodeid.find("::"):] if rel else ""
             self.owners[item.nodeid] = [e for e in self.exercises if test_id and e.checks(test_id)]
         return self.owners[item.nodeid]
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_collection_modifyitems(self, config, items):
-        keep = [i for i in items if self.for_item(i)]
-        config.hook.pytest_deselected(items=[i for i in items if not self.for_item(i)])
-        items[:] = keep
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item, nextitem):
@@ -193,15 +188,16 @@ class _Plugin:
                         undo.append((item.module, name, value))
                         setattr(item.module, name, fn)
         before = os.environ.get(SWAP_ENV)
-        os.environ[SWAP_ENV] = json.dumps(swaps)          # for the test's child processes
+        if swaps:  # for the test's child processes (another week's test: not ours to set)
+            os.environ[SWAP_ENV] = json.dumps(swaps)
         try:
             yield
         finally:
             for owner, attr, old in reversed(undo):
                 setattr(owner, attr, old)
-            if before is None:
+            if swaps and before is None:
                 os.environ.pop(SWAP_ENV, None)
-            else:
+            elif swaps:
                 os.environ[SWAP_ENV] = before
 
     @pytest.hookimpl(hookwrapper=True)
@@ -239,8 +235,8 @@ class _Plugin:
             else:
                 bad = [k for k, v in got.items() if v != "passed"]
                 status, detail = "failed", f"{len(bad)} of {len(got)} tests failed, first {bad[0]}"
-            rows.append(dict(exercise=ex.name, tier=ex.tier, status=status, detail=detail,
-                             tests=len(got), outcomes=got))
+            rows.append(dict(week=self.week.name, exercise=ex.name, tier=ex.tier,
+                             status=status, detail=detail, tests=len(got), outcomes=got))
         return rows
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config):
@@ -249,12 +245,29 @@ class _Plugin:
         for r in self.summary():
             tr.write_line(f"{r['status'].upper():<16} {r['exercise']:<14} [{r['tier']}] "
                           f"{r['tests']} tests: {r['detail']}")
+
+
+@dataclass(eq=False)
+class _Weeks:
+    """What the weeks' plugins share: the collection keeps the tests some week's manifest
+    names, and the report holds every week's rows."""
+
+    plugins: list[_Plugin]
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, config, items):
+        def wanted(item):
+            return any(p.for_item(item) for p in self.plugins)
+        config.hook.pytest_deselected(items=[i for i in items if not wanted(i)])
+        items[:] = [i for i in items if wanted(i)]
+
+    def pytest_terminal_summary(self, terminalreporter, exitstatus, config):
         path = config.getoption("exercise_report")
         if path:  # written whole or not at all (shared.progress reads it)
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(json.dumps(self.summary(), indent=1))
+            tmp.write_text(json.dumps([r for p in self.plugins for r in p.summary()], indent=1))
             os.replace(tmp, path)
 
 
@@ -308,8 +321,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def pytest_addoption(parser):
     g = parser.getgroup("exercises")
-    g.addoption("--exercises", default=None, metavar="WEEK_DIR",
-                help="run WEEK_DIR's exercises: its manifest's tests, with your functions")
+    g.addoption("--exercises", action="append", default=None, metavar="WEEK_DIR",
+                help="run WEEK_DIR's exercises: its manifest's tests, with your functions "
+                     "(give it again for more weeks in one run)")
     g.addoption("--exercise-impl", default="mine", choices=IMPLS,
                 help="whose functions: mine (exercises/*.py) or solutions (exercises/solutions)")
     g.addoption("--exercise-report", default=None, metavar="PATH",
@@ -317,17 +331,20 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    week = config.getoption("exercises")
-    if not week:
+    weeks = config.getoption("exercises")
+    if not weeks:
         return
-    week = Path(week).resolve()
-    plugin = _Plugin(week, config.getoption("exercise_impl"), load_manifest(week))
-    for ex in plugin.exercises:
-        try:
-            plugin.functions[ex.name] = load_function(week, ex, plugin.impl)
-        except Exception as e:  # a syntax error in the learner's file: report, don't crash
-            plugin.functions[ex.name] = e
-    config.pluginmanager.register(plugin, "nanochat-exercises")
+    plugins = []
+    for week in dict.fromkeys(Path(w).resolve() for w in weeks):
+        plugin = _Plugin(week, config.getoption("exercise_impl"), load_manifest(week))
+        for ex in plugin.exercises:
+            try:
+                plugin.functions[ex.name] = load_function(week, ex, plugin.impl)
+            except Exception as e:  # a syntax error in the learner's file: report, don't crash
+                plugin.functions[ex.name] = e
+        config.pluginmanager.register(plugin, f"nanochat-exercises-{week.name}")
+        plugins.append(plugin)
+    config.pluginmanager.register(_Weeks(plugins), "nanochat-exercises")
 
 
 if __name__ == "__main__":
