@@ -147,6 +147,11 @@ def test_bad_input_is_a_bad_request_in_openais_error_shape(client, server):
     many = httpx.post(url + "/v1/chat/completions", json={"messages": [
         {"role": "user", "content": "hi"}] * 9})
     assert many.status_code == 413 and "at most 8 per request" in many.json()["error"]["message"]
+    huge = httpx.post(url + "/v1/chat/completions", content=b" " * 1_000_001,
+                      headers={"Content-Type": "application/json"})  # the body limit (1 MB)
+    assert huge.status_code == 413 and huge.json()["error"]["message"] == \
+        "the body has 1000001 bytes; at most 1000000 are accepted"
+    assert huge.json()["error"]["code"] == "request_too_large"
     for r in (httpx.post(url + "/v1/chat/completions", content=b"{not json",
                          headers={"Content-Type": "application/json"}),
               httpx.post(url + "/v1/chat/completions", json={"messages": "hi"})):
