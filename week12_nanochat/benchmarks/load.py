@@ -8,7 +8,8 @@ Starts the server (``serve.create_app`` under uvicorn on 127.0.0.1, in this proc
 on the same model: with ``--batch-size`` (default 8) and with ``--batch-size 1`` (one request
 at a time). Each time, a child process (the load generator, apart from the server's GIL)
 runs ``--clients`` threads that send ``--requests`` streamed chat completions
-between them (httpx, SSE; greedy, the same settings, so the requests can share batches) and
+between them (httpx, SSE; greedy by default, or ``--temperature`` with request i seeded i: the
+same settings but the seed, so the requests can share batches) and
 the run is bounded by ``--time-limit`` seconds. Measured per server: completion tokens/s and
 requests/s over the whole run, time to first token (request sent -> first streamed word or
 tool call) and inter-token latency (the gap between streamed chunks) at p50/p95/p99, and the
@@ -75,9 +76,12 @@ def load_engine(model: str | None, preset: str, seed: int = 0, random: bool = Fa
 # ---------------------------------------------------------------- the clients
 
 
-def _one(http: httpx.Client, url: str, prompt: str, max_tokens: int) -> dict:
-    body = {"messages": [{"role": "user", "content": prompt}], "temperature": 0,
+def _one(http: httpx.Client, url: str, prompt: str, max_tokens: int,
+         temperature: float = 0.0, seed: int | None = None) -> dict:
+    body = {"messages": [{"role": "user", "content": prompt}], "temperature": temperature,
             "max_tokens": max_tokens, "stream": True, "stream_options": {"include_usage": True}}
+    if seed is not None:
+        body["seed"] = seed
     sent = time.perf_counter()
     stamps, tokens, ended = [], 0, False
     with http.stream("POST", url + "/v1/chat/completions", json=body) as r:
@@ -104,8 +108,10 @@ def _one(http: httpx.Client, url: str, prompt: str, max_tokens: int) -> dict:
     return {"sent": sent, "stamps": stamps, "end": time.perf_counter(), "tokens": tokens}
 
 
-def drive(url: str, clients: int, requests: int, max_tokens: int, time_limit: float) -> dict:
-    """``clients`` threads send ``requests`` requests between them; the raw records."""
+def drive(url: str, clients: int, requests: int, max_tokens: int, time_limit: float,
+          temperature: float = 0.0) -> dict:
+    """``clients`` threads send ``requests`` requests between them (sampled at
+    ``temperature`` > 0, request i with seed i); the raw records."""
     lock, counter = threading.Lock(), iter(range(requests))
     records, errors = [], []
     ready = threading.Barrier(clients + 1)  # every client connected, then all start at once
@@ -121,7 +127,8 @@ def drive(url: str, clients: int, requests: int, max_tokens: int, time_limit: fl
                 if i is None:
                     return
                 try:
-                    rec = _one(http, url, PROMPTS[i % len(PROMPTS)], max_tokens)
+                    rec = _one(http, url, PROMPTS[i % len(PROMPTS)], max_tokens,
+                               temperature, i if temperature > 0 else None)
                     with lock:
                         records.append(rec)
                 except Exception as exc:  # counted, reported, never hidden
@@ -139,11 +146,12 @@ def drive(url: str, clients: int, requests: int, max_tokens: int, time_limit: fl
 
 
 def drive_apart(url: str, clients: int, requests: int, max_tokens: int,
-                time_limit: float) -> dict:
+                time_limit: float, temperature: float = 0.0) -> dict:
     """``drive`` in a child process (the clients do not share this process's GIL with the
     server's decoding and its event loop)."""
     cmd = [sys.executable, __file__, "--drive", url, "--clients", str(clients), "--requests",
-           str(requests), "--max-tokens", str(max_tokens), "--time-limit", str(time_limit)]
+           str(requests), "--max-tokens", str(max_tokens), "--time-limit", str(time_limit),
+           "--temperature", str(temperature)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=time_limit + 120)
     if out.returncode != 0:
         raise RuntimeError(f"the load generator failed: {out.stderr[-2000:]}")
@@ -187,7 +195,8 @@ def measure(engine, batch_size: int, args) -> dict:
             _one(http, url, PROMPTS[0], 4)
         b = app.state.batcher
         before = (b.batches, b.joined, b.tickets, b.beside)
-        run = drive_apart(url, args.clients, args.requests, args.max_tokens, args.time_limit)
+        run = drive_apart(url, args.clients, args.requests, args.max_tokens, args.time_limit,
+                          args.temperature)
         batches, joined, tickets, beside = (now - then for now, then in zip(
             (b.batches, b.joined, b.tickets, b.beside), before))
     # rows per batch: the rows decoding in the batch a request entered (joined ones included)
@@ -254,6 +263,8 @@ def main(argv=None) -> dict:
     p.add_argument("--gather-ms", type=float, default=5.0)
     p.add_argument("--stream-interval-ms", type=float, default=10.0,
                    help="the servers' stream interval (both the same; 0: a write per token)")
+    p.add_argument("--temperature", type=float, default=0.0,
+                   help="> 0: sampled replies, request i with seed i (seeds share batches)")
     p.add_argument("--time-limit", type=float, default=120.0, help="seconds per server run")
     p.add_argument("--repeats", type=int, default=3,
                    help="runs per server, alternated; the median run is reported")
@@ -265,7 +276,8 @@ def main(argv=None) -> dict:
     p.add_argument("--drive", metavar="URL", help=argparse.SUPPRESS)  # the child's job
     a = p.parse_known_args(argv)[0] if "--drive" in (argv or sys.argv) else None
     if a is not None and a.drive:
-        print(json.dumps(drive(a.drive, a.clients, a.requests, a.max_tokens, a.time_limit)))
+        print(json.dumps(drive(a.drive, a.clients, a.requests, a.max_tokens, a.time_limit,
+                               a.temperature)))
         return {}
     from shared import add_threads_argument, save_benchmark, set_threads
 

@@ -44,3 +44,15 @@ def test_the_load_benchmark_runs_small_and_writes_its_figures(tmp_path):
     saved = json.loads((tmp_path / "runs" / "bench" / "week12-load.json").read_text())
     assert saved["rows"] == result["rows"] and saved["name"] == "week12-load"
     assert not list((tmp_path / "runs" / "bench").glob("*.tmp"))
+
+
+def test_sampled_requests_each_with_its_own_seed_load_both_servers_cleanly(tmp_path):
+    """``--temperature``: every request sampled with its own seed (the API takes it; the
+    batcher lets different seeds share a batch, tests/test_batcher.py proves the replies)."""
+    result = _load().main(["--clients", "3", "--requests", "6", "--max-tokens", "8",
+                           "--batch-size", "3", "--gather-ms", "20", "--preset", "test",
+                           "--repeats", "1", "--temperature", "1.0"])
+    assert result["config"]["temperature"] == 1.0
+    for row in result["rows"]:
+        assert row["requests"] == 6 and row["errors"] == 0, row["error_samples"]
+        assert 0 < row["completion_tokens"] <= 6 * 8
