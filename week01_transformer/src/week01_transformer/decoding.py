@@ -92,9 +92,8 @@ def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None, top
     if isinstance(generator, (list, tuple)):
         if len(generator) != probs.size(0):
             raise ValueError(f"{len(generator)} generators for {probs.size(0)} rows")
-        return torch.cat([torch.multinomial(probs[i:i + 1], 1, generator=g)  # (1, 1) each
-                          for i, g in enumerate(generator)]) if generator else \
-            probs.new_zeros(0, 1, dtype=torch.long)
+        return torch.stack([torch.multinomial(probs[i], 1, generator=g)  # (1,) each
+                            for i, g in enumerate(generator)])  # (B, 1)
     return torch.multinomial(probs, 1, generator=generator)  # (B, 1)
 
 

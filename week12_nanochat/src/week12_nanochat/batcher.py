@@ -27,9 +27,9 @@ the rows that joined a running batch. Every row ends on its own: a ticket
 hears its ``done`` (usage, finish reason) and its end when its own rows end, not when the
 batch does. Replies are the same as alone, greedy or sampled: every row draws from a
 generator of its own (week01's ``Decoding(seeds=)``), so a ticket's seed, not its
-neighbours, decides its reply, and tickets with different seeds share a batch. ``continuous=False`` is the request-level
-batching this replaced: a batch only shrinks, and a request that arrives while it decodes
-waits for the next one.
+neighbours, decides its reply, and tickets with different seeds share a batch.
+``continuous=False`` is the request-level batching this replaced: a batch only shrinks, and
+a request that arrives while it decodes waits for the next one.
 
 Left out: priorities and fairness between clients (first come, first served), a bound on
 how long a request waits (the server bounds the queue's length instead), and preemption.

@@ -212,7 +212,7 @@ class ChatStream:
             memory.serving.acquire()
         try:
             requests, plans, dropped, prompt_tokens = self.engine._requests(
-                conversations, self.sampling, self.tools, seeds, first=len(self.plans))
+                conversations, self.sampling, self.tools, seeds)
             rows = self.serving.add(requests)
         except BaseException:
             if grab:
@@ -389,14 +389,15 @@ class ChatEngine:
         return ChatStream(self, serving, plans, dropped, prompt_tokens, sampling, tools, held)
 
     def _requests(self, conversations, sampling: Sampling, tools: bool | list[str],
-                  seeds: list[int] | None = None, first: int = 0):
-        """week10 ``Request``s for ``conversations`` (the first of them request ``first`` of its
-        batch), with their memory plans, dropped message counts and prompt sizes."""
+                  seeds: list[int] | None = None):
+        """week10 ``Request``s for ``conversations``, with their memory plans, dropped
+        message counts and prompt sizes (no seed: week10's ``Request.seed`` default, the
+        batch's seed plus the request's index)."""
         if isinstance(conversations, (str, dict)) or (
                 conversations and isinstance(conversations[0], dict)):
             conversations = [conversations]
         if seeds is None:
-            seeds = [sampling.seed + first + i for i in range(len(conversations))]
+            seeds = [None] * len(conversations)
         if len(seeds) != len(conversations):
             raise ValueError(f"seeds must be one int per conversation: {len(conversations)} "
                              f"conversation(s), got {len(seeds)} seed(s)")
