@@ -46,6 +46,19 @@ def test_every_fact_is_found_first():
         assert hit.source == c["name"].lower() and c["capital"] in hit.text
 
 
+def test_every_fact_is_found_first_by_its_query():
+    """The facts task's tool: each of the 600 facts is the best passage for its own query."""
+    from week04_modern_arch_tools import fact_search
+    from week04_modern_arch_tools.tooldata import _FACT_QUESTIONS, ATTRIBUTES
+
+    s = fact_search(0)
+    assert len(s) == 5 * 120
+    for c in make_world(0):
+        for attr in ATTRIBUTES:
+            hit = s.search(_FACT_QUESTIONS[attr][1].format(n=c["name"]))[0]
+            assert hit.source == f"{c['name'].lower()}/{attr}" and str(c[attr]) in hit.text
+
+
 def test_local_files_and_passages(tmp_path):
     (tmp_path / "a.txt").write_text("alpha beta gamma\n\n" + "delta " * 300)
     (tmp_path / "notes.md").write_text("The launch code is kept in the blue folder.")

@@ -7,7 +7,7 @@ import pytest
 from week04_modern_arch_tools import (
     Calculator,
     PythonREPL,
-    Search,
+    fact_search,
     make_fact_store,
     make_tool_dataset,
     render_conversation,
@@ -56,13 +56,45 @@ def test_string_outputs_are_what_the_repl_prints():
             assert repl.run(call.removeprefix("python: ")) == output
 
 
-def test_fact_outputs_come_from_search_and_hold_the_answer():
-    search = Search(make_fact_store(0), top_k=1)
-    for conv in make_tool_dataset("facts", 30):
+def test_string_answers_are_token_copies_of_the_output():
+    """The answer is the printed value, so its tokens are the output's (newline aside); in a
+    sentence the value follows a space and BPE cuts it into other tokens."""
+    from week04_modern_arch_tools import fit_tokenizer
+
+    convs = make_tool_dataset("string", 200)
+    tok = fit_tokenizer(convs, vocab_size=400)
+    moved = 0
+    for conv in convs:
+        _, output, answer = [p["text"] for p in conv[1]["content"]]
+        assert answer == output.removesuffix("\n")
+        assert tok.encode(output)[:len(tok.encode(answer))] == tok.encode(answer)
+        ids, sentence = tok.encode(answer), tok.encode(f"The answer is {answer}.")
+        moved += not any(sentence[i:i + len(ids)] == ids for i in range(len(sentence)))
+    assert moved > 20  # " TENSOR" is not "TENSOR": in the old sentence it was no copy
+
+
+def test_fact_outputs_come_from_search_and_are_the_answer():
+    """The search tool finds the one fact asked for; the answer says that fact's sentence."""
+    search, world = fact_search(0), {c["name"]: c for c in make_world(0)}
+    for conv in make_tool_dataset("facts", 60):
         call, output, answer = [p["text"] for p in conv[1]["content"]]
         assert output == search.run(call.removeprefix("search: "))
-        value = answer.rstrip(".").split()[-1]  # the answer's last word is the fact
-        assert value in output
+        source, sentence = output.removeprefix("[1] ").split(": ", 1)
+        name, attr = source.split("/")
+        country = next(c for n, c in world.items() if n.lower() == name)
+        assert sentence == answer and answer.rstrip(".").endswith(str(country[attr]))
+        assert attr in call
+
+
+def test_fact_stores_by_country_and_by_fact():
+    countries, facts = make_fact_store(0, 10), make_fact_store(0, 10, per="fact")
+    assert len(countries) == 10 and len(facts) == 50
+    for doc in facts:  # every fact sentence is in its country's document, word for word
+        name, attr = doc.name.split("/")
+        value = doc.text.rstrip(".").split()[-1]
+        assert value in next(d.text for d in countries if d.name == name)
+    with pytest.raises(ValueError, match="valid: country, fact"):
+        make_fact_store(0, per="sentence")
 
 
 def test_bad_arguments():

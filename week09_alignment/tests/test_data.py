@@ -159,8 +159,8 @@ def test_pydocs_qa_on_the_real_embedded_corpus():
 
 
 def test_multi_turn_outputs_are_the_real_tools():
-    from week04_modern_arch_tools import Search, make_fact_store
-    calc, search = Calculator(), Search(make_fact_store(0), top_k=1)
+    from week04_modern_arch_tools import fact_search
+    calc, search = Calculator(), fact_search(0)
     convs = multi_turn(30, seed=0)
     assert {len(c) // 2 for c in convs} == {2, 3}
     for conv in convs:

@@ -10,7 +10,8 @@
   interpreter, BM25 over pydocs or your files)
 - ``generate_with_tools``: batched, cached generation that runs tool calls as they complete;
   ``ToolDecoding``: the same, streamed as per-step token events
-- ``make_tool_dataset``, ``make_fact_store``: synthetic tool-use conversations (train/test)
+- ``make_tool_dataset``, ``make_fact_store``, ``fact_search``: synthetic tool-use conversations
+  (train/test) and the facts task's search tool
 - ``fit_tokenizer``, ``finetune``, ``evaluate_tool_use``: the small tool-use fine-tune
 """
 
@@ -24,7 +25,7 @@ from week04_modern_arch_tools.chat import (
 )
 from week04_modern_arch_tools.model import LLAMA_PRESETS, KVCache, Llama, LlamaConfig, preset_table
 from week04_modern_arch_tools.sft import evaluate_tool_use, finetune, fit_tokenizer
-from week04_modern_arch_tools.tooldata import make_fact_store, make_tool_dataset
+from week04_modern_arch_tools.tooldata import fact_search, make_fact_store, make_tool_dataset
 from week04_modern_arch_tools.tools.calculator import Calculator
 from week04_modern_arch_tools.tools.repl import PythonREPL, SandboxConfig
 from week04_modern_arch_tools.tools.search import Search
@@ -33,5 +34,5 @@ __all__ = [
     "LlamaConfig", "Llama", "KVCache", "LLAMA_PRESETS", "preset_table",
     "render_conversation", "render_for_completion", "generate_with_tools", "ToolDecoding", "ToolCall", "ToolRun",
     "Calculator", "PythonREPL", "SandboxConfig", "Search",
-    "make_tool_dataset", "make_fact_store", "fit_tokenizer", "finetune", "evaluate_tool_use",
+    "make_tool_dataset", "make_fact_store", "fact_search", "fit_tokenizer", "finetune", "evaluate_tool_use",
 ]

@@ -7,14 +7,28 @@ output and answers):
 - ``"arithmetic"``: "What is 37 * 48?" -> ``calculator: 37 * 48`` -> "1776"
   -> "37 * 48 = 1776." (two or three operands, + - * and exact division);
 - ``"string"``: string and list tasks for the Python REPL (reverse, upper
-  case, count a letter, length, sort, sum, max, join) -> ``python: print(...)``;
+  case, count a letter, length, sort, sum, max, join) -> ``python: print(...)``
+  -> "tserof" -> "tserof": the answer is the printed value as printed. In a
+  sentence ("The answer is tserof.") the value follows a space, and BPE encodes
+  " tserof" as other tokens than the output's "tserof" (" T", "E", "N", "S", "OR"
+  against "TE", "N", "S", "OR" for TENSOR), so the answer would not be a copy of
+  the output and a small model does not learn to make it one (week12's CPU
+  speedrun: held-out strings 0.43 in a sentence; see its README);
 - ``"facts"``: questions about a generated world of countries (capital,
   population, founding year, currency, language) answered with
-  ``search: ...`` over that world's fact store (``make_fact_store``).
+  ``search: ...`` over that world's facts, one sentence a passage
+  (``fact_search``): "search: capital of Zorvania" -> "[1] zorvania/capital: The
+  capital of Zorvania is Velmora." -> "The capital of Zorvania is Velmora.". The
+  search picks the fact and the answer says its sentence. Over whole country
+  documents (``make_fact_store``, five facts in ~90 tokens) a small model must
+  find the one field and copy it from the middle, and it picked the wrong field or
+  garbled the name (week12's CPU speedrun, tied embeddings, held-out facts:
+  0.53 over country documents, 0.73 over facts; with half the training problems
+  from fresh worlds, 0.63 and 0.97).
 
 Tool outputs are the real tools' outputs: ``Calculator().run``, what the REPL
 prints for the generated code (tests run a sample through ``PythonREPL``),
-and ``Search(make_fact_store(seed)).run`` for the facts.
+and ``fact_search(seed).run`` for the facts.
 
 Held-out split: every problem has a key (its operands and operator, its
 string task, its entity and attribute); a stable hash of the key puts 20% of
@@ -133,7 +147,7 @@ def _string(rng: random.Random, vocabulary: tuple[str, ...] = _WORDS
         q, code, val = (f"Join {words} with dashes.", f"print('-'.join({words}))",
                         "-".join(words))
     output = f"{val}\n"  # what print() writes, as the REPL returns it
-    return code, _conversation(q, f"python: {code}", output, f"The answer is {val}.")
+    return code, _conversation(q, f"python: {code}", output, f"{val}")  # the copy: see above
 
 
 # ---------------------------------------------------------------- facts
@@ -167,13 +181,30 @@ def make_world(seed: int | str = 0, n: int = 120) -> list[dict]:
     return world
 
 
-def make_fact_store(seed: int | str = 0, n: int = 120) -> list[Document]:
-    """One short document per country of ``make_world(seed, n)``."""
+FACT_STORES = ("country", "fact")
+
+
+def make_fact_store(seed: int | str = 0, n: int = 120, per: str = "country") -> list[Document]:
+    """The facts of ``make_world(seed, n)``: ``per="country"``, one short document per country
+    (what week10's readers retrieve); ``per="fact"``, one sentence per fact, named
+    ``<country>/<attribute>``, each the facts task's answer (what ``fact_search`` searches)."""
+    if per not in FACT_STORES:
+        raise ValueError(f"unknown per {per!r}; valid: {', '.join(FACT_STORES)}")
+    world = make_world(seed, n)
+    if per == "fact":
+        return [Document(f"{c['name'].lower()}/{attr}",
+                         _FACT_QUESTIONS[attr][2].format(n=c["name"], v=c[attr]))
+                for c in world for attr in ATTRIBUTES]
     return [Document(c["name"].lower(),
                      f"{c['name']} is a country. Its capital is {c['capital']}. Its population is "
                      f"{c['population']}. It was founded in {c['founded']}. Its currency is the "
                      f"{c['currency']}. People there speak {c['language']}.")
-            for c in make_world(seed, n)]
+            for c in world]
+
+
+def fact_search(seed: int | str = 0, n: int = 120) -> Search:
+    """The facts task's tool: BM25 over one sentence per fact, the best passage only."""
+    return Search(make_fact_store(seed, n, per="fact"), top_k=1)
 
 
 _FACT_QUESTIONS = {
@@ -181,16 +212,17 @@ _FACT_QUESTIONS = {
     "population": ("What is the population of {n}?", "population of {n}",
                    "The population of {n} is {v}."),
     "founded": ("When was {n} founded?", "{n} founded", "{n} was founded in {v}."),
-    "currency": ("What currency does {n} use?", "currency of {n}", "{n} uses the {v}."),
+    "currency": ("What currency does {n} use?", "currency of {n}",
+                 "The currency of {n} is the {v}."),
     "language": ("What language is spoken in {n}?", "language of {n}",
-                 "People in {n} speak {v}."),
+                 "The language of {n} is {v}."),
 }
 
 
 class _Facts:
     def __init__(self, seed: int | str):
         self.world = make_world(seed)
-        self.search = Search(make_fact_store(seed), top_k=1)
+        self.search = fact_search(seed)
 
     def __call__(self, rng: random.Random) -> tuple[str, list[dict]]:
         c = rng.choice(self.world)

@@ -73,12 +73,11 @@ def default_tools(seed: int = 0) -> dict:
     """week04's tools by the name the model writes before the colon in a tool call.
 
     ``search`` looks up the generated world of week04's fact questions
-    (``make_fact_store(seed)``, the seed the tasks were drawn with), the store
+    (``fact_search(seed)``, the seed the tasks were drawn with), the tool
     the facts conversations were written against.
     """
-    from week04_modern_arch_tools import Calculator, PythonREPL, Search, make_fact_store
-    return {"calculator": Calculator(), "python": PythonREPL(),
-            "search": Search(make_fact_store(seed), top_k=1)}
+    from week04_modern_arch_tools import Calculator, PythonREPL, fact_search
+    return {"calculator": Calculator(), "python": PythonREPL(), "search": fact_search(seed)}
 
 
 # --------------------------------------------------------------------------- measuring

@@ -27,8 +27,8 @@ import random
 import re
 from dataclasses import asdict, dataclass
 
-from week04_modern_arch_tools import Calculator, Search, make_fact_store, make_tool_dataset
-from week04_modern_arch_tools.tooldata import make_world, split_of
+from week04_modern_arch_tools import Calculator, fact_search, make_tool_dataset
+from week04_modern_arch_tools.tooldata import _FACT_QUESTIONS, make_world, split_of
 
 SPLITS = ("train", "test")
 TOOL_KINDS = ("arithmetic", "string", "facts")
@@ -158,16 +158,12 @@ def tool_conversations(n_per_kind: int, seed: int = 0, split: str = "train",
 _FOLLOW = {"+": ("And that plus {x}?", "Now add {x}.", "Add {x} to that."),
            "-": ("And that minus {x}?", "Subtract {x} from it.", "Now take away {x}."),
            "*": ("And that times {x}?", "Multiply that by {x}.", "Now times {x}.")}
-_FACT_TURN = {"capital": ("What is the capital of {n}?", "And its capital?",
-                          "The capital of {n} is {v}."),
-              "population": ("What is the population of {n}?", "How many people live there?",
-                             "The population of {n} is {v}."),
-              "founded": ("When was {n} founded?", "And when was it founded?",
-                          "{n} was founded in {v}."),
-              "currency": ("What currency does {n} use?", "Which currency does it use?",
-                           "{n} uses the {v}."),
-              "language": ("What language is spoken in {n}?", "What do people speak there?",
-                           "People in {n} speak {v}.")}
+# the first question and the answer are week04's facts task's; the follow-ups are this file's
+_FOLLOW_UP = {"capital": "And its capital?", "population": "How many people live there?",
+              "founded": "And when was it founded?", "currency": "Which currency does it use?",
+              "language": "What do people speak there?"}
+_FACT_TURN = {a: (_FACT_QUESTIONS[a][0], follow, _FACT_QUESTIONS[a][2])
+              for a, follow in _FOLLOW_UP.items()}
 
 
 def _arith_chain(rng: random.Random, split: str) -> list[dict] | None:
@@ -207,7 +203,7 @@ def multi_turn(n: int, seed: int = 0, split: str = "train") -> list[list[dict]]:
     """``n`` conversations of 2-3 user turns, alternately calculator chains and fact chains
     about one country (its name is said only in the first question)."""
     _check(n, split)
-    world, search = make_world(seed), Search(make_fact_store(seed), top_k=1)
+    world, search = make_world(seed), fact_search(seed)
     rng = random.Random(f"multi-{seed}-{split}")
     out, tries = [], 0
     while len(out) < n:
@@ -273,7 +269,7 @@ def refusals(n: int, seed: int = 0, split: str = "train",
                      for ts, answer in UNSAFE.values() for t in ts
                      for p in _PLACES for s in _SECRETS for h in _HOSTS})
     unsafe = [(q, a) for q, a in unsafe if split_of(f"refusal:{q}") == split]
-    safe = [_turn(q, _tool(f"python: {code}", f"{v}\n", f"The answer is {v}."))
+    safe = [_turn(q, _tool(f"python: {code}", f"{v}\n", f"{v}"))  # week04's answer form
             for q, code, v in _LOOKALIKES]
     rng = random.Random(f"refusals-{seed}-{split}")
     n_safe = round(n * lookalike_fraction)

@@ -111,11 +111,10 @@ def default_tools(repl: bool = True, world_seed: int = 0) -> dict:
     """The tools the speedrun trained with: week04's ``Calculator``, the sandboxed
     ``PythonREPL`` (left out, with no error, where the kernel cannot contain it: ask
     ``week04_modern_arch_tools.tools.isolation.support()`` why) and ``search`` over the
-    generated world's fact store (week04's ``make_fact_store``)."""
-    from week04_modern_arch_tools import Calculator, Search, make_fact_store
+    generated world's facts (week04's ``fact_search``)."""
+    from week04_modern_arch_tools import Calculator, fact_search
 
-    tools = {"calculator": Calculator(),
-             "search": Search(make_fact_store(world_seed), top_k=1)}
+    tools = {"calculator": Calculator(), "search": fact_search(world_seed)}
     if repl:
         from week04_modern_arch_tools import PythonREPL
         from week04_modern_arch_tools.tools.isolation import support
