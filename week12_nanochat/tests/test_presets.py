@@ -26,6 +26,31 @@ def test_the_config_count_is_the_built_models_count():
 
 
 @pytest.mark.core
+def test_the_small_presets_tie_their_embeddings_and_a_saved_stage_stays_tied(tmp_path):
+    """cpu and smoke read and write tokens with one matrix (see presets.py: the copy from a
+    tool's output); the GPU presets are nanochat's, untied. A stage saved and loaded again is
+    still one matrix, so SFT cannot pull the two apart."""
+    import torch
+
+    from week02_bpe import BPETokenizer
+    from week09_alignment.common import load_start, save_stage
+    from week12_nanochat.stages import build_model
+
+    assert preset("cpu").tie_embeddings and preset("smoke").tie_embeddings
+    assert not preset("d20").tie_embeddings and not preset("1b").tie_embeddings
+    cpu = build_model(preset("cpu"), 2048, seed=0)
+    assert cpu.lm_head.weight is cpu.tok_emb.weight
+    assert sum(t.numel() for t in cpu.parameters()) == preset("cpu").n_params(2048) < 1.1e6
+    tok = BPETokenizer.train("tied heads copy tokens " * 40, 280)
+    p = preset("smoke", vocab_size=tok.vocab_size)
+    model = build_model(p, tok.vocab_size, seed=0)
+    save_stage(tmp_path / "base", model, tok, {"stage": "base"})
+    back, _, _ = load_start(tmp_path / "base", progress=False)
+    assert back.lm_head.weight is back.tok_emb.weight
+    assert torch.equal(back.tok_emb.weight, model.tok_emb.weight)
+
+
+@pytest.mark.core
 def test_the_gpu_presets_fit_an_h100_by_the_week11_planner_and_take_20_tokens_per_param():
     from week11_scale.plan import PlanConfig, plan
 

@@ -3,17 +3,18 @@
 ``preset(name, **overrides)`` returns a ``SpeedrunPreset``:
 
 - ``smoke``: the whole pipeline in seconds (the tests): a 1-layer model, a few steps each;
-- ``cpu``: the default, the CPU-sized pipeline (measured: 11-14 minutes on one thread of a
-  shared 2-core CPU, base and SFT most of it; SFT gets the steps, on a tool-heavy mix);
+- ``cpu``: the default, the CPU-sized pipeline (measured: about 8.5 minutes on one thread of
+  a shared 2-core CPU, base and SFT most of it; SFT gets the steps, on a tool-heavy mix);
 - ``d20``: nanochat's first speedrun size (about 561M parameters, 20 tokens per parameter),
   for one 8 x H100 node: ``torchrun --nproc-per-node 8 -m week12_nanochat.speedrun --preset d20``;
 - ``1b``: depth 26 (about 1.1B parameters), the same node, the same command.
 
 The model is week04's ``LlamaConfig.from_depth(depth)`` (width = 64 x depth, heads of
-``head_dim``, ReLU^2, QK-norm, untied, soft-capped logits). week08's parts are a preset's
-choice: ``attention="mla"`` and / or ``moe=True`` build week08's ``SotaModel`` instead; every
-preset here leaves both off (MLA pays off in the KV cache of long contexts, MoE at sizes where
-experts outnumber the tokens each sees: neither at 15 CPU minutes, and nanochat's d20 is dense).
+``head_dim``, ReLU^2, QK-norm, soft-capped logits; untied but for the small presets: see
+``tie_embeddings``). week08's parts are a preset's choice: ``attention="mla"`` and / or
+``moe=True`` build week08's ``SotaModel`` instead; every preset here leaves both off (MLA
+pays off in the KV cache of long contexts, MoE at sizes where experts outnumber the tokens each
+sees: neither at 15 CPU minutes, and nanochat's d20 is dense).
 The GPU presets derive their pretraining steps from ``tokens_per_param`` (Chinchilla's 20);
 ``plan_text`` asks week11's planner what memory and hours that costs.
 
@@ -42,6 +43,12 @@ class SpeedrunPreset:
     aspect_ratio: int = 64             # width = aspect_ratio x depth (nanochat's 64)
     head_dim: int = 64
     block_size: int = 256
+    # one matrix reads and writes tokens (week01's tie_weights). The small presets tie: copying a
+    # token out of a tool's output is then the identity map the attention's output lands on, and
+    # the cpu model learns to read its tools (measured, held-out arithmetic / facts / strings,
+    # otherwise the same run: untied 0.93 / 0.63 / 0.37, tied 0.93-1.0 / 0.93-1.0 / 0.80-0.87;
+    # the README's "How it learned to read its tools")
+    tie_embeddings: bool = False
     attention: str = "gqa"             # gqa (week04) | mla (week08)
     moe: bool = False                  # week08 MoE MLPs
     # tokenizer (week02 BPE, with the chat and tool specials)
@@ -60,9 +67,9 @@ class SpeedrunPreset:
     tool_rows: int = 4                 # rows per base batch that are week04 tool conversations
     tool_conversations: int = 2000     # per kind, train split
     # share of tool problems with week04's fresh entities (new worlds, pydocs words), which
-    # cannot be memorised: the cpu model scores 0.70 on TRAIN facts and 0.23 held out, but at
-    # 15 CPU minutes fresh data did not teach it to read instead (measured, held-out facts /
-    # strings: 0.0 -> 0.23 / 0.37, 0.5 -> 0.17 / 0.27, 1.0 -> 0.07 / 0.33)
+    # cannot be memorised, so they teach the copy from the tool's output: with tied embeddings
+    # the cpu model's held-out strings went 0.40 -> 0.87 at 0.5 (facts 0.73 -> 0.97); untied,
+    # fresh problems did not help (facts / strings 0.23 / 0.37 at 0, 0.17 / 0.27 at 0.5)
     tool_fresh: float = 0.0
     # SFT (week09 run_sft)
     sft_data: str = "default"          # comma list of default | smoltalk | gsm8k (week09 hubdata)
@@ -84,7 +91,7 @@ class SpeedrunPreset:
     eval_limit: int = 100              # examples per multiple-choice task
     eval_gen: int = 30                 # held-out problems per tool task
     eval_max_tokens: int = 50_000      # held-out pydocs tokens for bits per byte
-    eval_max_new: int = 128            # a search result is ~60 tokens of the reply
+    eval_max_new: int = 128            # counts the tool output: a search result is ~25 tokens
     eval_pairs: int = 30               # preference prompts for the verified win rate
     # hardware
     device: str = "cpu"
@@ -118,7 +125,8 @@ class SpeedrunPreset:
 
         cfg = LlamaConfig.from_depth(self.depth, vocab_size=vocab_size or self.vocab_size,
                                      block_size=self.block_size, aspect_ratio=self.aspect_ratio,
-                                     head_dim=self.head_dim)
+                                     head_dim=self.head_dim,
+                                     tie_embeddings=self.tie_embeddings)
         if self.attention == "gqa" and not self.moe:
             return cfg
         from week08_sota import SotaConfig
@@ -152,23 +160,26 @@ class SpeedrunPreset:
 PRESETS: dict[str, SpeedrunPreset] = {
     "smoke": SpeedrunPreset(
         name="smoke", about="seconds: a 1-layer model, a few steps per stage (the tests)",
-        depth=1, aspect_ratio=32, head_dim=16, block_size=128, vocab_size=256 + 9 + 60,
+        depth=1, aspect_ratio=32, head_dim=16, block_size=128, tie_embeddings=True,
+        vocab_size=256 + 9 + 60,
         tokenizer_chars=60_000, base_steps=4, batch_size=4, warmup_steps=1, tool_rows=1,
         tool_conversations=20, sft_steps=4, sft_batch=4, pretrain_mix=0.25,
         mixture={"scale": 0.02}, taught_facts=6, rl_steps=2, rl_group=2, rl_prompts_per_step=2,
         rl_max_new_tokens=8, rl_train=8, eval_limit=4, eval_gen=2, eval_max_tokens=512,
         eval_max_new=8, eval_pairs=2),
     "cpu": SpeedrunPreset(
-        name="cpu", aspect_ratio=32, head_dim=32, base_steps=250, tool_rows=6,
+        name="cpu", aspect_ratio=32, head_dim=32, tie_embeddings=True, base_steps=250,
+        tool_rows=6, tool_fresh=0.5,
         sft_steps=1000, sft_batch=8, sft_lr=3e-3, pretrain_mix=0.1,
         # week09's mixture, tool-heavy: identity / docstring Q&A / refusals cost steps the
         # three tool kinds need (measured against 400 base + 1000 SFT at batch 16 on the default
         # mixture: 23 min for arithmetic 0.70, facts 0.20, strings 0.33)
         mixture={"tools_per_kind": 2000, "identity": 40, "pydocs": 120, "multi_turn": 200,
                  "refusals": 40},
-        about="depth 4 x 128 wide (1.3M parameters), 256-token context, 250 base (6 of 16 rows "
-              "tool conversations) + 1000 SFT (batch 8, tool-heavy mixture) + 20 GRPO steps: "
-              "11-14 min measured on one thread of the shared 2-core CPU (676 s unloaded)"),
+        about="depth 4 x 128 wide, tied embeddings (1.0M parameters), 256-token context, 250 "
+              "base (6 of 16 rows tool conversations) + 1000 SFT (batch 8, tool-heavy mixture; "
+              "half the tool problems with fresh entities) + 20 GRPO steps: about 8.5 min "
+              "measured on one thread of the shared 2-core CPU (500 s beside a second run)"),
     "d20": SpeedrunPreset(
         name="d20", about="nanochat's d20 (~561M): 8 x H100 via torchrun, 20 tokens/param",
         depth=20, aspect_ratio=64, head_dim=128, block_size=2048, vocab_size=65536,
