@@ -79,9 +79,15 @@ def stage_scores(model, tokenizer, cfg: TaxConfig) -> dict:
     finally:
         for tool in tools.values():
             getattr(tool, "close", lambda: None)()
-    with_tools = [v for k, v in scores.items() if k.startswith("tool_") and k.endswith("_tools")]
-    scores["tool_use"] = sum(with_tools) / len(with_tools) if with_tools else float("nan")
+    scores["tool_use"] = tool_use(scores)
     return scores
+
+
+def tool_use(scores: dict) -> float:
+    """The mean of the tool tasks WITH their tools (``tool_<kind>_tools``; not ``_no_tools``)."""
+    with_tools = [v for k, v in scores.items() if k.startswith("tool_") and k.endswith("_tools")
+                  and not k.endswith("_no_tools")]
+    return sum(with_tools) / len(with_tools) if with_tools else float("nan")
 
 
 def sample_sizes(cfg: TaxConfig) -> dict:
