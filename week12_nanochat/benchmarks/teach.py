@@ -86,7 +86,8 @@ class BenchConfig:
     sessions: int = 5
     tool_questions: int = 10  # per tool kind
     naive_steps: int = 40  # per session, on the session's facts
-    max_tokens: int = 40
+    max_tokens: int = 40  # a recall reply
+    tool_max_tokens: int = 128  # a tool reply counts its tool's output: call, result, answer
     tiny: bool = False
     seed: int = 0
 
@@ -162,13 +163,19 @@ def recall(engine: ChatEngine, facts, max_tokens: int, misses: list | None = Non
     return sum(ok) / len(facts)
 
 
-def tool_scores(engine: ChatEngine, n: int, max_tokens: int) -> dict:
-    """week05's held-out tool questions answered through ``engine`` with its tools."""
+def tool_scores(engine: ChatEngine, n: int, max_tokens: int, misses: list | None = None
+                ) -> dict:
+    """week05's held-out tool questions answered through ``engine`` with its tools; the wrong
+    replies go to ``misses``."""
     out = {}
     for kind in ("arithmetic", "string", "facts"):
         exs = tool_task(kind, n=n, seed=0).examples
         replies = engine.stream([e.question for e in exs], Sampling(max_tokens=max_tokens)).run()
-        out[kind] = sum(score(e, r.text) for e, r in zip(exs, replies)) / len(exs)
+        ok = [score(e, r.text) for e, r in zip(exs, replies)]
+        out[kind] = sum(ok) / len(exs)
+        if misses is not None:
+            misses += [{"question": e.question, "reply": r.text, "memory": r.memory}
+                       for e, r, good in zip(exs, replies, ok) if not good]
     return out
 
 
@@ -176,7 +183,8 @@ def routed(mem: Memory, n: int) -> float:
     """Fraction of the tool questions the memory's plan sends to retrieval or an adapter."""
     qs = [e.question for kind in ("arithmetic", "string", "facts")
           for e in tool_task(kind, n=n, seed=0).examples]
-    return sum(mem.plan(q).rag for q in qs) / len(qs)
+    plans = [mem.plan(q) for q in qs]
+    return sum(p.rag or p.adapter is not None for p in plans) / len(qs)
 
 
 def bpb(model, tok, tiny: bool) -> float:
@@ -283,12 +291,13 @@ def session_worker(folder: Path, session: int, progress: bool = False) -> dict:
     models = {"memory": model, "retrieval": model, "naive": naive.model}
     rows = {}
     for name in SYSTEMS:
-        e, misses = engines[name], []
+        e, misses, tool_misses = engines[name], [], []
         row = {"session": session, "recall": recall(e, seen, cfg.max_tokens, misses),
                "recall_session1": recall(e, sessions[0], cfg.max_tokens) if session else 0.0,
-               "tools": tool_scores(e, cfg.tool_questions, cfg.max_tokens),
+               "tools": tool_scores(e, cfg.tool_questions, cfg.tool_max_tokens, tool_misses),
                "pydocs_bpb": bpb(models[name], tok, cfg.tiny),  # as served: see adapter_bpb
                "consolidate_s": took if name == "memory" else 0.0, "misses": misses,
+               "tool_misses": tool_misses,
                "pid": os.getpid()}
         row["tool_mean"] = sum(row["tools"].values()) / len(row["tools"])
         if name == "memory" and e.memory is not None:
@@ -418,7 +427,7 @@ def main(argv: list[str] | None = None) -> dict:
     progress = not a.no_progress
     if a.tiny:
         cfg = BenchConfig(min(a.facts, 6), min(a.sessions, 2), min(a.tool_questions, 2), 4,
-                          max_tokens=8, tiny=True)
+                          max_tokens=8, tool_max_tokens=8, tiny=True)
         where, model = tiny_model()[2], None
         mcfg = MemoryConfig(encoder="hash", min_score=0.25, progress=False, shared_steps=2,
                             topic_steps=2, replay_prompts=3, replay_tokens=8, batch_size=4,

@@ -25,7 +25,9 @@ from week12_nanochat.memorydata import (
 FAST = dict(encoder="hash", min_score=0.25, progress=False, shared_steps=8, topic_steps=24,
             steps_per_fact=10, lora_r=8,
             lr=1e-2, batch_size=8, replay_prompts=6, replay_tokens=16, replay_capacity=32,
-            fisher_examples=8, ckpt_every=4)
+            fisher_examples=8, ckpt_every=4,
+            base_prompts=0)  # a hashed bag of words finds "does" in the base's questions too:
+#                              the base gate is tested with MiniLM (test_memory.py)
 
 
 def _memory(folder, model, tok, **kw):

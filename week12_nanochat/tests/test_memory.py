@@ -77,6 +77,31 @@ def test_paraphrase_retrieval_finds_the_fact_with_minilm(tmp_path, make_llama, c
     mem.close()
 
 
+def test_the_base_tool_questions_stay_with_the_plain_model_and_the_paraphrases_do_not(
+        tmp_path, make_llama, chat_tok, minilm):
+    """50 taught facts: without the base gate, held-out tool questions (their names sound like
+    the taught ones) go to the memory; with it (the default) none does, and the paraphrases of
+    the facts still reach them."""
+    from week05_eval import tool_task
+
+    facts = make_facts(50, seed=0, split="test")
+    tools = [e.question for kind in ("arithmetic", "string", "facts")
+             for e in tool_task(kind, n=30, seed=0).examples]
+    model = make_llama(chat_tok.vocab_size, block_size=512)
+    routed = {}
+    for n in (0, 60):
+        mem = Memory(tmp_path / f"m{n}", model, chat_tok,
+                     MemoryConfig(progress=False, base_prompts=n), encoder=minilm)
+        for f in facts:
+            mem.teach(f.text, topic=f.kind)
+        plans = [mem.plan(q) for q in tools]
+        routed[n] = sum(p.rag or p.adapter is not None for p in plans) / len(tools)
+        recall = sum(mem.plan(f.paraphrases[0]).rag for f in facts) / len(facts)
+        assert recall >= 0.9, (n, recall)
+        mem.close()
+    assert routed[0] > 0.1 and routed[60] == 0, routed
+
+
 def test_sources_that_would_overflow_the_context_are_not_retrieved(memory):
     """A 256-token model with a 400-token vocabulary: three long facts do not fit."""
     memory.teach(" ".join(f"My friend's {w} from the old farm by the river is called Ravenlo{w}." for w in

@@ -9,7 +9,9 @@ prompt in week10's RAG format (``rag=True``: the format the speedrun's SFT
 trains the model to read, ``teachdata.reading_conversations``) and says how
 many prompt tokens that adds (``reserve``). A question far from every fact
 (arithmetic, code) gets the plain model: no retrieval, no adapter, and so do
-sources that would not fit the model's context.
+sources that would not fit the model's context and a question nearer one of the
+base's own tool questions (``base_score``: week04's train split, what the plain
+model was trained to answer) than any taught fact.
 
 ``consolidate()`` starts (or resumes) the background job of ``consolidate.py``:
 the taught facts trained into LoRA adapters of ``library`` (a week10
@@ -56,6 +58,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+
+import numpy as np
 
 from shared import CheckpointError, write_json_atomic
 from week10_hydra.bank import AdapterBank
@@ -109,6 +113,11 @@ class MemoryConfig:
 
     encoder: str = "minilm"  # "minilm" (all-MiniLM-L6-v2) | "hash" (no model; tests)
     min_score: float = 0.35  # dense cosine of the best fact below which nothing is retrieved
+    # tool questions of the base's own tasks (week04's train split) the plain model answers: a
+    # question nearer one of them than any taught fact goes to the plain model (0: no gate).
+    # Without it 40% of the held-out tool questions went to the memory by the 50th fact (the
+    # world's names sound like taught ones) and the tool tasks fell 0.90 -> 0.63
+    base_prompts: int = 60
     route: str = "retrieval"  # "retrieval" | "prototype" (see the module docstring)
     router_threshold: float = 0.2  # the prototype router's cosine threshold
     rag_with_adapter: bool = False  # retrieve even when a consolidated adapter answers
@@ -145,6 +154,9 @@ class MemoryConfig:
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"MemoryConfig.{k} must be a positive int, got {v!r}")
+        v = self.base_prompts
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"MemoryConfig.base_prompts must be an int >= 0, got {v!r}")
         if not 0.0 <= self.replay_ratio < 1.0:
             raise ValueError(f"MemoryConfig.replay_ratio must be in [0, 1), got "
                              f"{self.replay_ratio}")
@@ -231,6 +243,7 @@ class Memory:
         self.shared_stale = False  # a forgotten fact is still in the shared adapter
         self._load()
         self.routing = None  # week10 PrototypeRouting over the topic adapters, once trained
+        self._base = None  # (N, D) the base's tool questions, encoded on the first plan
         self.router = MemoryRouter(self)
         self._load_router()
         from week12_nanochat.consolidate import Job
@@ -320,6 +333,21 @@ class Memory:
                 return name
         return None
 
+    def base_score(self, question: str) -> float:
+        """The dense cosine of ``question`` to the nearest of the base's own tool questions
+        (``MemoryConfig.base_prompts`` of week04's train split; -1 without any)."""
+        if self._base is None:
+            from week04_modern_arch_tools import make_tool_dataset
+
+            n, kinds = self.config.base_prompts, ("arithmetic", "string", "facts")
+            qs = [c[0]["content"] for i, kind in enumerate(kinds)
+                  for c in make_tool_dataset(kind, n // 3 + (i < n % 3), self.config.seed)]
+            self._base = self.encoder.encode(qs) if qs else np.zeros((0, 1), np.float32)
+        if not len(self._base):
+            return -1.0
+        q = self.encoder.encode([question])[0]  # (D,), unit norm like the rows
+        return float((self._base @ q).max())
+
     def plan(self, question: str) -> MemoryPlan:
         """Which adapter answers ``question`` and whether the taught facts are retrieved."""
         if not isinstance(question, str) or not question.strip():
@@ -330,6 +358,8 @@ class Memory:
             best = self.store.search(question, k=1, mode="dense")
             if not best or best[0].score < self.config.min_score:
                 return MemoryPlan()  # no taught fact is about this: the plain model
+            if self.base_score(question) >= best[0].score:
+                return MemoryPlan()  # one of the base's own tool questions is nearer
             hits = self.store.search(question, k=RAG_K)  # what Hydra will retrieve
             shown = rag_messages([{"role": "user", "content": question}], hits, RAG_CHARS)
             asked = len(self.tokenizer.encode(question))
