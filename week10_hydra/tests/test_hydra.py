@@ -74,7 +74,8 @@ def test_a_cancelled_request_leaves_the_batch_and_the_others_are_unchanged(hydra
                 serving.cancel(1)
     cut = serving.replies
     assert cut[1].finish_reason == "cancelled" and cut[1].tokens == 4 < full[1].tokens
-    assert full[1].raw.startswith(cut[1].raw)
+    # a row cut inside a multi-byte character ends in U+FFFD where the full reply goes on
+    assert full[1].raw.startswith(cut[1].raw.removesuffix("\ufffd"))
     for i in (0, 2, 3, 4):
         assert cut[i].raw == full[i].raw and cut[i].finish_reason == full[i].finish_reason
     with pytest.raises(ValueError, match="no request 9"):
