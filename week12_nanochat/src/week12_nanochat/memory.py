@@ -338,10 +338,12 @@ class Memory:
         (``MemoryConfig.base_prompts`` of week04's train split; -1 without any)."""
         if self._base is None:
             from week04_modern_arch_tools import make_tool_dataset
+            from week04_modern_arch_tools.tooldata import KINDS
 
-            n, kinds = self.config.base_prompts, ("arithmetic", "string", "facts")
-            qs = [c[0]["content"] for i, kind in enumerate(kinds)
-                  for c in make_tool_dataset(kind, n // 3 + (i < n % 3), self.config.seed)]
+            n = self.config.base_prompts
+            qs = [c[0]["content"] for i, kind in enumerate(KINDS)
+                  for c in make_tool_dataset(kind, n // len(KINDS) + (i < n % len(KINDS)),
+                                                 self.config.seed)]
             self._base = self.encoder.encode(qs) if qs else np.zeros((0, 1), np.float32)
         if not len(self._base):
             return -1.0
