@@ -140,6 +140,15 @@ def test_a_new_memory_from_the_folder_has_every_fact_and_the_store(tmp_path, too
     again.close()
 
 
+def test_a_memory_opened_and_closed_without_a_fact_reopens(tmp_path, tool_model, chat_tok):
+    """`make serve` started and stopped before anything was taught: the folder it made (the
+    adapter library's) is a Memory's, and the next start opens it."""
+    Memory(tmp_path / "mem", tool_model, chat_tok, HASH).close()
+    again = Memory(tmp_path / "mem", tool_model, chat_tok, HASH)
+    assert again.facts() == [] and again.plan("What is my dog called?") == MemoryPlan()
+    again.close()
+
+
 def test_a_save_killed_between_its_writes_reopens_consistent(tmp_path, tool_model, chat_tok,
                                                              monkeypatch):
     """The facts file is the commit point: a teach whose facts write fails leaves the old facts

@@ -242,6 +242,8 @@ class Memory:
         self.taught: list[str] = []  # fact ids not yet in the shared adapter
         self.shared_stale = False  # a forgotten fact is still in the shared adapter
         self._load()
+        if not (self.folder / STATE_FILE).exists():
+            self.save()  # a new memory commits at once: the folder is then a Memory's, reopened
         self.routing = None  # week10 PrototypeRouting over the topic adapters, once trained
         self._base = None  # (N, D) the base's tool questions, encoded on the first plan
         self.router = MemoryRouter(self)
